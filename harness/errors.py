@@ -1,0 +1,39 @@
+"""One exception tree for the whole harness, one class per phase.
+
+Every message says what went wrong *and* what to do next, so a CLI user sees a
+one-line error and a pytest user sees the same line in the failure report.
+"""
+
+from __future__ import annotations
+
+
+class DcnlabError(Exception):
+    """Root of every error the harness raises on purpose."""
+
+
+class ConfigError(DcnlabError):
+    """Bad input: options, spec files, names. Raised before anything is created."""
+
+
+class ImageError(DcnlabError):
+    """An image is missing, corrupt, or its build failed."""
+
+
+class HypervisorError(DcnlabError):
+    """libvirt could not be started, reached, or asked to do something."""
+
+
+class ProvisionError(DcnlabError):
+    """A fleet (networks, domains, disks) could not be created."""
+
+
+class CommandError(DcnlabError):
+    """A command (local or on a node) failed; the full result is attached."""
+
+    def __init__(self, message: str, result: object) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class WaitTimeout(DcnlabError):
+    """A condition did not become true before its deadline."""

@@ -1,0 +1,491 @@
+"""A fleet of virtual DCNs: networks, nodes, their disks, and their teardown.
+
+Life cycle: :meth:`Fleet.up` creates a run directory and a :class:`RunRecord`
+*before* anything else, so every object that follows is findable by
+``dcnlab gc`` even if the process is killed mid-way. :meth:`Fleet.down`
+removes exactly what the record and the owner labels say is ours.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import libvirt
+
+from harness import paths
+from harness.accel import Accel, detect
+from harness.domainxml import BootSpec, Owner, domain_xml, network_xml, parse_owner
+from harness.errors import CommandError, ConfigError, DcnlabError, HypervisorError, ProvisionError
+from harness.hypervisor import EmbeddedHypervisor, ExternalHypervisor, Hypervisor, delete_netns, kill_run_processes
+from harness.node import Access, Node
+from harness.owner import ProcessId, RunRecord
+from harness.proc import run_local
+from harness.spec import FleetSpec, NodePlan
+from harness.sshkeys import generate_key, ssh_config_text
+from harness.wait import Deadline, wait_until
+from images.builder import BuiltImage
+
+Progress = Callable[[str], None]
+
+STATE_NAMES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "nostate",
+    libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "blocked",
+    libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutting-down",
+    libvirt.VIR_DOMAIN_SHUTOFF: "shut-off",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
+}
+# Seconds a node takes to answer SSH under KVM on an idle core; scaled by the
+# accelerator and by how many guests share each host core.
+BOOT_BASE_SECONDS = 60.0
+
+
+def netns_name(fleet: str) -> str:
+    return f"dcnlab-{fleet}"
+
+
+def run_dir_of(name: str) -> Path:
+    return paths.runs_dir() / name
+
+
+def image_to_dict(image: BuiltImage) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(image).items()}
+
+
+def image_from_dict(data: dict[str, Any]) -> BuiltImage:
+    return BuiltImage(
+        recipe=data["recipe"],
+        digest=data["digest"],
+        disk=Path(data["disk"]),
+        kernel=Path(data["kernel"]) if data.get("kernel") else None,
+        initrd=Path(data["initrd"]) if data.get("initrd") else None,
+        cmdline=data["cmdline"],
+        built_seconds=data.get("built_seconds", 0.0),
+    )
+
+
+class Fleet:
+    def __init__(
+        self,
+        record: RunRecord,
+        run_dir: Path,
+        hv: Hypervisor,
+        image: BuiltImage,
+        accel: Accel,
+        progress: Progress,
+    ) -> None:
+        self.record = record
+        self.run_dir = run_dir
+        self.hv = hv
+        self.image = image
+        self.accel = accel
+        self.progress = progress
+        self.spec = FleetSpec(**record.spec)
+        self.plan = self.spec.plan()
+        self.access = Access(netns=hv.netns, key=run_dir / "id_ed25519", ssh_config=run_dir / "ssh_config")
+        self.nodes: dict[str, Node] = {}
+        for index in record.nodes:
+            plan = self.plan.node(index, self.spec.networks)
+            self.nodes[plan.name] = Node(plan, self.access)
+        self.timings: dict[str, float] = {}
+        self._conn: libvirt.virConnect | None = None
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    def __repr__(self) -> str:
+        return f"Fleet({self.name}, nodes={list(self.nodes)}, uri={self.hv.uri})"
+
+    def node(self, name: str) -> Node:
+        try:
+            return self.nodes[name]
+        except KeyError:
+            raise ConfigError(
+                f"fleet {self.name} has no node {name!r}; its nodes are {', '.join(self.nodes)}"
+            ) from None
+
+    @property
+    def conn(self) -> libvirt.virConnect:
+        if self._conn is None or not self._conn.isAlive():
+            self._conn = self.hv.connect()
+        return self._conn
+
+    # -- creation -----------------------------------------------------------
+
+    @classmethod
+    def up(
+        cls,
+        spec: FleetSpec,
+        image: BuiltImage,
+        *,
+        libvirt_uri: str | None = None,
+        netns: str | None = None,
+        accel: str = "auto",
+        persistent: bool = False,
+        progress: Progress = print,
+    ) -> Fleet:
+        """Create the fleet and return when every node answers SSH.
+
+        With ``persistent`` the fleet is handed to the user once it is up
+        (``dcnlab gc`` then leaves it alone); otherwise it belongs to this
+        process and is garbage once this process is gone.
+        """
+        start = time.monotonic()
+        if netns is not None and libvirt_uri is None:
+            raise ConfigError("--netns only applies with --libvirt-uri (the embedded hypervisor makes its own)")
+        run_dir = run_dir_of(spec.name)
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir()
+        except FileExistsError:
+            raise ConfigError(_exists_message(spec.name, run_dir)) from None
+        record = RunRecord(
+            name=spec.name,
+            run_id=f"{spec.name}-{uuid.uuid4().hex[:8]}",
+            created=time.time(),
+            owner=ProcessId.me(),
+            persistent=False,
+            uri=libvirt_uri or "",
+            embedded=libvirt_uri is None,
+            netns=netns,
+            spec=asdict(spec),
+            image=image_to_dict(image),
+        )
+        record.save(run_dir)
+        fleet: Fleet | None = None
+        try:
+            chosen = detect(accel, image.kernel, progress)
+            record.domain_type = chosen.domain_type
+            hv: Hypervisor
+            if libvirt_uri is None:
+                progress(f"fleet {spec.name}: starting the embedded hypervisor in namespace {netns_name(spec.name)}")
+
+                def started(h: EmbeddedHypervisor) -> None:
+                    record.netns, record.netns_created, record.supervisor = h.netns, True, h.supervisor
+                    record.uri = h.uri
+                    record.save(run_dir)
+
+                hv = EmbeddedHypervisor.start(run_dir / "hv", netns_name(spec.name), record.run_id, started)
+            else:
+                hv = ExternalHypervisor(libvirt_uri, netns)
+                if netns is not None and not Path(f"/run/netns/{netns}").exists():
+                    raise ConfigError(f"--netns {netns}: no such network namespace (see `ip netns list`)")
+            fleet = cls(record, run_dir, hv, image, chosen, progress)
+            fleet.timings["hypervisor"] = time.monotonic() - start
+            fleet._create(spec)
+            fleet.timings["total"] = time.monotonic() - start
+            if persistent:
+                fleet.release()
+            return fleet
+        except BaseException as err:
+            # KeyboardInterrupt included: nothing of a half-built fleet may stay.
+            if isinstance(err, KeyboardInterrupt):
+                progress(f"fleet {spec.name}: interrupted, removing what was created")
+            try:
+                _teardown(record, run_dir, fleet, progress)
+            except DcnlabError as cleanup:
+                # The cause of the failure matters more; the leftovers are reported.
+                progress(f"fleet {spec.name}: {cleanup}")
+            raise
+
+    def _create(self, spec: FleetSpec) -> None:
+        t0 = time.monotonic()
+        public = generate_key(self.access.key, f"dcnlab-{self.record.run_id}")
+        (self.run_dir / "disks").mkdir()
+        (self.run_dir / "logs").mkdir()
+        self._pubkey_b64 = base64.b64encode(public.encode()).decode()
+        for i in range(spec.networks):
+            net = self.plan.network(i)
+            try:
+                obj = self.conn.networkDefineXML(network_xml(net))
+                obj.create()
+            except libvirt.libvirtError as err:
+                raise ProvisionError(f"cannot create network {net.name} (bridge {net.bridge}): {err}") from err
+        self.timings["networks"] = time.monotonic() - t0
+        self.progress(f"fleet {self.name}: {spec.networks} network(s) up; booting {spec.nodes} node(s)")
+        self._boot([self.plan.node(i, spec.networks) for i in range(1, spec.nodes + 1)])
+
+    def _boot(self, plans: list[NodePlan]) -> list[Node]:
+        t0 = time.monotonic()
+        nodes = []
+        for plan in plans:
+            self._define_and_start(plan)
+            node = Node(plan, self.access)
+            self.nodes[plan.name] = node
+            nodes.append(node)
+        self.timings["define_start"] = time.monotonic() - t0
+        self._write_ssh_config()
+        share = max(1.0, len(plans) / (os.cpu_count() or 1))
+        deadline = Deadline.after(BOOT_BASE_SECONDS * self.accel.scale * share)
+        with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+            futures = {pool.submit(self._wait_ssh, n, deadline, t0): n for n in nodes}
+            errors = []
+            for fut in as_completed(futures):
+                try:
+                    fut.result()
+                except DcnlabError as err:
+                    errors.append(err)
+        if errors:
+            raise ProvisionError("\n".join(str(e) for e in errors))
+        self.timings["ssh_ready"] = time.monotonic() - t0
+        return nodes
+
+    def _define_and_start(self, plan: NodePlan) -> None:
+        disk = self.run_dir / "disks" / f"{plan.name}.qcow2"
+        run_local(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", self.image.disk, disk], timeout=60)
+        xml = domain_xml(
+            plan,
+            owner=Owner(self.record.run_id, self.name),
+            domain_type=self.accel.domain_type,
+            vcpus=self.spec.vcpus,
+            memory_mib=self.spec.memory_mib,
+            disk=disk,
+            console_log=self.console_log(plan.name),
+            boot=BootSpec(self.image.kernel, self.image.initrd, self.kernel_cmdline(plan)),
+            networks={i: self.plan.network(i) for i in range(self.spec.networks)},
+        )
+        try:
+            dom = self.conn.defineXML(xml)
+            self.record.nodes.append(plan.index)
+            self.record.save(self.run_dir)
+            dom.create()
+        except libvirt.libvirtError as err:
+            raise ProvisionError(f"cannot start node {plan.name} (domain {plan.domain}): {err}") from err
+        self.progress(f"fleet {self.name}: {plan.name} started ({', '.join(str(n.address) for n in plan.nics)})")
+
+    def kernel_cmdline(self, plan: NodePlan) -> str:
+        ips = " ".join(f"ip={nic.address}:::255.255.255.0::{nic.guest_dev}:off" for nic in plan.nics)
+        return " ".join(
+            [
+                self.image.cmdline,
+                "console=ttyS0 net.ifnames=0 mitigations=off",
+                f"systemd.hostname={plan.name}",
+                ips,
+                # Static addresses: nothing to wait for, and waiting costs ~14 s under TCG.
+                "systemd.mask=systemd-networkd-wait-online.service",
+                f"dcnlab.ssh_key={self._pubkey_b64}",
+            ]
+        )
+
+    def _wait_ssh(self, node: Node, deadline: Deadline, t0: float) -> None:
+        def answers() -> bool:
+            state = self.domain_state(node.name)
+            if state not in ("running", "blocked"):
+                raise ProvisionError(f"{node.name} is {state}, not running")
+            return node.run("true", timeout=20).ok
+
+        try:
+            wait_until(
+                answers,
+                timeout=deadline,
+                what=f"{node.name} to answer SSH on {node.address()}",
+                interval=1.0,
+                describe_failure=lambda: (
+                    f"console log tail ({self.console_log(node.name)}):\n" + self.console_tail(node.name)
+                ),
+            )
+        except DcnlabError as err:
+            raise ProvisionError(str(err)) from err
+        self.progress(f"fleet {self.name}: {node.name} answers SSH after {time.monotonic() - t0:.1f}s")
+
+    def _write_ssh_config(self) -> None:
+        text = ssh_config_text([n.plan for n in self.nodes.values()], self.access)
+        self.access.ssh_config.write_text(text)
+
+    # -- growing and shrinking ----------------------------------------------
+
+    def add_node(self) -> Node:
+        """Boot one more node (next free index) and return when it answers SSH."""
+        index = max(self.record.nodes, default=0) + 1
+        (node,) = self._boot([self.plan.node(index, self.spec.networks)])
+        return node
+
+    def remove_node(self, name: str) -> None:
+        """Power off and delete one node, its domain and its disk."""
+        node = self.node(name)
+        node.close()
+        self._remove_domain(node.domain)
+        self.record.nodes.remove(node.plan.index)
+        self.record.save(self.run_dir)
+        del self.nodes[name]
+        (self.run_dir / "disks" / f"{name}.qcow2").unlink(missing_ok=True)
+        self._write_ssh_config()
+
+    def _remove_domain(self, domain: str) -> None:
+        try:
+            dom = self.conn.lookupByName(domain)
+        except libvirt.libvirtError:
+            return
+        owner = parse_owner(dom.XMLDesc())
+        if owner is None or owner.run_id != self.record.run_id:
+            raise ProvisionError(f"domain {domain} is not owned by run {self.record.run_id}; leaving it alone")
+        if dom.isActive():
+            dom.destroy()
+        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+
+    # -- reading ------------------------------------------------------------
+
+    def domain_state(self, name: str) -> str:
+        try:
+            state, _reason = self.conn.lookupByName(self.node(name).domain).state()
+        except libvirt.libvirtError:
+            return "absent"
+        return STATE_NAMES.get(state, str(state))
+
+    def console_log(self, name: str) -> Path:
+        return self.run_dir / "logs" / f"{name}.console.log"
+
+    def console_tail(self, name: str, lines: int = 25) -> str:
+        path = self.console_log(name)
+        if not path.exists():
+            return "(no console output yet)"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "run_id": self.record.run_id,
+            "uri": self.hv.uri,
+            "embedded": self.record.embedded,
+            "netns": self.hv.netns,
+            "accelerator": self.accel.name,
+            "persistent": self.record.persistent,
+            "image": str(self.image.disk),
+            "ssh_config": str(self.access.ssh_config),
+            "networks": [
+                {"index": i, "name": n.name, "bridge": n.bridge, "cidr": str(n.cidr), "gateway": str(n.gateway)}
+                for i in range(self.spec.networks)
+                for n in [self.plan.network(i)]
+            ],
+            "nodes": [
+                {
+                    "name": node.name,
+                    "domain": node.domain,
+                    "state": self.domain_state(node.name),
+                    "addresses": node.addresses,
+                    "macs": [nic.mac for nic in node.plan.nics],
+                    "console_log": str(self.console_log(node.name)),
+                }
+                for node in self.nodes.values()
+            ],
+        }
+
+    # -- hand-off and teardown ----------------------------------------------
+
+    def release(self) -> None:
+        """Hand the fleet to the user: it outlives this process and gc keeps it."""
+        self.record.persistent = True
+        self.record.owner = None
+        self.record.save(self.run_dir)
+
+    def down(self) -> None:
+        _teardown(self.record, self.run_dir, self, self.progress)
+
+    @classmethod
+    def attach(cls, name: str, progress: Progress = print) -> Fleet:
+        """Reach a fleet that another process created (CLI status/ssh/down)."""
+        run_dir = run_dir_of(name)
+        if not (run_dir / RunRecord.FILE).exists():
+            known = ", ".join(sorted(p.name for p in paths.runs_dir().glob("*") if p.is_dir())) or "none"
+            raise ConfigError(f"no fleet named {name!r} (known fleets: {known}); start one with `dcnlab fleet up`")
+        record = RunRecord.load(run_dir)
+        hv = _hypervisor_of(record, run_dir)
+        if isinstance(hv, EmbeddedHypervisor) and not hv.alive():
+            raise HypervisorError(
+                f"the embedded hypervisor of fleet {name} is gone (was it killed?); "
+                f"remove the rest with `dcnlab fleet down --name {name}`"
+            )
+        accel = Accel("kvm" if record.domain_type == "kvm" else "tcg", "as recorded when the fleet was created")
+        return cls(record, run_dir, hv, image_from_dict(record.image), accel, progress)
+
+
+def _hypervisor_of(record: RunRecord, run_dir: Path) -> Hypervisor:
+    if record.embedded:
+        return EmbeddedHypervisor(run_dir / "hv", record.netns or netns_name(record.name), record.supervisor)
+    return ExternalHypervisor(record.uri, record.netns)
+
+
+def _exists_message(name: str, run_dir: Path) -> str:
+    try:
+        record = RunRecord.load(run_dir)
+    except (OSError, ValueError, TypeError):
+        return f"fleet {name!r} already has a run directory {run_dir}; remove it with `dcnlab gc`"
+    if record.abandoned():
+        return f"fleet {name!r} was left behind by a run that died; run `dcnlab gc`, then try again"
+    return f"fleet {name!r} already exists; use it, pick another --name, or `dcnlab fleet down --name {name}`"
+
+
+def _owned_domains(conn: libvirt.virConnect, run_id: str) -> Iterable[libvirt.virDomain]:
+    for dom in conn.listAllDomains():
+        try:
+            owner = parse_owner(dom.XMLDesc())
+        except libvirt.libvirtError:
+            continue  # vanished while we looked
+        if owner is not None and owner.run_id == run_id:
+            yield dom
+
+
+def _teardown(record: RunRecord, run_dir: Path, fleet: Fleet | None, progress: Progress) -> None:
+    """Remove everything of one run; every step runs even if an earlier one
+    failed, and the failures are raised together at the end."""
+    errors: list[str] = []
+
+    def step(what: str, fn: Callable[[], object]) -> None:
+        try:
+            fn()
+        except Exception as err:  # noqa: BLE001 - collected and raised below
+            errors.append(f"{what}: {err}")
+
+    if fleet is not None:
+        for node in fleet.nodes.values():
+            node.close()
+    hv = fleet.hv if fleet is not None else _hypervisor_of(record, run_dir)
+    reachable = not isinstance(hv, EmbeddedHypervisor) or hv.alive()
+    # A fleet that never opened its connection created nothing in libvirt.
+    never_connected = fleet is not None and fleet._conn is None
+    if reachable and record.uri and not never_connected:
+
+        def remove_libvirt_objects() -> None:
+            conn = hv.connect()
+            try:
+                for dom in _owned_domains(conn, record.run_id):
+                    if dom.isActive():
+                        dom.destroy()
+                    dom.undefineFlags(
+                        libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                    )
+                # libvirt 9.0 networks carry no metadata: ours are known by name.
+                prefix = f"dcnlab-{record.name}-n"
+                for net in conn.listAllNetworks():
+                    if net.name().startswith(prefix):
+                        if net.isActive():
+                            net.destroy()
+                        net.undefine()
+            finally:
+                conn.close()
+
+        step("removing domains and networks", remove_libvirt_objects)
+    if isinstance(hv, EmbeddedHypervisor):
+        step("stopping the embedded hypervisor", hv.stop)
+    step("stopping leftover processes", lambda: kill_run_processes(run_dir, record.run_id))
+    if record.embedded:
+        step("deleting the namespace", lambda: delete_netns(record.netns or netns_name(record.name)))
+    step("removing the run directory", lambda: shutil.rmtree(run_dir))
+    if errors:
+        raise ProvisionError(f"teardown of fleet {record.name} was incomplete:\n  " + "\n  ".join(errors))
+    progress(f"fleet {record.name}: removed")
+
+
+__all__ = ["CommandError", "Fleet", "netns_name", "run_dir_of"]

@@ -1,0 +1,164 @@
+"""The embedded hypervisor's parent process: ``python -m harness.hvsupervisor``.
+
+It is started by :mod:`harness.hypervisor` inside the fleet's network namespace
+and a private mount namespace, and does three things the machine's PID 1 won't:
+
+1. Gives libvirtd and virtlogd private state (/run/libvirt, /var/lib/libvirt,
+   /etc/libvirt, ...) by bind-mounting the run's directories over them, so it
+   never clashes with a system libvirtd or with another run.
+2. Reaps every orphan (``PR_SET_CHILD_SUBREAPER``): QEMU is daemonised by
+   libvirtd and would otherwise stay a zombie, which stalls libvirt (FACTS.md).
+3. Stops everything it started when told to (SIGTERM) or when libvirtd dies,
+   killing leftover QEMU processes so nothing outlives the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PR_SET_CHILD_SUBREAPER = 36
+
+# host path under the run's hv/ directory -> the path libvirt expects
+PRIVATE_DIRS = {
+    "run": "/run/libvirt",
+    "lib": "/var/lib/libvirt",
+    "log": "/var/log/libvirt",
+    "cache": "/var/cache/libvirt",
+    "etc": "/etc/libvirt",
+}
+
+
+class Stop(Exception):
+    pass
+
+
+def log(msg: str) -> None:
+    print(f"hvsupervisor[{os.getpid()}] {msg}", file=sys.stderr, flush=True)
+
+
+def bind_private_dirs(root: Path) -> None:
+    for sub, target in PRIVATE_DIRS.items():
+        src = root / sub
+        src.mkdir(parents=True, exist_ok=True)
+        Path(target).mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "--bind", str(src), target], check=True, timeout=30)
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # comm may hold spaces or parentheses: fields after the last ')' are fixed
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def reap_all() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def shutdown(daemons: dict[str, subprocess.Popen[bytes]]) -> None:
+    me = os.getpid()
+    for name in ("libvirtd", "virtlogd"):
+        proc = daemons.get(name)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        reap_all()
+        if all(p.poll() is not None for p in daemons.values()):
+            break
+        time.sleep(0.1)
+    # What is left are orphans we adopted: QEMU processes whose domains were
+    # not destroyed (a killed run). They belong to this run only.
+    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        left = children_of(me)
+        if not left:
+            break
+        log(f"stopping {len(left)} leftover process(es) with {sig.name}: {left}")
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while children_of(me) and time.monotonic() < deadline:
+            reap_all()
+            time.sleep(0.1)
+    reap_all()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--root", type=Path, required=True, help="the run's hv/ directory")
+    ap.add_argument("--run-id", required=True, help="owner label, for ps and dcnlab gc")
+    args = ap.parse_args(argv)
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        log("cannot become a child subreaper")
+        return 2
+
+    def on_signal(signum: int, _frame: object) -> None:
+        raise Stop(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    root: Path = args.root
+    bind_private_dirs(root)
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=30)
+    env = {**os.environ, "DCNLAB_RUN": args.run_id}
+    logs = root / "log"
+    daemons: dict[str, subprocess.Popen[bytes]] = {}
+    status = 0
+    try:
+        for name in ("virtlogd", "libvirtd"):
+            out = open(logs / f"{name}.out", "ab")  # noqa: SIM115 - lives as long as the daemon
+            # No -d: daemons stay our children, so we see them die and reap them.
+            daemons[name] = subprocess.Popen([name], stdout=out, stderr=subprocess.STDOUT, env=env)
+            log(f"started {name} pid {daemons[name].pid}")
+        # The supervisor's whole life is this loop: it ends on a signal or when
+        # a daemon dies, so it has no deadline of its own.
+        while True:
+            pid, code = os.waitpid(-1, 0)
+            for name, proc in daemons.items():
+                if proc.pid == pid:
+                    proc.returncode = os.waitstatus_to_exitcode(code)
+                    log(f"{name} exited with {proc.returncode}; stopping the hypervisor")
+                    raise Stop(f"{name} died")
+    except Stop as why:
+        log(f"stopping: {why}")
+        status = 0 if "SIG" in str(why) else 3
+    except ChildProcessError:
+        status = 3
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        shutdown(daemons)
+        log("stopped")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

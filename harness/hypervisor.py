@@ -1,0 +1,265 @@
+"""Where fleets run: the embedded hypervisor (default) or an existing one.
+
+The embedded hypervisor is a private libvirtd + virtlogd pair started inside a
+network namespace created for the run (see :mod:`harness.hvsupervisor`). The
+host reaches libvirtd over its unix socket, which lives in the run directory:
+``qemu:///system?socket=RUN/hv/run/libvirt-sock``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import libvirt
+
+from harness import hvsupervisor
+from harness.errors import CommandError, HypervisorError
+from harness.owner import ProcessId
+from harness.proc import run_local
+from harness.wait import wait_until
+
+# libvirt prints every error to stderr by default; we raise them instead.
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+REQUIRED_TOOLS = ("libvirtd", "virtlogd", "qemu-system-x86_64", "qemu-img", "ip", "unshare", "nc", "mount")
+
+LIBVIRTD_CONF = """\
+# dcnlab: private libvirtd, reached only by root over its own unix socket
+unix_sock_group = "root"
+unix_sock_ro_perms = "0700"
+unix_sock_rw_perms = "0700"
+auth_unix_ro = "none"
+auth_unix_rw = "none"
+log_outputs = "3:stderr"
+"""
+VIRTLOGD_CONF = 'log_outputs = "3:stderr"\n'
+# QEMU runs as root with no security driver or cgroups: there is no systemd
+# and no AppArmor here, and /dev/kvm is 0600 (FACTS.md).
+QEMU_CONF = """\
+user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+security_driver = "none"
+namespaces = [ ]
+cgroup_controllers = [ ]
+stdio_handler = "logd"
+"""
+
+
+class Hypervisor(Protocol):
+    """What a fleet needs from the place it runs."""
+
+    uri: str
+    netns: str | None  # namespace from which guests are reached (None: this one)
+
+    def connect(self) -> libvirt.virConnect: ...
+
+
+def check_tools() -> None:
+    missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
+    if missing:
+        raise HypervisorError(
+            f"{', '.join(missing)} not installed: run `./dev setup` (README.md) to install libvirt, QEMU and tools"
+        )
+
+
+def open_connection(uri: str, timeout: float = 30.0) -> libvirt.virConnect:
+    """libvirt.open with a deadline: a remote URI can otherwise hang for minutes."""
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            box["conn"] = libvirt.open(uri)
+        except libvirt.libvirtError as err:
+            box["err"] = err
+
+    t = threading.Thread(target=target, name=f"libvirt-open {uri}", daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise HypervisorError(f"libvirt at {uri} did not answer within {timeout:.0f}s: check the URI and the host")
+    if "err" in box:
+        raise HypervisorError(
+            f"cannot reach libvirt at {uri}: {box['err']}. Check the URI and that libvirtd runs "
+            f"(`virsh -c '{uri}' list`), or omit the URI to use the embedded hypervisor"
+        )
+    conn = box["conn"]
+    assert isinstance(conn, libvirt.virConnect)
+    return conn
+
+
+class ExternalHypervisor:
+    """A libvirt the user already runs. ``netns`` names the namespace its
+    bridges live in (the harness adds nothing to it but reaches guests there)."""
+
+    embedded = False
+
+    def __init__(self, uri: str, netns: str | None) -> None:
+        self.uri = uri
+        self.netns = netns
+
+    def connect(self) -> libvirt.virConnect:
+        return open_connection(self.uri)
+
+
+class EmbeddedHypervisor:
+    """A private libvirtd inside a namespace this run creates and removes."""
+
+    embedded = True
+
+    def __init__(self, root: Path, netns: str, supervisor: ProcessId | None = None) -> None:
+        self.root = root
+        self.netns = netns
+        self.supervisor = supervisor
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.uri = f"qemu:///system?socket={root / 'run' / 'libvirt-sock'}"
+
+    def connect(self) -> libvirt.virConnect:
+        return open_connection(self.uri)
+
+    # -- life cycle ---------------------------------------------------------
+
+    @classmethod
+    def start(
+        cls,
+        root: Path,
+        netns: str,
+        run_id: str,
+        on_started: Callable[[EmbeddedHypervisor], None],
+        timeout: float = 90.0,
+    ) -> EmbeddedHypervisor:
+        """Create ``netns`` and start the daemons in it. ``on_started`` is called
+        as soon as something exists that teardown must remove."""
+        check_tools()
+        try:
+            run_local(["ip", "netns", "add", netns], timeout=30)
+        except CommandError as err:
+            raise HypervisorError(
+                f"cannot create network namespace {netns}: {err.result.stderr.strip()} "  # type: ignore[attr-defined]
+                "(a fleet of this name may still exist: `dcnlab fleet down` or `dcnlab gc`)"
+            ) from err
+        hv = cls(root, netns)
+        on_started(hv)
+        for sub, text in (("libvirtd.conf", LIBVIRTD_CONF), ("virtlogd.conf", VIRTLOGD_CONF), ("qemu.conf", QEMU_CONF)):
+            (root / "etc").mkdir(parents=True, exist_ok=True)
+            (root / "etc" / sub).write_text(text)
+        for sub, target in hvsupervisor.PRIVATE_DIRS.items():
+            _copy_dir_skeleton(Path(target), root / sub)
+        # libvirt 9.0 writes each bridge's MAC map here but only creates the
+        # directory when it starts a dnsmasq, which our networks never need.
+        (root / "lib" / "dnsmasq").mkdir(exist_ok=True)
+        log = open(root / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
+        argv = [
+            "ip", "netns", "exec", netns, "unshare", "--mount", "--propagation", "private", "--",
+            sys.executable, hvsupervisor.__file__, "--root", str(root), "--run-id", run_id,
+        ]  # fmt: skip
+        # Own session: a Ctrl-C in the terminal reaches the harness, which
+        # destroys domains first and then stops the hypervisor in order.
+        hv._proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        hv.supervisor = ProcessId.of(hv._proc.pid)
+        on_started(hv)
+
+        def ready() -> bool:
+            if hv._proc is not None and hv._proc.poll() is not None:
+                raise HypervisorError(f"the embedded libvirtd exited during start-up:\n{hv.log_tail()}")
+            if not (root / "run" / "libvirt-sock").exists():
+                return False
+            hv.connect().close()
+            return True
+
+        try:
+            wait_until(
+                ready, timeout=timeout, what=f"the embedded libvirtd in namespace {netns} to answer", interval=0.2
+            )
+        except HypervisorError:
+            raise
+        except Exception as err:
+            raise HypervisorError(f"{err}\n{hv.log_tail()}") from err
+        return hv
+
+    def log_tail(self, lines: int = 12) -> str:
+        out = []
+        for name in ("supervisor.log", "log/libvirtd.out", "log/virtlogd.out"):
+            p = self.root / name
+            if p.exists():
+                tail = p.read_text(errors="replace").splitlines()[-lines:]
+                out.append(f"--- {p} ---\n" + "\n".join(tail))
+        return "\n".join(out)
+
+    def alive(self) -> bool:
+        return self.supervisor is not None and self.supervisor.alive()
+
+    def stop(self, timeout: float = 45.0) -> None:
+        """Stop the daemons (the supervisor kills leftover QEMU) and delete the namespace."""
+        sup = self.supervisor
+        if sup is not None and sup.alive():
+            os.kill(sup.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while sup.alive() and time.monotonic() < deadline:
+                if self._proc is not None:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self._proc.wait(timeout=0.2)
+                else:
+                    time.sleep(0.2)
+            if sup.alive():
+                os.kill(sup.pid, signal.SIGKILL)
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=10)
+        delete_netns(self.netns)
+
+
+def kill_run_processes(run_dir: Path, run_id: str) -> list[int]:
+    """SIGKILL every process of one run: those whose command line names
+    ``run_dir`` (QEMU with our disks, the supervisor, ProxyCommands) and those
+    whose environment carries ``DCNLAB_RUN=run_id`` (libvirtd, virtlogd). Used
+    after a crash, when the supervisor that would have stopped them is gone."""
+    in_cmdline = (str(run_dir).rstrip("/") + "/").encode()  # ".../t1/" must not match ".../t10/"
+    in_environ = f"DCNLAB_RUN={run_id}".encode()
+    killed = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:
+            continue
+        if in_cmdline in cmdline or in_environ in environ.split(b"\0"):
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+                killed.append(int(entry))
+            except ProcessLookupError:
+                pass
+    return killed
+
+
+def _copy_dir_skeleton(src: Path, dst: Path) -> None:
+    """Recreate the directories (not the files) of the packaged libvirt tree:
+    libvirtd expects some (e.g. /var/lib/libvirt/dnsmasq) to exist, while the
+    files (the default network's autostart link...) must not leak in."""
+    dst.mkdir(parents=True, exist_ok=True)
+    if not src.is_dir():
+        return
+    for dirpath, dirnames, _files in os.walk(src):
+        for d in dirnames:
+            (dst / Path(dirpath).relative_to(src) / d).mkdir(exist_ok=True)
+
+
+def delete_netns(netns: str) -> None:
+    if Path(f"/run/netns/{netns}").exists():
+        run_local(["ip", "netns", "del", netns], timeout=30)

@@ -1,0 +1,122 @@
+"""One fleet node as seen from the harness: its addresses, and the one way to
+run a command on it (over SSH from inside the fleet's namespace)."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import CommandError
+from harness.proc import Result, netns_prefix
+from harness.spec import NodePlan
+
+if TYPE_CHECKING:
+    import fabric
+
+
+@dataclass(frozen=True)
+class Access:
+    """How to reach guests: the namespace, the per-run key and ssh_config."""
+
+    netns: str | None
+    key: Path
+    ssh_config: Path
+
+    def proxy_command(self) -> str:
+        # %h/%p are expanded by paramiko's SSHConfig (fabric) and by OpenSSH.
+        return shlex.join([*netns_prefix(self.netns), "nc", "%h", "%p"])
+
+
+class Node:
+    def __init__(self, plan: NodePlan, access: Access) -> None:
+        self.plan = plan
+        self.access = access
+        self._connections: dict[int, fabric.Connection] = {}
+
+    def __repr__(self) -> str:
+        return f"Node({self.name}, {', '.join(self.addresses)})"
+
+    @property
+    def name(self) -> str:
+        return self.plan.name
+
+    @property
+    def domain(self) -> str:
+        return self.plan.domain
+
+    @property
+    def addresses(self) -> list[str]:
+        return [str(n.address) for n in self.plan.nics]
+
+    def address(self, network: int = 0) -> str:
+        return self.plan.address(network)
+
+    def connection(self, network: int = 0) -> fabric.Connection:
+        """A fabric Connection to this node's address on ``network``."""
+        if network not in self._connections:
+            import fabric  # deferred: importing paramiko costs ~0.3 s
+
+            self._connections[network] = fabric.Connection(
+                host=self.address(network),
+                user="root",
+                gateway=self.access.proxy_command(),
+                connect_timeout=15,
+                connect_kwargs={
+                    "key_filename": str(self.access.key),
+                    "look_for_keys": False,
+                    "allow_agent": False,
+                    "banner_timeout": 30,
+                    "auth_timeout": 30,
+                },
+            )
+        return self._connections[network]
+
+    @cached_property
+    def host(self) -> Any:
+        """A testinfra host for this node (paramiko backend, same ssh_config)."""
+        import testinfra
+
+        return testinfra.get_host(f"paramiko://{self.name}", ssh_config=str(self.access.ssh_config))
+
+    def run(
+        self,
+        command: str | Sequence[str],
+        *,
+        timeout: float = 60.0,
+        check: bool = True,
+        network: int = 0,
+    ) -> Result:
+        """Run ``command`` (a shell string, or an argv that is quoted for you)
+        as root on this node. Raises :class:`CommandError` with the result on a
+        non-zero exit (when ``check``), a timeout, or an unreachable node."""
+        cmd = command if isinstance(command, str) else shlex.join(command)
+        where = f"{self.name}@{self.address(network)}"
+        conn = self.connection(network)
+        start = time.monotonic()
+        from invoke.exceptions import CommandTimedOut
+
+        try:
+            res = conn.run(cmd, hide=True, warn=True, timeout=timeout, in_stream=False)
+        except CommandTimedOut as err:
+            result = Result(cmd, -1, err.result.stdout, err.result.stderr, time.monotonic() - start, where)
+            self.close(network)
+            raise CommandError(f"[{where}] `{cmd}` did not finish within {timeout:.0f}s", result) from err
+        except Exception as err:  # paramiko/socket errors: the node is not reachable (yet)
+            result = Result(cmd, 255, "", f"{type(err).__name__}: {err}", time.monotonic() - start, where)
+            self.close(network)
+            raise CommandError(f"[{where}] cannot run `{cmd}`: {type(err).__name__}: {err}", result) from err
+        result = Result(cmd, res.exited, res.stdout, res.stderr, time.monotonic() - start, where)
+        if check and not result.ok:
+            raise CommandError(result.describe(), result)
+        return result
+
+    def close(self, network: int | None = None) -> None:
+        for net in [network] if network is not None else list(self._connections):
+            conn = self._connections.pop(net, None)  # type: ignore[arg-type]
+            if conn is not None:
+                conn.close()
