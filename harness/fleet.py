@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import secrets
 import shutil
 import time
 import uuid
@@ -173,7 +174,7 @@ class Fleet:
                 progress(f"fleet {spec.name}: starting the embedded hypervisor in namespace {netns_name(spec.name)}")
 
                 def started(h: EmbeddedHypervisor) -> None:
-                    record.netns, record.netns_created, record.supervisor = h.netns, True, h.supervisor
+                    record.netns, record.netns_created, record.supervisor = h.name, True, h.supervisor
                     record.uri = h.uri
                     record.save(run_dir)
 
@@ -202,10 +203,14 @@ class Fleet:
 
     def _create(self, spec: FleetSpec) -> None:
         t0 = time.monotonic()
-        public = generate_key(self.access.key, f"dcnlab-{self.record.run_id}")
+        generate_key(self.access.key, f"dcnlab-{self.record.run_id}")
         (self.run_dir / "disks").mkdir()
         (self.run_dir / "logs").mkdir()
-        self._pubkey_b64 = base64.b64encode(public.encode()).decode()
+        # Per-run password of the hacluster user (pcs host auth); never logged.
+        pw_file = self.run_dir / "hacluster.pw"
+        fd = os.open(pw_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(18))
         for i in range(spec.networks):
             net = self.plan.network(i)
             try:
@@ -265,25 +270,42 @@ class Fleet:
             raise ProvisionError(f"cannot start node {plan.name} (domain {plan.domain}): {err}") from err
         self.progress(f"fleet {self.name}: {plan.name} started ({', '.join(str(n.address) for n in plan.nics)})")
 
+    @property
+    def _pubkey_b64(self) -> str:
+        public = self.access.key.with_name(self.access.key.name + ".pub").read_text().strip()
+        return base64.b64encode(public.encode()).decode()
+
     def kernel_cmdline(self, plan: NodePlan) -> str:
         ips = " ".join(f"ip={nic.address}:::255.255.255.0::{nic.guest_dev}:off" for nic in plan.nics)
         return " ".join(
             [
                 self.image.cmdline,
-                "console=ttyS0 net.ifnames=0 mitigations=off",
+                # Kernel chatter on an emulated UART slows a TCG boot; systemd's
+                # status lines stay in the console log for post-mortems.
+                "console=ttyS0 net.ifnames=0 mitigations=off quiet systemd.show_status=1",
                 f"systemd.hostname={plan.name}",
                 ips,
                 # Static addresses: nothing to wait for, and waiting costs ~14 s under TCG.
                 "systemd.mask=systemd-networkd-wait-online.service",
                 f"dcnlab.ssh_key={self._pubkey_b64}",
+                f"dcnlab.hacluster_pw={base64.b64encode(self.hacluster_password.encode()).decode()}",
             ]
         )
+
+    @property
+    def hacluster_password(self) -> str:
+        return (self.run_dir / "hacluster.pw").read_text()
 
     def _wait_ssh(self, node: Node, deadline: Deadline, t0: float) -> None:
         def answers() -> bool:
             state = self.domain_state(node.name)
             if state not in ("running", "blocked"):
                 raise ProvisionError(f"{node.name} is {state}, not running")
+            # A bare TCP probe first: a paramiko attempt against a guest that is
+            # still booting costs far more host CPU than the guest can spare.
+            probe = ["nc", "-z", "-w", "2", node.address(), "22"]
+            if not run_local(probe, netns=self.access.netns, timeout=10, check=False).ok:
+                return False
             return node.run("true", timeout=20).ok
 
         try:

@@ -120,7 +120,8 @@ class EmbeddedHypervisor:
 
     def __init__(self, root: Path, netns: str, supervisor: ProcessId | None = None) -> None:
         self.root = root
-        self.netns = netns
+        self.name = netns
+        self.netns: str | None = netns
         self.supervisor = supervisor
         self._proc: subprocess.Popen[bytes] | None = None
         self.uri = f"qemu:///system?socket={root / 'run' / 'libvirt-sock'}"
@@ -220,7 +221,7 @@ class EmbeddedHypervisor:
         if self._proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=10)
-        delete_netns(self.netns)
+        delete_netns(self.name)
 
 
 def kill_run_processes(run_dir: Path, run_id: str) -> list[int]:

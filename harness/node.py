@@ -64,6 +64,8 @@ class Node:
             self._connections[network] = fabric.Connection(
                 host=self.address(network),
                 user="root",
+                # Never forward our stdin: under pytest it is a closed pseudo-file.
+                config=fabric.Config(overrides={"run": {"in_stream": False}}),
                 gateway=self.access.proxy_command(),
                 connect_timeout=15,
                 connect_kwargs={
@@ -117,6 +119,6 @@ class Node:
 
     def close(self, network: int | None = None) -> None:
         for net in [network] if network is not None else list(self._connections):
-            conn = self._connections.pop(net, None)  # type: ignore[arg-type]
+            conn = self._connections.pop(net, None)
             if conn is not None:
                 conn.close()

@@ -1,0 +1,62 @@
+"""Benchmark: time from start to every node of a fleet answering SSH.
+
+    .venv/bin/python bench/fleet_up.py [--nodes 3] [--networks 2] [--repeat 1]
+
+Writes bench/results/fleet_up.json: one entry per repeat with the phase
+timings the library records (hypervisor start, networks, define+start, SSH
+ready, total) plus the machine facts needed to compare runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from harness.fleet import Fleet
+from harness.spec import FleetSpec
+from images.builder import build_image
+
+OUT = Path(__file__).parent / "results" / "fleet_up.json"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--nodes", type=int, default=3)
+    ap.add_argument("--networks", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=1)
+    args = ap.parse_args()
+    image = build_image(progress=print)
+    runs = []
+    for i in range(args.repeat):
+        name = f"bench{os.getpid()}-{i}"
+        started = time.monotonic()
+        fleet = Fleet.up(FleetSpec(name=name, nodes=args.nodes, networks=args.networks), image, progress=print)
+        up = time.monotonic() - started
+        try:
+            runs.append({"seconds_to_all_ssh": round(up, 2), **{k: round(v, 2) for k, v in fleet.timings.items()}})
+            accel = fleet.accel.name
+        finally:
+            t = time.monotonic()
+            fleet.down()
+            runs[-1]["teardown"] = round(time.monotonic() - t, 2)
+    result = {
+        "benchmark": "fleet_up",
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "accelerator": accel},
+        "image": {"recipe": image.recipe, "digest": image.digest},
+        "nodes": args.nodes,
+        "networks": args.networks,
+        "runs": runs,
+    }
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
