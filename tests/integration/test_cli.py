@@ -122,7 +122,8 @@ def test_bad_input_is_one_clear_line_and_leaves_nothing(args: list[str], needle:
     res = dcnlab(*argv, timeout=120)
     assert res.returncode == 2
     errors = [line for line in res.stderr.splitlines() if "error" in line]
-    assert errors and needle in errors[-1], res.stderr
+    assert errors, res.stderr
+    assert needle in errors[-1], res.stderr
     assert remnants(fleet_name) == []
 
 
@@ -131,7 +132,8 @@ def test_a_file_that_is_not_a_disk_image_is_refused(tmp_path: Path, fleet_name: 
     bogus.write_text("this is not a disk image\n")
     res = dcnlab("fleet", "up", "--name", fleet_name, "--image", str(bogus), timeout=120)
     assert res.returncode == 2
-    assert str(bogus) in res.stderr and "disk image" in res.stderr, res.stderr
+    assert str(bogus) in res.stderr, res.stderr
+    assert "disk image" in res.stderr, res.stderr
     assert remnants(fleet_name) == []
 
 
@@ -147,5 +149,6 @@ def test_missing_libvirtd_is_named(fleet_name: str, image_path: Path, tmp_path: 
     env = {**os.environ, "PATH": str(bindir)}
     res = dcnlab("fleet", "up", "--name", fleet_name, "--image", str(image_path), env=env, timeout=120)
     assert res.returncode == 2
-    assert "libvirtd" in res.stderr and "not installed" in res.stderr, res.stderr
+    assert "libvirtd" in res.stderr, res.stderr
+    assert "not installed" in res.stderr, res.stderr
     assert remnants(fleet_name) == []
