@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import subprocess
@@ -38,6 +39,13 @@ PRIVATE_DIRS = {
 
 class Stop(Exception):
     pass
+
+
+class Reload(Exception):
+    """SIGUSR1: start the services described in ``ROOT/services/*.json``."""
+
+
+SERVICES_DIR = "services"
 
 
 def log(msg: str) -> None:
@@ -78,9 +86,23 @@ def reap_all() -> None:
             return
 
 
+def start_services(root: Path, services: dict[str, subprocess.Popen[bytes]], env: dict[str, str]) -> None:
+    """Start each service file not started yet. Services (fence_virtd...) run
+    here so they see the private /run/libvirt, get reaped, and stop with us."""
+    for spec in sorted((root / SERVICES_DIR).glob("*.json")):
+        name = spec.stem
+        if name in services and services[name].poll() is None:
+            continue
+        argv = json.loads(spec.read_text())["argv"]
+        out = open(root / "log" / f"{name}.out", "ab")  # noqa: SIM115 - lives as long as the service
+        services[name] = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        (root / SERVICES_DIR / f"{name}.pid").write_text(str(services[name].pid))
+        log(f"started service {name} pid {services[name].pid}")
+
+
 def shutdown(daemons: dict[str, subprocess.Popen[bytes]]) -> None:
     me = os.getpid()
-    for name in ("libvirtd", "virtlogd"):
+    for name in [n for n in daemons if n not in ("libvirtd", "virtlogd")] + ["libvirtd", "virtlogd"]:
         proc = daemons.get(name)
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -124,6 +146,16 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
+    reload_pending = False
+    waiting = False
+
+    def on_reload(_signum: int, _frame: object) -> None:
+        nonlocal reload_pending
+        reload_pending = True
+        if waiting:  # only interrupt the blocking wait, never a start-up step
+            raise Reload()
+
+    signal.signal(signal.SIGUSR1, on_reload)
 
     root: Path = args.root
     bind_private_dirs(root)
@@ -138,13 +170,27 @@ def main(argv: list[str] | None = None) -> int:
             # No -d: daemons stay our children, so we see them die and reap them.
             daemons[name] = subprocess.Popen([name], stdout=out, stderr=subprocess.STDOUT, env=env)
             log(f"started {name} pid {daemons[name].pid}")
+        services: dict[str, subprocess.Popen[bytes]] = {}
         # The supervisor's whole life is this loop: it ends on a signal or when
         # a daemon dies, so it has no deadline of its own.
         while True:
-            pid, code = os.waitpid(-1, 0)
+            if reload_pending:
+                reload_pending = False
+                start_services(root, services, env)
+                daemons.update({f"service:{k}": v for k, v in services.items()})
+            try:
+                waiting = True
+                pid, code = os.waitpid(-1, 0)
+            except Reload:
+                continue
+            finally:
+                waiting = False
             for name, proc in daemons.items():
                 if proc.pid == pid:
                     proc.returncode = os.waitstatus_to_exitcode(code)
+                    if name.startswith("service:"):
+                        log(f"{name} exited with {proc.returncode}")
+                        continue
                     log(f"{name} exited with {proc.returncode}; stopping the hypervisor")
                     raise Stop(f"{name} died")
     except Stop as why:

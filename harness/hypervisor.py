@@ -9,6 +9,7 @@ host reaches libvirtd over its unix socket, which lives in the run directory:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -191,6 +192,25 @@ class EmbeddedHypervisor:
         except Exception as err:
             raise HypervisorError(f"{err}\n{hv.log_tail()}") from err
         return hv
+
+    def start_service(self, name: str, argv: list[str]) -> None:
+        """Have the supervisor start (and later stop and reap) a daemon inside
+        the hypervisor's namespaces, e.g. fence_virtd. Idempotent."""
+        sup = self.supervisor
+        if sup is None or not sup.alive():
+            raise HypervisorError(f"cannot start {name}: the embedded hypervisor is not running")
+        services = self.root / hvsupervisor.SERVICES_DIR
+        services.mkdir(exist_ok=True)
+        tmp = services / f".{name}.tmp"
+        tmp.write_text(json.dumps({"argv": argv}))
+        os.replace(tmp, services / f"{name}.json")
+        os.kill(sup.pid, signal.SIGUSR1)
+
+    def service_log(self, name: str, lines: int = 15) -> str:
+        path = self.root / "log" / f"{name}.out"
+        if not path.exists():
+            return f"(no log at {path})"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
     def log_tail(self, lines: int = 12) -> str:
         out = []

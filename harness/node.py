@@ -117,6 +117,21 @@ class Node:
             raise CommandError(result.describe(), result)
         return result
 
+    def put(self, data: bytes, path: str, mode: int = 0o600, network: int = 0) -> None:
+        """Write ``data`` to ``path`` on the node over SFTP (secrets never
+        appear on a command line), creating the parent directory."""
+        import io
+
+        parent = path.rsplit("/", 1)[0] or "/"
+        self.run(["mkdir", "-p", parent], network=network)
+        try:
+            self.connection(network).put(io.BytesIO(data), remote=path)
+            self.connection(network).sftp().chmod(path, mode)
+        except Exception as err:  # paramiko/socket errors, as in run()
+            self.close(network)
+            result = Result(f"put {path}", 255, "", f"{type(err).__name__}: {err}", 0.0, self.name)
+            raise CommandError(f"[{self.name}] cannot write {path}: {type(err).__name__}: {err}", result) from err
+
     def close(self, network: int | None = None) -> None:
         for net in [network] if network is not None else list(self._connections):
             conn = self._connections.pop(net, None)
