@@ -37,3 +37,7 @@ class CommandError(DcnlabError):
 
 class WaitTimeout(DcnlabError):
     """A condition did not become true before its deadline."""
+
+
+class ClusterError(DcnlabError):
+    """The cluster could not be formed, or its state could not be read."""

@@ -357,6 +357,19 @@ class Fleet:
             dom.destroy()
         dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
 
+    def power_on(self, name: str) -> None:
+        """Start a node that is off (fenced, powered off) and wait for SSH."""
+        node = self.node(name)
+        node.close()
+        dom = self.conn.lookupByName(node.domain)
+        t0 = time.monotonic()
+        if not dom.isActive():
+            try:
+                dom.create()
+            except libvirt.libvirtError as err:
+                raise ProvisionError(f"cannot power on {name} (domain {node.domain}): {err}") from err
+        self._wait_ssh(node, Deadline.after(BOOT_BASE_SECONDS * self.accel.scale), t0)
+
     # -- reading ------------------------------------------------------------
 
     def domain_state(self, name: str) -> str:

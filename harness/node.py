@@ -3,6 +3,7 @@ run a command on it (over SSH from inside the fleet's namespace)."""
 
 from __future__ import annotations
 
+import io
 import shlex
 import time
 from collections.abc import Sequence
@@ -92,10 +93,12 @@ class Node:
         timeout: float = 60.0,
         check: bool = True,
         network: int = 0,
+        stdin: str | None = None,
     ) -> Result:
         """Run ``command`` (a shell string, or an argv that is quoted for you)
         as root on this node. Raises :class:`CommandError` with the result on a
-        non-zero exit (when ``check``), a timeout, or an unreachable node."""
+        non-zero exit (when ``check``), a timeout, or an unreachable node.
+        ``stdin`` (a secret, say) is fed to the command and never logged."""
         cmd = command if isinstance(command, str) else shlex.join(command)
         where = f"{self.name}@{self.address(network)}"
         conn = self.connection(network)
@@ -103,7 +106,8 @@ class Node:
         from invoke.exceptions import CommandTimedOut
 
         try:
-            res = conn.run(cmd, hide=True, warn=True, timeout=timeout, in_stream=False)
+            stream = io.StringIO(stdin) if stdin is not None else False
+            res = conn.run(cmd, hide=True, warn=True, timeout=timeout, in_stream=stream)
         except CommandTimedOut as err:
             result = Result(cmd, -1, err.result.stdout, err.result.stderr, time.monotonic() - start, where)
             self.close(network)
@@ -120,8 +124,6 @@ class Node:
     def put(self, data: bytes, path: str, mode: int = 0o600, network: int = 0) -> None:
         """Write ``data`` to ``path`` on the node over SFTP (secrets never
         appear on a command line), creating the parent directory."""
-        import io
-
         parent = path.rsplit("/", 1)[0] or "/"
         self.run(["mkdir", "-p", parent], network=network)
         try:
