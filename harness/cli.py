@@ -148,6 +148,39 @@ def cmd_fleet_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cluster_up(args: argparse.Namespace) -> int:
+    from harness.cluster.bootstrap import Cluster
+    from harness.cluster.spec import DEFAULT_SPEC, load_spec
+    from harness.fleet import Fleet
+
+    spec = load_spec(Path(args.spec) if args.spec else DEFAULT_SPEC)
+    fleet = Fleet.attach(args.name, progress)
+    cluster = Cluster.up(fleet, spec, progress)
+    cluster.remember()
+    progress(f"cluster {spec.cluster.name} on fleet {fleet.name} converged in {cluster.timings['converged']:.0f}s")
+    return 0
+
+
+def cmd_cluster_status(args: argparse.Namespace) -> int:
+    from harness.cluster.bootstrap import Cluster
+    from harness.fleet import Fleet
+
+    cluster = Cluster.attach(Fleet.attach(args.name, progress), progress)
+    state = cluster.state()
+    if args.json:
+        print(json.dumps(state.summary(), indent=2))
+        return 0
+    print(f"cluster {cluster.spec.cluster.name}: DC {state.dc or '-'}, {'quorate' if state.quorate else 'NOT quorate'}")
+    for node in state.nodes:
+        flags = [f for f, on in (("online", node.online), ("unclean", node.unclean), ("standby", node.standby)) if on]
+        print(f"  {node.name:8} {' '.join(flags) or 'offline'}")
+    for rsc in state.resources:
+        print(f"  {rsc.id:12} {rsc.role:10} {' '.join(rsc.nodes)}")
+    for fail in state.failures:
+        print(f"  failed: {fail.resource} {fail.task} on {fail.node}: {fail.exitreason or fail.exitstatus}")
+    return 0
+
+
 def cmd_gc(args: argparse.Namespace) -> int:
     from harness.gc import collect
 
@@ -228,6 +261,15 @@ def build_parser() -> argparse.ArgumentParser:
     dn = add(fsub, "down", cmd_fleet_down, "remove a fleet: domains, networks, disks, namespace, processes")
     dn.add_argument("--name", required=True, type=fleet_name)
     add(fsub, "list", cmd_fleet_list, "list the fleets on this machine")
+
+    cluster = sub.add_parser("cluster", help="build and inspect the Pacemaker cluster on a fleet")
+    csub = cluster.add_subparsers(dest="action", required=True)
+    cu = add(csub, "up", cmd_cluster_up, "build a cluster spec on a running fleet and wait until it converges")
+    cu.add_argument("--name", required=True, type=fleet_name)
+    cu.add_argument("--spec", help="cluster spec YAML (default: the shipped default spec)")
+    cs = add(csub, "status", cmd_cluster_status, "show nodes and resources as crm_mon sees them")
+    cs.add_argument("--name", required=True, type=fleet_name)
+    cs.add_argument("--json", action="store_true")
 
     gc = add(sub, "gc", cmd_gc, "remove what killed runs left behind (and nothing else)")
     gc.add_argument("--dry-run", action="store_true")

@@ -317,6 +317,7 @@ class Fleet:
                 describe_failure=lambda: (
                     f"console log tail ({self.console_log(node.name)}):\n" + self.console_tail(node.name)
                 ),
+                give_up_on=(ProvisionError,),  # the domain is not running: it will not answer
             )
         except DcnlabError as err:
             raise ProvisionError(str(err)) from err

@@ -41,11 +41,13 @@ def wait_until(
     what: str,
     interval: float = 0.5,
     describe_failure: Callable[[], str] | None = None,
+    give_up_on: tuple[type[Exception], ...] = (),
 ) -> T:
     """Poll ``condition`` until it returns something truthy, and return that.
 
     ``condition`` may raise: the exception counts as "not yet" and its text is
-    reported if the deadline passes. ``describe_failure`` adds context (a
+    reported if the deadline passes, except for the ``give_up_on`` types, which
+    mean waiting longer cannot help and are raised at once. ``describe_failure`` adds context (a
     console log tail, say) to the timeout error.
     """
     deadline = timeout if isinstance(timeout, Deadline) else Deadline.after(timeout)
@@ -54,7 +56,9 @@ def wait_until(
     while True:
         try:
             value = condition()
-        except Exception as err:  # noqa: BLE001 - any error means "not yet"; kept for the report
+        except give_up_on:
+            raise
+        except Exception as err:  # noqa: BLE001 - any other error means "not yet"; kept for the report
             last = f"{type(err).__name__}: {err}"
         else:
             if value:

@@ -9,16 +9,18 @@ fence counts only when libvirt reports the domain off.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from harness.cluster.corosync import LinkStatus, QuorumStatus, parse_cfgtool, parse_quorumtool
 from harness.cluster.crm import CRM_MON_ARGV, ClusterState, parse_crm_mon
 from harness.cluster.fencing import FenceEndpoint, fence_virt_argv, install_key, start_fence_virtd
 from harness.cluster.pcs import bootstrap_plan
-from harness.cluster.spec import ClusterSpec
-from harness.errors import ClusterError, CommandError, DcnlabError
+from harness.cluster.spec import ClusterSpec, load_spec
+from harness.errors import ClusterError, CommandError, ConfigError, DcnlabError
 from harness.fleet import Fleet
 from harness.node import Node
 from harness.proc import run_local
@@ -70,6 +72,7 @@ class Cluster:
             # Prove the path end to end before the cluster depends on it.
             nodes[0].run(fence_virt_argv(spec, cluster.fence.address, "list"), timeout=30 * cluster.scale)
         cluster.timings["fencing_ready"] = time.monotonic() - t0
+        say(f"cluster {spec.cluster.name}: waiting for pcsd on {', '.join(n.name for n in nodes)}")
         cluster._wait_pcsd(nodes)
         cluster.timings["pcsd_ready"] = time.monotonic() - t0
         wait_seconds = int(120 * cluster.scale)
@@ -99,16 +102,46 @@ class Cluster:
         netns = self.fleet.access.netns
         for node in nodes:
             probe = ["nc", "-z", "-w", "2", node.address(), str(PCSD_PORT)]
+            restarted = False
 
-            def listening(probe: list[str] = probe) -> bool:
-                return run_local(probe, netns=netns, timeout=10, check=False).ok
+            def listening(node: Node = node, probe: list[str] = probe) -> bool:
+                nonlocal restarted
+                if run_local(probe, netns=netns, timeout=10, check=False).ok:
+                    return True
+                # pcsd's first start makes its TLS key; on a loaded TCG host it
+                # can outlast systemd's start timeout once. Retry once, loudly.
+                failed = node.run(["systemctl", "is-failed", "--quiet", "pcsd"], check=False, timeout=30)
+                if failed.ok:
+                    if restarted:
+                        journal = node.run("journalctl -u pcsd --no-pager | tail -5", check=False).stdout
+                        raise ClusterError(f"pcsd on {node.name} failed twice:\n{journal}")
+                    self.progress(f"cluster: pcsd on {node.name} failed to start; restarting it once")
+                    node.run(["systemctl", "reset-failed", "pcsd"], check=False, timeout=30)
+                    node.run(["systemctl", "start", "--no-block", "pcsd"], timeout=30)
+                    restarted = True
+                return False
 
             wait_until(
                 listening,
                 timeout=deadline,
                 what=f"pcsd on {node.name} to listen on {node.address()}:{PCSD_PORT}",
-                interval=1.0,
+                interval=2.0,
+                give_up_on=(ClusterError,),
             )
+
+    def remember(self) -> None:
+        """Record which spec built this fleet's cluster, for later CLI calls."""
+        (self.fleet.run_dir / "cluster.json").write_text(json.dumps({"spec": str(self.spec.path)}))
+
+    @classmethod
+    def attach(cls, fleet: Fleet, progress: Progress | None = None) -> Cluster:
+        try:
+            data = json.loads((fleet.run_dir / "cluster.json").read_text())
+        except OSError:
+            raise ConfigError(
+                f"fleet {fleet.name} has no cluster yet: `dcnlab cluster up --name {fleet.name}`"
+            ) from None
+        return cls(fleet, load_spec(Path(data["spec"])), None, progress or fleet.progress)
 
     # -- reading ------------------------------------------------------------
 

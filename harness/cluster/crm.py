@@ -32,8 +32,9 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 from harness.errors import ClusterError
 
@@ -143,6 +144,20 @@ class ClusterState:
     fencing: tuple[FenceEvent, ...]  # newest first, as crm_mon prints them
     fence_history_status: int | None  # set when crm_mon could not read the history
     bans: tuple[BanState, ...]
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready copy (times as ISO 8601), for reports and ``--json``."""
+
+        def plain(value: Any) -> Any:
+            if isinstance(value, datetime):
+                return value.isoformat()
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            if isinstance(value, list | tuple):
+                return [plain(v) for v in value]
+            return value
+
+        return plain(asdict(self))  # type: ignore[no-any-return]
 
     def node(self, name: str) -> NodeState:
         for node in self.nodes:

@@ -77,3 +77,13 @@ def test_run_record_round_trips(tmp_path: os.PathLike[str]) -> None:
     rec.save(Path(tmp_path))
     again = RunRecord.load(Path(tmp_path))
     assert again == rec
+
+
+def test_wait_until_gives_up_at_once_on_a_fatal_error() -> None:
+    def dead() -> bool:
+        raise LookupError("the domain is shut off")
+
+    start = time.monotonic()
+    with pytest.raises(LookupError):
+        wait_until(dead, timeout=30, what="never", interval=0.01, give_up_on=(LookupError,))
+    assert time.monotonic() - start < 5
