@@ -11,6 +11,8 @@ from harness.spec import NetworkPlan, NodePlan
 
 OWNER_NS = "urn:dcnlab:owner:1"
 OWNER_PREFIX = "dcnlab"
+# i440fx: what every node boots on (its CD-ROM bus is IDE).
+MACHINE = "pc"
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,11 @@ def domain_xml(
     console_log: Path,
     boot: BootSpec,
     networks: dict[int, NetworkPlan],
+    seed: Path | None = None,
 ) -> str:
+    """The domain of one node. ``seed``: a cloud-init NoCloud image (see
+    :mod:`harness.seed`) attached as a read-only CD-ROM, for images that boot
+    from their own disk and take their identity from cloud-init."""
     root = ET.Element("domain", type=domain_type)
     ET.SubElement(root, "name").text = node.domain
     ET.SubElement(root, "title").text = f"dcnlab fleet {owner.fleet} node {node.name}"
@@ -76,7 +82,7 @@ def domain_xml(
     ET.SubElement(root, "memory", unit="MiB").text = str(memory_mib)
     ET.SubElement(root, "vcpu").text = str(vcpus)
     os_el = ET.SubElement(root, "os")
-    ET.SubElement(os_el, "type", arch="x86_64", machine="pc").text = "hvm"
+    ET.SubElement(os_el, "type", arch="x86_64", machine=MACHINE).text = "hvm"
     if boot.kernel is not None:
         ET.SubElement(os_el, "kernel").text = str(boot.kernel)
         if boot.initrd is not None:
@@ -99,6 +105,16 @@ def domain_xml(
     ET.SubElement(d, "driver", name="qemu", type="qcow2", cache="unsafe", discard="unmap")
     ET.SubElement(d, "source", file=str(disk))
     ET.SubElement(d, "target", dev="vda", bus="virtio")
+    if seed is not None:
+        cd = ET.SubElement(dev, "disk", type="file", device="cdrom")
+        ET.SubElement(cd, "driver", name="qemu", type="raw")
+        ET.SubElement(cd, "source", file=str(seed))
+        # i440fx ("pc") has IDE and no SATA controller; q35 has SATA and no IDE.
+        if MACHINE.startswith("q35"):
+            ET.SubElement(cd, "target", dev="sda", bus="sata")
+        else:
+            ET.SubElement(cd, "target", dev="hdc", bus="ide")
+        ET.SubElement(cd, "readonly")
     for nic in node.nics:
         i = ET.SubElement(dev, "interface", type="network")
         ET.SubElement(i, "source", network=networks[nic.network].name)

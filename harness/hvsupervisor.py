@@ -168,7 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("virtlogd", "libvirtd"):
             out = open(logs / f"{name}.out", "ab")  # noqa: SIM115 - lives as long as the daemon
             # No -d: daemons stay our children, so we see them die and reap them.
-            daemons[name] = subprocess.Popen([name], stdout=out, stderr=subprocess.STDOUT, env=env)
+            # Their default pid files (/run/NAME.pid) are shared with the host
+            # and with every other run: keep them in the private /run/libvirt.
+            argv = [name, "--pid-file", f"{PRIVATE_DIRS['run']}/{name}.pid"]
+            daemons[name] = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
             log(f"started {name} pid {daemons[name].pid}")
         services: dict[str, subprocess.Popen[bytes]] = {}
         # The supervisor's whole life is this loop: it ends on a signal or when

@@ -114,6 +114,18 @@ class Recipe:
     files: tuple[GuestFile, ...]
     path: Path
     raw: bytes = field(repr=False)
+    # Packages the recipe removed from what it extends: the build fails if a
+    # dependency still pulls one in, since the variant would then be a lie.
+    exclude: tuple[str, ...] = ()
+    # Packages forced out after installation (dpkg --purge --force-depends),
+    # even when installed packages depend on them: a deliberately broken image,
+    # for negative tests. The build checks they are gone.
+    remove: tuple[str, ...] = ()
+    # Executables run inside the finished root filesystem (chrooted, in a
+    # private mount namespace) after files and units are in place.
+    run: tuple[str, ...] = ()
+    # The bytes of every recipe this one extends, nearest first (for the digest).
+    base_raw: tuple[bytes, ...] = field(default=(), repr=False)
 
 
 _MISSING: Any = object()
@@ -213,31 +225,100 @@ def _parse_files(top: _Table, recipe_dir: Path) -> tuple[GuestFile, ...]:
     return tuple(files)
 
 
-def parse_recipe(raw: bytes, path: Path) -> Recipe:
-    """Validate recipe bytes read from ``path``; every problem is a ConfigError naming the file."""
+_TOP_KEYS = (
+    "name",
+    "extends",
+    "description",
+    "suite",
+    "variant",
+    "disk_size",
+    "cmdline",
+    "hostname",
+    "mirror",
+    "packages",
+    "units",
+    "customize",
+    "files",
+)
+
+
+def _toml(raw: bytes, path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from err
-    top = _Table(
-        data,
-        "",
-        path,
-        (
-            "name",
-            "description",
-            "suite",
-            "variant",
-            "disk_size",
-            "cmdline",
-            "hostname",
-            "mirror",
-            "packages",
-            "units",
-            "customize",
-            "files",
-        ),
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Tables merge key by key; any other value (arrays included) replaces the base's."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _base_path(name: str, path: Path) -> Path:
+    beside = path.parent / f"{name}.toml"
+    if beside.is_file():
+        return beside
+    builtin = RECIPES_DIR / f"{name}.toml"
+    if builtin.is_file():
+        return builtin
+    raise ConfigError(
+        f"{path}: 'extends' = {name!r} names no recipe (looked for {beside} and {builtin}); "
+        f"known recipes: {', '.join(available_recipes()) or '(none)'}"
     )
+
+
+def _resolve(raw: bytes, path: Path, chain: tuple[Path, ...] = ()) -> tuple[dict[str, Any], tuple[bytes, ...]]:
+    """The recipe's TOML merged over everything it ``extends``, plus the bases' bytes.
+
+    File sources of a base stay relative to the base's own directory, so they
+    are made absolute before the merge.
+    """
+    data = _toml(raw, path)
+    if "extends" not in data:
+        return data, ()
+    name = data.pop("extends")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ConfigError(f"{path}: 'extends' must be a recipe name like \"dcn-debian\", not {name!r}")
+    base_path = _base_path(name, path).resolve()
+    if base_path in (*chain, path.resolve()):
+        loop = " -> ".join(str(p) for p in (*chain, path.resolve(), base_path))
+        raise ConfigError(f"{path}: recipes extend each other in a loop: {loop}")
+    try:
+        base_bytes = base_path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the recipe it extends, {base_path}: {err.strerror}") from err
+    base, deeper = _resolve(base_bytes, base_path, (*chain, path.resolve()))
+    if "name" not in data or data["name"] == base.get("name"):
+        raise ConfigError(f"{path}: a recipe that extends {name!r} needs a 'name' of its own")
+    files = base.get("files")
+    if isinstance(files, list):
+        base["files"] = [
+            {**entry, "source": str((base_path.parent / entry["source"]).resolve())}
+            if isinstance(entry, dict) and isinstance(entry.get("source"), str)
+            else entry
+            for entry in files
+        ]
+    return _merge(base, data), (base_bytes, *deeper)
+
+
+def parse_recipe(raw: bytes, path: Path) -> Recipe:
+    """Validate recipe bytes read from ``path``; every problem is a ConfigError naming the file.
+
+    A recipe may ``extends = "NAME"`` another (looked up beside it, then among
+    the built-in recipes): its tables are merged over the base's, other values
+    replace the base's. ``packages.exclude`` drops names from the merged
+    ``packages.include`` (the build fails if a dependency still pulls one in);
+    ``packages.remove`` forces installed packages out afterwards, dependencies
+    or not, for deliberately broken test images.
+    """
+    data, base_raw = _resolve(raw, path)
+    top = _Table(data, "", path, _TOP_KEYS)
     size = top.string("disk_size", pattern=_SIZE_RE)
     size_match = _SIZE_RE.match(size)
     assert size_match is not None  # checked by string() above
@@ -261,8 +342,19 @@ def parse_recipe(raw: bytes, path: Path) -> Recipe:
     if not mirror.components:
         raise mirror_t.error("'mirror.components' must name at least one component")
 
-    pkg_t = top.table("packages", ("include", "install_recommends", "path_exclude", "path_include"))
-    packages = pkg_t.strings("include", pattern=_PACKAGE_RE)
+    pkg_t = top.table(
+        "packages", ("include", "exclude", "remove", "install_recommends", "path_exclude", "path_include")
+    )
+    include = pkg_t.strings("include", pattern=_PACKAGE_RE)
+    exclude = pkg_t.strings("exclude", [], _PACKAGE_RE)
+    stray = sorted(set(exclude) - set(include))
+    if stray:
+        raise pkg_t.error(
+            f"'packages.exclude' names {', '.join(stray)}, which 'packages.include' does not list "
+            f"(it lists: {', '.join(include)})"
+        )
+    packages = tuple(p for p in include if p not in exclude)
+    remove = pkg_t.strings("remove", [], _PACKAGE_RE)
     absolute = re.compile(r"^/\S+$")
 
     units_t = top.table("units", ("enable", "disable", "mask"))
@@ -275,8 +367,10 @@ def parse_recipe(raw: bytes, path: Path) -> Recipe:
 
     cust_t = top.table(
         "customize",
-        ("fstab", "empty_machine_id", "lock_root_password", "remove_ssh_host_keys", "clean_apt_lists"),
+        ("fstab", "empty_machine_id", "lock_root_password", "remove_ssh_host_keys", "clean_apt_lists", "run"),
     )
+    files = _parse_files(top, path.parent)
+    run = cust_t.strings("run", [], re.compile(r"^/[A-Za-z0-9._/+-]+$"))
     return Recipe(
         name=top.string("name", pattern=_NAME_RE),
         description=top.string("description", ""),
@@ -298,9 +392,13 @@ def parse_recipe(raw: bytes, path: Path) -> Recipe:
         lock_root_password=cust_t.boolean("lock_root_password", True),
         remove_ssh_host_keys=cust_t.boolean("remove_ssh_host_keys", True),
         clean_apt_lists=cust_t.boolean("clean_apt_lists", True),
-        files=_parse_files(top, path.parent),
+        files=files,
         path=path,
         raw=raw,
+        exclude=exclude,
+        remove=remove,
+        run=run,
+        base_raw=base_raw,
     )
 
 
@@ -339,6 +437,9 @@ def recipe_digest(recipe: Recipe) -> str:
     part(b"dcnlab-image")
     part(BUILDER_VERSION.encode())
     part(recipe.raw)
+    # Only recipes that extend another hash more, so other digests stay as they were.
+    for base in recipe.base_raw:
+        part(base)
     for f in sorted(recipe.files, key=lambda f: f.path):
         part(f.path.encode())
         part(f"{f.mode:o}".encode())
@@ -586,6 +687,19 @@ def _customize_script(recipe: Recipe, staged: Mapping[str, Path]) -> str:
         out.append(f'chroot "$root" systemctl disable {" ".join(map(q, recipe.disable))}')
     if recipe.mask:
         out.append(f'chroot "$root" systemctl mask {" ".join(map(q, recipe.mask))}')
+    if recipe.remove:
+        # --force-depends: the point is an image that lacks them although
+        # installed packages depend on them (Debian's pacemaker needs resource-agents).
+        out.append(f'chroot "$root" dpkg --purge --force-depends {" ".join(map(q, recipe.remove))}')
+    for command in recipe.run:
+        # A private mount namespace: the rootfs bound onto itself so that "/" is
+        # a mount point in the chroot (podman's layer unpacking remounts it),
+        # and every mount made here vanishes with the command, even if killed.
+        out.append(
+            "unshare --mount --propagation private sh -c "
+            + q('mount --rbind "$1" "$1" && exec chroot "$1" "$2"')
+            + f' sh "$root" {q(command)}'
+        )
     if recipe.fstab:
         out.append(f'printf "%s\\n" {" ".join(map(q, recipe.fstab))} > "$root/etc/fstab"')
     # mmdebstrap copies the build host's hostname and resolv.conf into the rootfs.
@@ -781,6 +895,17 @@ def _check_rootfs(recipe: Recipe, rootfs: Path) -> None:
     for f in recipe.files:
         if not (rootfs / f.path.lstrip("/")).is_file():
             problems.append(f"{f.path} was not installed")
+    if recipe.exclude or recipe.remove:
+        installed = set(_dpkg_versions(rootfs))
+        pulled = sorted(set(recipe.exclude) & installed)
+        if pulled:
+            problems.append(
+                f"{', '.join(pulled)} excluded by the recipe but installed anyway (another package depends on it; "
+                "use packages.remove to force it out)"
+            )
+        left = sorted(set(recipe.remove) & installed)
+        if left:
+            problems.append(f"{', '.join(left)} still installed although packages.remove names it")
     if problems:
         raise ImageError(f"the built rootfs is wrong: {'; '.join(problems)}")
 
@@ -918,6 +1043,7 @@ def _build_into(
         },
         "files": {"disk": "disk.qcow2", "kernel": "vmlinuz", "initrd": "initrd.img", "log": "build.log"},
         "installed_packages": dict(sorted(versions.items())),
+        "removed_packages": list(recipe.remove),
     }
 
 

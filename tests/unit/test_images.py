@@ -53,7 +53,7 @@ def test_default_recipe_loads_by_name() -> None:
         assert pkg in recipe.packages
     assert "dcnlab-identity.service" in recipe.enable
     assert "pcsd.service" in recipe.enable
-    assert set(recipe.disable) == {"corosync.service", "pacemaker.service"}
+    assert {"corosync.service", "pacemaker.service"} <= set(recipe.disable)
     assert recipe.fstab == ("/dev/vda / ext4 defaults 0 1",)
     assert recipe.cmdline.startswith("root=/dev/vda rw console=ttyS0")
     modes = {f.path: f.mode for f in recipe.files}

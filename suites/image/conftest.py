@@ -1,0 +1,50 @@
+"""Fixtures of the image preflight suite, and its closing report: the package
+versions found on each node, printed after the test summary."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from harness.node import Node
+from harness.preflight import Family, PreflightError, os_family
+
+VERSIONS = pytest.StashKey[dict[str, dict[str, str]]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[VERSIONS] = {}
+
+
+@pytest.fixture(scope="session")
+def family(dcn_node: Node) -> Family:
+    """``deb`` or ``rpm``: which package names and fixes apply to this node."""
+    text = dcn_node.run(["cat", "/etc/os-release"], timeout=30).stdout
+    try:
+        return os_family(text)
+    except PreflightError as err:
+        pytest.fail(f"{dcn_node.name}: {err}", pytrace=False)
+
+
+@pytest.fixture
+def report_versions(pytestconfig: pytest.Config, record_property: Callable[[str, object], None]) -> Any:
+    """Record ``{package: version}`` of a node: a JUnit property each, and the closing report."""
+
+    def record(node: str, versions: dict[str, str]) -> None:
+        for name, version in versions.items():
+            record_property(f"{node}:{name}", version)
+        pytestconfig.stash[VERSIONS].setdefault(node, {}).update(versions)
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    found = config.stash.get(VERSIONS, {})
+    if not found:
+        return
+    terminalreporter.section("dcnlab image preflight: package versions")
+    for node in sorted(found):
+        versions = found[node]
+        terminalreporter.write_line(f"{node}: " + ", ".join(f"{p} {v}" for p, v in sorted(versions.items())))
