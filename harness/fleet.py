@@ -30,6 +30,7 @@ from harness.hypervisor import EmbeddedHypervisor, ExternalHypervisor, Hyperviso
 from harness.node import Access, Node
 from harness.owner import ProcessId, RunRecord
 from harness.proc import run_local
+from harness.seed import seed_documents, write_seed_image
 from harness.spec import FleetSpec, NodePlan
 from harness.sshkeys import generate_key, ssh_config_text
 from harness.wait import Deadline, wait_until
@@ -250,6 +251,20 @@ class Fleet:
     def _define_and_start(self, plan: NodePlan) -> None:
         disk = self.run_dir / "disks" / f"{plan.name}.qcow2"
         run_local(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", self.image.disk, disk], timeout=60)
+        networks = {i: self.plan.network(i) for i in range(self.spec.networks)}
+        seed = None
+        if self.image.kernel is None:
+            # The disk boots its own boot loader (an RHDE image): identity
+            # comes from a cloud-init NoCloud seed instead of the kernel line.
+            public = self.access.key.with_name(self.access.key.name + ".pub").read_text().strip()
+            documents = seed_documents(
+                plan,
+                networks,
+                ssh_public_key=public,
+                instance_id=f"{self.record.run_id}-{plan.name}",
+                hacluster_password=self.hacluster_password,
+            )
+            seed = write_seed_image(documents, self.run_dir / "seeds" / f"{plan.name}.iso")
         xml = domain_xml(
             plan,
             owner=Owner(self.record.run_id, self.name),
@@ -259,7 +274,8 @@ class Fleet:
             disk=disk,
             console_log=self.console_log(plan.name),
             boot=BootSpec(self.image.kernel, self.image.initrd, self.kernel_cmdline(plan)),
-            networks={i: self.plan.network(i) for i in range(self.spec.networks)},
+            networks=networks,
+            seed=seed,
         )
         try:
             dom = self.conn.defineXML(xml)
