@@ -72,6 +72,16 @@ class Cluster:
             # Prove the path end to end before the cluster depends on it.
             nodes[0].run(fence_virt_argv(spec, cluster.fence.address, "list"), timeout=30 * cluster.scale)
         cluster.timings["fencing_ready"] = time.monotonic() - t0
+        # Debian's corosync package ships an example corosync.conf naming a
+        # "node1": pcsd then believes it is in a cluster and sends the tokens
+        # of `pcs host auth` to node1 instead of keeping them. A node that is
+        # not running corosync has no configuration worth keeping.
+        for node in nodes:
+            node.run(
+                "systemctl -q is-active corosync || { [ ! -e /etc/corosync/corosync.conf ] || "
+                "mv /etc/corosync/corosync.conf /etc/corosync/corosync.conf.dcnlab-orig; }",
+                timeout=30 * cluster.scale,
+            )
         say(f"cluster {spec.cluster.name}: waiting for pcsd on {', '.join(n.name for n in nodes)}")
         cluster._wait_pcsd(nodes)
         cluster.timings["pcsd_ready"] = time.monotonic() - t0
