@@ -206,7 +206,9 @@ def cluster_setup_argv(spec: ClusterSpec, nodes: Sequence[NodePlan], wait_second
     totem = [f"{name}={value}" for name, value in (("consensus", opts.consensus), ("token", opts.token)) if value]
     if totem:
         argv += ["totem", *totem]
-    return [*argv, "--start", f"--wait={wait_seconds}"]
+    # pcs gives each pcsd request 60 s by default; pcsd on a loaded TCG guest
+    # took longer (seen in CI), so the request timeout follows the wait.
+    return [*argv, "--start", f"--wait={wait_seconds}", f"--request-timeout={wait_seconds}"]
 
 
 def property_argv(spec: ClusterSpec) -> list[str]:
