@@ -41,3 +41,7 @@ class WaitTimeout(DcnlabError):
 
 class ClusterError(DcnlabError):
     """The cluster could not be formed, or its state could not be read."""
+
+
+class FaultError(DcnlabError):
+    """A fault could not be injected or healed; the cluster may need a look."""

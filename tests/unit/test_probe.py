@@ -1,0 +1,184 @@
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import probe_client
+from harness.cluster.spec import DEFAULT_SPEC, load_spec, parse_spec
+from harness.errors import ConfigError
+from harness.probe import (
+    Attempt,
+    ClientProbe,
+    Endpoint,
+    ProbeError,
+    ProbeSettings,
+    analyse,
+    client_events,
+    cluster_endpoints,
+    parse_output,
+    probe_argv,
+)
+from harness.spec import FleetSpec
+from harness.timeline import EventKind
+
+DATA = Path(__file__).parent / "data"
+
+
+def attempts(pattern: str, *, start: float = 100.0, interval: float = 0.1, target: str = "web") -> list[Attempt]:
+    """One attempt per character: a node letter (a = dcn1, b = dcn2...) for a
+    success answered by that node, '.' for a failure (timeout)."""
+    out = []
+    for i, c in enumerate(pattern):
+        ok = c != "."
+        node = f"dcn{ord(c) - ord('a') + 1}" if ok else None
+        out.append(Attempt(target, i, start + i * interval, 0.003 if ok else 1.0, ok, node, 200 if ok else None,
+                           None if ok else "timeout"))  # fmt: skip
+    return out
+
+
+def test_outage_and_windows_from_a_failover() -> None:
+    av = analyse(attempts("aaaa" + "." * 150 + "bbbbb"))
+    assert av.attempts == 159
+    assert av.ok == 9
+    (o,) = av.outages
+    assert o.start == pytest.approx(100.4)
+    assert o.end == pytest.approx(115.4)
+    assert o.duration == pytest.approx(15.0)
+    assert o.last_ok_before == pytest.approx(100.3)
+    assert o.last_failed == pytest.approx(115.3)
+    assert (o.node_before, o.node_after) == ("dcn1", "dcn2")
+    assert o.errors == (("timeout", 150),)
+    assert [w.nodes for w in av.windows] == [("dcn1",), ("dcn2",)]
+    assert av.node_changes == ((pytest.approx(115.4), "dcn1", "dcn2"),)
+    assert av.longest_outage is o
+
+
+def test_attempts_out_of_order_are_sorted_by_start() -> None:
+    recorded = attempts("aa...bb")
+    av = analyse(list(reversed(recorded)))
+    assert len(av.outages) == 1
+    assert av.outages[0].failures == 3
+
+
+def test_short_blips_can_be_ignored() -> None:
+    data = attempts("aaa.aaa..aaa")
+    assert len(analyse(data).outages) == 2
+    av = analyse(data, min_failures=2)
+    assert [o.failures for o in av.outages] == [2]
+    assert len(av.windows) == 2
+
+
+def test_outage_open_at_the_end_and_at_the_start() -> None:
+    av = analyse(attempts("..aa...."))
+    first, last = av.outages
+    assert first.last_ok_before is None
+    assert first.end == pytest.approx(100.2)
+    assert last.end is None
+    assert last.duration == pytest.approx(0.3)
+    assert analyse([]).attempts == 0
+
+
+def test_only_the_named_target() -> None:
+    mixed = attempts("aaaa", target="web") + attempts("....", target="app")
+    assert analyse(mixed, "web").outages == ()
+    assert len(analyse(mixed, "app").outages) == 1
+
+
+def test_client_events() -> None:
+    av = analyse(attempts("aa...bb"))
+    events = client_events(av)
+    kinds = [e.kind for e in events]
+    assert kinds == [EventKind.CLIENT_FAILURE_FIRST, EventKind.CLIENT_RECOVERED, EventKind.CLIENT_NODE_CHANGED]
+    fail, back, moved = events
+    assert fail.t == pytest.approx(100.2)
+    assert fail.earliest == pytest.approx(100.1)
+    assert back.t == pytest.approx(100.5)
+    assert back.earliest == pytest.approx(100.4)
+    assert back.node == "dcn2"
+    assert moved.node == "dcn2"
+    assert moved.resource == "web"
+
+
+def test_parse_recorded_output() -> None:
+    run = parse_output((DATA / "probe_power_off_dcn1.jsonl").read_text())
+    assert run.targets == {"web": "http://10.77.0.100:8080/", "app": "http://10.77.0.100:8081/"}
+    assert run.interval == 0.1
+    assert run.end_reason == "stdin-closed"
+    web = analyse(run.of("web"), "web")
+    assert web.longest_outage is not None
+    assert web.longest_outage.node_before != web.longest_outage.node_after
+    # The data supports its own numbers: failures span the outage.
+    o = web.longest_outage
+    assert o.last_failed - o.start <= o.duration <= (o.end or 0) - (o.last_ok_before or 0)
+
+
+def test_parse_tolerates_a_cut_last_line_only() -> None:
+    header = json.dumps({"type": "start", "mono": 1.0, "wall": 2.0, "targets": {"w": "tcp://h:1"},
+                         "interval": 0.1, "timeout": 1.0})  # fmt: skip
+    line = json.dumps({"type": "attempt", "target": "w", "seq": 0, "t": 1.0, "dur": 0.1, "ok": True})
+    run = parse_output(f"{header}\n{line}\n{line[:10]}")
+    assert len(run.attempts) == 1
+    assert run.end_reason is None
+    with pytest.raises(ProbeError, match="line 2"):
+        parse_output(f"{header}\n{line[:10]}\n{line}\n")
+    with pytest.raises(ProbeError, match="no start line"):
+        parse_output(line)
+
+
+def test_endpoints_from_the_default_spec() -> None:
+    plan = FleetSpec(name="t").plan()
+    endpoints = cluster_endpoints(load_spec(DEFAULT_SPEC), plan)
+    assert endpoints == [Endpoint("web", "http://10.77.0.100:8080/"), Endpoint("app", "http://10.77.0.100:8081/")]
+    with pytest.raises(ConfigError, match="no ipaddr2"):
+        cluster_endpoints(
+            parse_spec("fencing: {method: none}\ncluster: {properties: {stonith-enabled: false}}\n"), plan
+        )
+
+
+def test_argv_runs_the_program_in_the_namespace() -> None:
+    argv = probe_argv("dcnlab-t1", [Endpoint("web", "http://10.77.0.100:8080/")], ProbeSettings(interval=0.05))
+    assert argv[:4] == ["ip", "netns", "exec", "dcnlab-t1"]
+    assert argv[5:7] == ["-I", str(Path(probe_client.__file__))]
+    assert argv[argv.index("--max-count") + 1] == str(ProbeSettings(interval=0.05).max_count)
+    with pytest.raises(ConfigError, match="below"):
+        ProbeSettings(interval=0.01)
+    with pytest.raises(ConfigError, match="namespace"):
+        ClientProbe(None, [], Path("x"))
+
+
+def test_program_probes_and_stops_by_itself(tmp_path: Path) -> None:
+    """The real program, against a closed port on this host's loopback (no
+    guest address is involved): bounded by --max-count."""
+    out = tmp_path / "out.jsonl"
+    args = probe_client.parse_args(
+        ["--target", "x=tcp://127.0.0.1:9", "--interval", "0.02", "--timeout", "0.2",
+         "--max-duration", "5", "--max-count", "10", "--out", str(out), "--no-stdin-watch"]
+    )  # fmt: skip
+    t0 = time.monotonic()
+    with open(out, "w") as stream:
+        reason = probe_client.run(args, probe_client.Output(stream), __import__("threading").Event())
+    assert reason == "max-count"
+    assert time.monotonic() - t0 < 3
+    run = parse_output(out.read_text())
+    assert len(run.attempts) == 10
+    assert all(not a.ok and a.err == "refused" for a in run.attempts)
+    assert t0 <= run.started <= time.monotonic()  # one monotonic clock
+
+
+def test_program_rejects_bad_arguments() -> None:
+    with pytest.raises(SystemExit):
+        probe_client.parse_args(["--target", "nourl", "--max-duration", "1", "--max-count", "1"])
+    with pytest.raises(SystemExit):
+        probe_client.parse_args(["--target", "a=tcp://h:1", "--interval", "0.001", "--max-duration", "1",
+                                 "--max-count", "1"])  # fmt: skip
+
+
+def test_program_is_standard_library_only() -> None:
+    import ast
+
+    tree = ast.parse(Path(probe_client.__file__).read_text())
+    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert names - {"__future__"} <= set(sys.stdlib_module_names)
