@@ -206,9 +206,7 @@ def cluster_setup_argv(spec: ClusterSpec, nodes: Sequence[NodePlan], wait_second
     totem = [f"{name}={value}" for name, value in (("consensus", opts.consensus), ("token", opts.token)) if value]
     if totem:
         argv += ["totem", *totem]
-    # pcs gives each pcsd request 60 s by default; pcsd on a loaded TCG guest
-    # took longer (seen in CI), so the request timeout follows the wait.
-    return [*argv, "--start", f"--wait={wait_seconds}", f"--request-timeout={wait_seconds}"]
+    return [*argv, "--start", f"--wait={wait_seconds}"]
 
 
 def property_argv(spec: ClusterSpec) -> list[str]:

@@ -99,7 +99,6 @@ def test_cluster_setup_has_one_addr_per_link() -> None:
         "token=3000",
         "--start",
         "--wait=600",
-        "--request-timeout=600",
     ]
 
 
@@ -129,7 +128,6 @@ def test_cluster_setup_on_chosen_networks_with_link_and_totem_options() -> None:
         "token=1000",
         "--start",
         "--wait=120",
-        "--request-timeout=120",
     ]
 
 
@@ -137,7 +135,7 @@ def test_cluster_setup_without_corosync_options() -> None:
     argv = cluster_setup_argv(spec_of(""), NODES, 60)
     assert "totem" not in argv
     assert "link" not in argv
-    assert argv[-4:] == ["knet", "--start", "--wait=60", "--request-timeout=60"]
+    assert argv[-3:] == ["knet", "--start", "--wait=60"]
 
 
 def test_fence_virt_device() -> None:
