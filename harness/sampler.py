@@ -15,16 +15,19 @@ wall-clock ``completed`` put on the monotonic axis through the guest clock
 offsets measured when the sampler starts), failed actions, and invariant
 violations and their end.
 
-Pace: a node is sampled at most once per ``interval`` (1 s by default),
+Pace: a node is sampled at most once per ``interval`` (2 s by default),
 and after each sample it is left alone for ``min_gap`` (half the interval)
-however long the sample took. Under TCG one sample costs a guest about a
-second of its single emulated vCPU (measured on a loaded host: crm_mon 0.9 s,
-corosync-quorumtool up to 1.5 s, a sample 1-5 s end to end), so sampling back
-to back would take most of what the cluster being measured has and slow the
-very failover it times; sampling less often would blur events a few seconds
-apart (a fence under TCG takes 1-2 s). Events from samples carry the
-previous sample's time as their lower bound, so the resolution actually
-achieved is in the data.
+however long the sample took. Each sample costs the guest real CPU: under TCG
+crm_mon takes 0.7-0.9 s and corosync-quorumtool 0.3-1.5 s of a guest's single
+emulated vCPU, and a sample took 2-3 s end to end on a host running just one
+3-node fleet (10-15 s when the host was shared with another fleet). Sampling
+back to back, or every second, saturated the guests: monitors timed out and
+the web page stopped answering *before* any fault. Every 2 s with a rest
+after each keeps the observer's share bounded while still resolving a
+failover that takes tens of seconds under TCG; the journal
+(:mod:`harness.journal`) then times the steps to the microsecond. Events
+from samples carry the previous sample's time as their lower bound, so the
+resolution actually achieved is in the data.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ if TYPE_CHECKING:
 
     from harness.fleet import Fleet
 
-DEFAULT_INTERVAL = 1.0
+DEFAULT_INTERVAL = 2.0
 # One sample's command may take this long (seconds, before the accelerator's scale).
 SAMPLE_TIMEOUT = 5.0
 TICK = 0.1  # how often the sampling thread looks for work
@@ -680,12 +683,13 @@ class NodeWatch:
     A node cut off from every network (or frozen) cannot be sampled, yet its
     own view is the other half of a split brain. Armed on it before the
     fault, a bounded loop on the guest records a crm_mon view every
-    ``interval`` seconds into ``/run``; :meth:`collect`, after the heal, stops
-    it and returns the views on the monotonic axis. It costs the guest one
-    crm_mon per interval, so arm it only on the nodes a fault will cut off.
+    ``interval`` seconds (5 by default) into ``/run``; :meth:`collect`, after
+    the heal, stops it and returns the views on the monotonic axis. Each view
+    costs the guest a crm_mon (about a second of emulated CPU under TCG, on
+    top of the sampler's), so arm it only on the nodes a fault will cut off.
     """
 
-    DEFAULT_INTERVAL = 2.0
+    DEFAULT_INTERVAL = 5.0
 
     def __init__(
         self, node: Node, recorder: Recorder, *, interval: float = DEFAULT_INTERVAL, max_seconds: int = 900

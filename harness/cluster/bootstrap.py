@@ -10,20 +10,37 @@ fence counts only when libvirt reports the domain off.
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.cluster.corosync import LinkStatus, QuorumStatus, parse_cfgtool, parse_quorumtool
 from harness.cluster.crm import CRM_MON_ARGV, ClusterState, parse_crm_mon
 from harness.cluster.fencing import FenceEndpoint, fence_virt_argv, install_key, start_fence_virtd
-from harness.cluster.pcs import bootstrap_plan
+from harness.cluster.pcs import (
+    AUTHKEY_BYTES,
+    BATCH_PATH_ON_NODE,
+    BATCH_SCRIPT,
+    COROSYNC_AUTHKEY,
+    COROSYNC_CONF,
+    PACEMAKER_AUTHKEY,
+    PCS_TIMEOUT,
+    Step,
+    batch_input,
+    batch_timeout,
+    bootstrap_plan,
+    host_auth_step,
+    parse_batch,
+)
 from harness.cluster.spec import ClusterSpec, load_spec
 from harness.errors import ClusterError, CommandError, ConfigError, DcnlabError
 from harness.fleet import Fleet
 from harness.node import Node
-from harness.proc import run_local
+from harness.parallel import on_each
+from harness.proc import Result, run_local
 from harness.wait import Deadline, wait_until
 
 Progress = Callable[[str], None]
@@ -31,6 +48,7 @@ PCSD_PORT = 2224
 # Seconds under KVM; multiplied by the accelerator's scale (x4 under TCG).
 PCSD_READY = 60.0
 CONVERGE = 90.0
+MEMBERSHIP = 60.0
 FENCE_CONFIRM = 30.0
 REJOIN = 120.0
 
@@ -59,53 +77,141 @@ class Cluster:
 
     @classmethod
     def up(cls, fleet: Fleet, spec: ClusterSpec, progress: Progress | None = None) -> Cluster:
-        """Build ``spec`` on ``fleet`` and return once it has converged."""
+        """Build ``spec`` on ``fleet`` and return once it has converged.
+
+        The order (see :mod:`harness.cluster.pcs`): fencing path proven, pcs
+        writes corosync.conf in local mode, the harness copies it and fresh
+        authkeys to every node, ``pcs cluster start`` on all nodes at once,
+        membership, then the configuration in one push and convergence.
+        """
         say = progress or fleet.progress
         nodes = list(fleet.nodes.values())
         spec.check_against(fleet.spec.networks, max(n.plan.index for n in nodes), fleet.plan)
         cluster = cls(fleet, spec, None, say)
+        name = spec.cluster.name
         t0 = time.monotonic()
+
+        def mark(key: str) -> None:
+            cluster.timings[key] = round(time.monotonic() - t0, 3)
+
         if spec.fencing.method == "fence_virt":
-            say(f"cluster {spec.cluster.name}: starting fence_virtd on the hypervisor side")
+            say(f"cluster {name}: starting fence_virtd on the hypervisor side")
             cluster.fence = start_fence_virtd(fleet, spec)
             install_key(nodes, cluster.fence, spec.fencing.key_file)
             # Prove the path end to end before the cluster depends on it.
             nodes[0].run(fence_virt_argv(spec, cluster.fence.address, "list"), timeout=30 * cluster.scale)
-        cluster.timings["fencing_ready"] = time.monotonic() - t0
-        # Debian's corosync package ships an example corosync.conf naming a
-        # "node1": pcsd then believes it is in a cluster and sends the tokens
-        # of `pcs host auth` to node1 instead of keeping them. A node that is
-        # not running corosync has no configuration worth keeping.
-        for node in nodes:
-            node.run(
-                "systemctl -q is-active corosync || { [ ! -e /etc/corosync/corosync.conf ] || "
-                "mv /etc/corosync/corosync.conf /etc/corosync/corosync.conf.dcnlab-orig; }",
-                timeout=30 * cluster.scale,
-            )
-        say(f"cluster {spec.cluster.name}: waiting for pcsd on {', '.join(n.name for n in nodes)}")
-        cluster._wait_pcsd(nodes)
-        cluster.timings["pcsd_ready"] = time.monotonic() - t0
-        wait_seconds = int(120 * cluster.scale)
-        plan = bootstrap_plan(
-            spec,
-            [n.plan for n in nodes],
-            fleet.plan,
-            hacluster_password=fleet.hacluster_password,
-            wait_seconds=wait_seconds,
+        mark("fencing_ready")
+        plan = bootstrap_plan(spec, [n.plan for n in nodes], fleet.plan, wait_seconds=int(120 * cluster.scale))
+        first = fleet.node(plan.first)
+        cluster._run_step(first, plan.setup)
+        conf = first.run(["cat", plan.corosync_conf], timeout=30 * cluster.scale).stdout
+        mark("corosync_conf_written")
+        say(f"cluster {name}: copying corosync.conf and new authkeys to {len(nodes)} nodes")
+        keys = (os.urandom(AUTHKEY_BYTES), os.urandom(AUTHKEY_BYTES))
+        on_each(
+            nodes,
+            lambda node: _install_cluster_files(node, conf, *keys),
+            label=lambda node: node.name,
+            what="copying the cluster configuration",
+            error=ClusterError,
         )
-        first = fleet.node(plan.steps[0].node)
-        for step in plan.steps:
-            t = time.monotonic()
-            say(f"cluster {spec.cluster.name}: {step.description}")
-            try:
-                first.run(list(step.argv), timeout=step.timeout * cluster.scale, stdin=step.stdin)
-            except CommandError as err:
-                raise ClusterError(f"cluster bootstrap failed at '{step.description}':\n{err}") from err
-            cluster.timings[f"step: {step.description}"] = time.monotonic() - t
+        mark("files_copied")
+        say(f"cluster {name}: starting corosync and pacemaker on {len(nodes)} nodes: {shlex.join(plan.start)}")
+        on_each(
+            nodes,
+            lambda node: node.run(list(plan.start), timeout=PCS_TIMEOUT * 2 * cluster.scale),
+            label=lambda node: node.name,
+            what="`pcs cluster start`",
+            error=ClusterError,
+        )
+        mark("stack_started")
+        say(f"cluster {name}: waiting for every node to join and a DC to be elected")
+        cluster.wait_members([n.name for n in nodes])
+        mark("members_joined")
+        cluster._run_batch(first, plan.configure)
+        mark("configured")
         cluster.wait_converged()
-        cluster.timings["converged"] = time.monotonic() - t0
-        say(f"cluster {spec.cluster.name}: converged after {cluster.timings['converged']:.0f}s")
+        mark("converged")
+        phases = ("fencing_ready", "corosync_conf_written", "stack_started", "members_joined", "configured")
+        marks = ", ".join(f"{p} {cluster.timings[p]:.0f}s" for p in phases if p in cluster.timings)
+        say(f"cluster {name}: converged after {cluster.timings['converged']:.0f}s ({marks})")
         return cluster
+
+    def _run_batch(self, node: Node, steps: Sequence[Step]) -> None:
+        """``steps`` (pcs commands) in one run of the batch script on ``node``:
+        pcs starts once instead of once per step (see pcs_batch_guest.py)."""
+        name = self.spec.cluster.name
+        self.progress(f"cluster {name}: {len(steps)} pcs commands in one batch on {node.name}:")
+        for step in steps:
+            self.progress(f"  {step.description}")
+        node.put(BATCH_SCRIPT.read_bytes(), BATCH_PATH_ON_NODE, mode=0o755)
+        timeout = batch_timeout(steps) * self.scale
+        try:
+            res = node.run(
+                ["python3", "-Es", BATCH_PATH_ON_NODE], timeout=timeout, check=False, stdin=batch_input(steps)
+            )
+        except CommandError as err:
+            if not isinstance(err.result, Result) or err.result.exit_code != -1:  # unreachable, not slow
+                raise ClusterError(f"cluster bootstrap: cannot run the pcs batch on {node.name}:\n{err}") from err
+            res = err.result  # timed out: its output still says which step hung
+        outcome = parse_batch(res.stdout, steps)
+        for done in outcome.outcomes:
+            if done.seconds is not None:
+                self.timings[f"step: {done.step.description}"] = done.seconds
+        failed = outcome.failed
+        if failed is None and res.ok and len(outcome.outcomes) == len(steps):
+            return
+        if failed is not None:
+            how = "timed out" if failed.exit_code is None else f"exit code {failed.exit_code}"
+            raise ClusterError(
+                f"cluster bootstrap failed at '{failed.step.description}' ({how}) on {node.name}:\n"
+                f"$ {failed.step.command()}\n{failed.output.strip()}\n{res.stderr.strip()}".rstrip()
+            )
+        raise ClusterError(
+            f"the pcs batch on {node.name} stopped before '{outcome.not_started(steps)[0].description}' "
+            f"(exit code {res.exit_code}):\n{outcome.preamble.strip()}\n{res.stderr.strip()}".rstrip()
+        )
+
+    def _run_step(self, node: Node, step: Step) -> None:
+        t = time.monotonic()
+        self.progress(f"cluster {self.spec.cluster.name}: {step.description}")
+        try:
+            node.run(list(step.argv), timeout=step.timeout * self.scale, stdin=step.stdin)
+        except CommandError as err:
+            raise ClusterError(f"cluster bootstrap failed at '{step.description}':\n{err}") from err
+        self.timings[f"step: {step.description}"] = round(time.monotonic() - t, 3)
+
+    def wait_members(self, expected: list[str], timeout: float = MEMBERSHIP) -> ClusterState:
+        """Until pacemaker on the first expected node sees every expected node
+        online and has a DC (before any resource is configured)."""
+        box: dict[str, str] = {}
+        via = self.fleet.node(expected[0])
+
+        def joined() -> ClusterState | None:
+            try:
+                state = self.state(via)
+            except ClusterError as err:
+                box["why"] = str(err).splitlines()[0]
+                return None
+            missing = [n for n in expected if n not in state.online_nodes()]
+            box["why"] = (f"not online: {', '.join(missing)}; " if missing else "") + f"DC: {state.dc or 'none'}"
+            return state if not missing and state.dc else None
+
+        return wait_until(
+            joined,
+            timeout=timeout * self.scale,
+            what=f"nodes {', '.join(expected)} to join cluster {self.spec.cluster.name}",
+            interval=2.0,
+            describe_failure=lambda: box.get("why", ""),
+        )
+
+    def authenticate(self) -> None:
+        """``pcs host auth`` of every member, for pcsd-backed commands (adding
+        a node). Not part of :meth:`up`: nothing there needs pcsd."""
+        members = self.members()
+        step = host_auth_step([n.plan for n in members], self.fleet.hacluster_password)
+        self._wait_pcsd(members)
+        self._run_step(self.fleet.node(step.node), step)
 
     def _wait_pcsd(self, nodes: list[Node]) -> None:
         deadline = Deadline.after(PCSD_READY * self.scale)
@@ -258,3 +364,11 @@ class Cluster:
         node.run(["systemctl", "start", "corosync", "pacemaker"], timeout=60 * self.scale)
         self.wait_converged(REJOIN)
         return time.monotonic() - t0
+
+
+def _install_cluster_files(node: Node, conf: str, corosync_key: bytes, pacemaker_key: bytes) -> None:
+    """What pcs's local mode leaves to the caller, with pcs's owners and modes."""
+    node.put(conf.encode(), COROSYNC_CONF, mode=0o644)
+    node.put(corosync_key, COROSYNC_AUTHKEY, mode=0o400)
+    node.put(pacemaker_key, PACEMAKER_AUTHKEY, mode=0o400)
+    node.run(["chown", "hacluster:haclient", PACEMAKER_AUTHKEY])

@@ -8,15 +8,21 @@ parsed by a shell (``Node.run`` quotes a list with ``shlex.join``).
 
 The plan, and why it is shaped this way:
 
-1. ``pcs host auth`` once, on the first node. ``pcs cluster setup`` then hands
-   the tokens to every node itself (pcs lib/commands/cluster/setup.py,
-   ``UpdateKnownHosts``). The password goes on **stdin**, not ``-p``: an argv
-   ends up in ``ps`` on the node and in every ``CommandError`` and log line the
-   harness writes. pcs reads it from stdin when stdin is not a TTY
-   (pcs/utils.py ``get_terminal_password``: ``isatty()`` false -> ``input()``).
-2. ``pcs cluster setup NAME dcn1 addr=.. addr=.. ... transport knet [link ..]
-   [totem ..] --start --wait=N``: one ``addr=`` per knet link, in link order.
-3. ``pcs cluster cib FILE`` saves the live CIB to a file on that node, then
+1. ``pcs cluster setup NAME dcn1 addr=.. addr=.. ... transport knet [link ..]
+   [totem ..] --corosync_conf FILE --overwrite`` on the first node: pcs's own
+   *local only mode* (``pcs cluster setup --help``). pcs writes exactly the
+   corosync.conf it would distribute, one ``addr=`` per knet link in link
+   order, and talks to no pcsd. The default (networked) mode was tried first:
+   on three TCG guests sharing two host cores, pcsd answers its peers' setup
+   requests after more than pcs's fixed 60 s request timeout, and ``pcs cluster
+   setup`` (0.11.5) takes no ``--request-timeout``. Local mode leaves to the
+   caller what pcs lists as skipped: copy corosync.conf and fresh corosync and
+   pacemaker authkeys (256 random bytes each, as pcs makes them: pcs
+   settings.py) to every node, and ``pcs host auth`` when a pcsd-backed
+   command is needed later (adding a node, say).
+2. ``pcs cluster start`` on every node (local: it starts corosync, then
+   pacemaker, with no pcsd round trip).
+3. ``pcs cluster cib FILE`` saves the live CIB to a file on the first node, then
    every property, default, the fence device, resource and constraint is added
    with ``pcs -f FILE ...``: no pcsd and no CIB round trip per command (each
    pcs command costs 10-20 s under TCG, FACTS.md), and no transient state where
@@ -24,13 +30,20 @@ The plan, and why it is shaped this way:
 4. ``pcs cluster cib-push FILE --config --wait=N`` replaces the configuration
    section in one go and waits, through ``crm_resource --wait``, until the
    cluster has settled (no pending actions).
+
+``pcs host auth`` (:func:`host_auth_argv`) takes the password on **stdin**, not
+``-p``: an argv ends up in ``ps`` on the node and in every ``CommandError`` and
+log line the harness writes. pcs reads it from stdin when stdin is not a TTY
+(pcs/utils.py ``get_terminal_password``: ``isatty()`` false -> ``input()``).
 """
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from harness.cluster.spec import (
     STONITH_ID,
@@ -49,13 +62,19 @@ from harness.errors import ConfigError
 from harness.spec import AddressPlan, NodePlan
 
 DEFAULT_CIB_FILE = "/var/tmp/dcnlab-bootstrap.cib.xml"
+DEFAULT_COROSYNC_FILE = "/var/tmp/dcnlab-corosync.conf"
+# Where local mode leaves the caller to put things (pcs settings.py), and how.
+COROSYNC_CONF = "/etc/corosync/corosync.conf"
+COROSYNC_AUTHKEY = "/etc/corosync/authkey"
+PACEMAKER_AUTHKEY = "/etc/pacemaker/authkey"  # owner hacluster:haclient, 0400
+AUTHKEY_BYTES = 256
+START_ARGV = ("pcs", "cluster", "start")
 HACLUSTER_USER = "hacluster"
 # Seconds a step may take under KVM; the caller scales them by the accelerator
 # (x4 under TCG). Measured under TCG: any pcs command 10-20 s, setup+start of 3
 # nodes ~150 s (FACTS.md), so these leave room without hiding a hang.
 PCS_TIMEOUT = 30.0
 AUTH_TIMEOUT = 45.0
-SETUP_EXTRA = 60.0  # setup's own --wait comes on top
 
 
 @dataclass(frozen=True)
@@ -76,11 +95,31 @@ class Step:
 
 @dataclass(frozen=True)
 class Plan:
-    steps: tuple[Step, ...]
+    """The bootstrap: ``setup`` on the first node, then the caller copies
+    ``corosync_conf`` and the authkeys to every node and runs ``start`` on
+    each, then ``configure`` on the first node."""
+
+    setup: Step
+    start: tuple[str, ...]
+    configure: tuple[Step, ...]
     cib_file: str
+    corosync_conf: str
+
+    @property
+    def first(self) -> str:
+        return self.setup.node
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        """The first node's steps in order (``start`` runs on every node between
+        ``setup`` and ``configure``)."""
+        return (self.setup, *self.configure)
 
     def describe(self) -> list[str]:
-        return [f"{s.node}: {s.description}: {s.command()}" for s in self.steps]
+        start = f"every node: start the cluster stack: {shlex.join(self.start)}"
+        return [f"{self.setup.node}: {self.setup.description}: {self.setup.command()}", start] + [
+            f"{s.node}: {s.description}: {s.command()}" for s in self.configure
+        ]
 
 
 def bootstrap_plan(
@@ -88,14 +127,14 @@ def bootstrap_plan(
     nodes: Sequence[NodePlan],
     addresses: AddressPlan,
     *,
-    hacluster_password: str,
     wait_seconds: int = 300,
     cib_file: str = DEFAULT_CIB_FILE,
+    corosync_conf: str = DEFAULT_COROSYNC_FILE,
 ) -> Plan:
-    """The whole bootstrap of ``spec`` on ``nodes`` (run every step on ``nodes[0]``).
+    """The whole bootstrap of ``spec`` on ``nodes`` (see the module doc).
 
     ``addresses`` is the fleet's address plan (gateways, the VIP's /24);
-    ``wait_seconds`` bounds both ``--wait`` s, already scaled by the caller.
+    ``wait_seconds`` bounds the final ``--wait``, already scaled by the caller.
     """
     if not nodes:
         raise ConfigError("a cluster needs at least one node")
@@ -110,21 +149,11 @@ def bootstrap_plan(
         return step(description, ["pcs", "-f", cib_file, *argv])
 
     names = ", ".join(n.name for n in nodes)
-    steps = [
-        Step(
-            f"authenticate pcsd on {names}",
-            first,
-            tuple(host_auth_argv(nodes)),
-            AUTH_TIMEOUT,
-            stdin=hacluster_password + "\n",
-        ),
-        step(
-            f"set up and start cluster {spec.cluster.name} on {names}",
-            cluster_setup_argv(spec, nodes, wait_seconds),
-            wait_seconds + SETUP_EXTRA,
-        ),
-        step(f"save the CIB to {cib_file}", ["pcs", "cluster", "cib", cib_file]),
-    ]
+    setup = step(
+        f"write corosync.conf of cluster {spec.cluster.name} for {names} (pcs local mode)",
+        cluster_setup_argv(spec, nodes, corosync_conf),
+    )
+    steps = [step(f"save the CIB to {cib_file}", ["pcs", "cluster", "cib", cib_file])]
     if spec.cluster.properties:
         steps.append(offline("set cluster properties", property_argv(spec)))
     if spec.cluster.resource_defaults:
@@ -168,7 +197,19 @@ def bootstrap_plan(
             wait_seconds + PCS_TIMEOUT,
         )
     )
-    return Plan(tuple(steps), cib_file)
+    return Plan(setup, START_ARGV, tuple(steps), cib_file, corosync_conf)
+
+
+def host_auth_step(nodes: Sequence[NodePlan], hacluster_password: str) -> Step:
+    """``pcs host auth`` of every node, run on the first; the password on stdin."""
+    names = ", ".join(n.name for n in nodes)
+    return Step(
+        f"authenticate pcsd on {names}",
+        nodes[0].name,
+        tuple(host_auth_argv(nodes)),
+        AUTH_TIMEOUT,
+        stdin=hacluster_password + "\n",
+    )
 
 
 def host_auth_argv(nodes: Sequence[NodePlan]) -> list[str]:
@@ -182,10 +223,10 @@ def host_auth_argv(nodes: Sequence[NodePlan]) -> list[str]:
     return [*argv, "-u", HACLUSTER_USER]
 
 
-def cluster_setup_argv(spec: ClusterSpec, nodes: Sequence[NodePlan], wait_seconds: int) -> list[str]:
-    """``pcs cluster setup`` with one ``addr=`` per knet link (pcs 0.11 syntax:
-    ``setup NAME (NODE [addr=ADDR]...)... [transport knet [link OPTS]...]
-    [totem OPTS] [--start [--wait=N]]``)."""
+def cluster_setup_argv(spec: ClusterSpec, nodes: Sequence[NodePlan], corosync_conf: str) -> list[str]:
+    """``pcs cluster setup`` in local mode, one ``addr=`` per knet link (pcs 0.11
+    syntax: ``setup NAME (NODE [addr=ADDR]...)... [transport knet [link ..]...]
+    [totem OPTS] [--corosync_conf PATH [--overwrite]]``)."""
     links = spec.link_networks(len(nodes[0].nics))
     argv = ["pcs", "cluster", "setup", spec.cluster.name]
     for node in nodes:
@@ -206,7 +247,7 @@ def cluster_setup_argv(spec: ClusterSpec, nodes: Sequence[NodePlan], wait_second
     totem = [f"{name}={value}" for name, value in (("consensus", opts.consensus), ("token", opts.token)) if value]
     if totem:
         argv += ["totem", *totem]
-    return [*argv, "--start", f"--wait={wait_seconds}"]
+    return [*argv, "--corosync_conf", corosync_conf, "--overwrite"]
 
 
 def property_argv(spec: ClusterSpec) -> list[str]:
@@ -298,3 +339,82 @@ def describe_constraint(con: Constraint) -> str:
 
 def _pairs(params: Sequence[tuple[str, str]]) -> list[str]:
     return [f"{name}={value}" for name, value in params]
+
+
+# ------------------------------------------------------------ batched pcs runs
+
+# The guest side: copied to the node and run with its own python3 (it imports
+# pcs, which only the node has).
+BATCH_SCRIPT = Path(__file__).with_name("pcs_batch_guest.py")
+BATCH_PATH_ON_NODE = "/var/tmp/dcnlab-pcs-batch.py"
+BATCH_MARK = "@@dcnlab-pcs "
+# Seconds (under KVM) for the batch's single start of Python and pcs.
+BATCH_STARTUP = 30.0
+
+
+def batch_input(steps: Sequence[Step]) -> str:
+    """The batch script's stdin: one JSON argv per step, without ``pcs``."""
+    lines = []
+    for step in steps:
+        if step.argv[:1] != ("pcs",) or step.stdin is not None:
+            raise ValueError(f"step '{step.description}' cannot be batched: {step.command()}")
+        lines.append(json.dumps(list(step.argv[1:])))
+    return "\n".join(lines) + "\n"
+
+
+def batch_timeout(steps: Sequence[Step]) -> float:
+    """Seconds under KVM for the whole batch: one start-up plus every step's."""
+    return BATCH_STARTUP + sum(s.timeout for s in steps)
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    step: Step
+    exit_code: int | None  # None: the step began but never ended (killed, timed out)
+    seconds: float | None
+    output: str
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    outcomes: tuple[StepOutcome, ...]  # the steps that began, in order
+    preamble: str  # anything printed before the first step (an import error, say)
+
+    @property
+    def failed(self) -> StepOutcome | None:
+        for outcome in self.outcomes:
+            if outcome.exit_code != 0:
+                return outcome
+        return None
+
+    def not_started(self, steps: Sequence[Step]) -> list[Step]:
+        return list(steps[len(self.outcomes) :])
+
+
+def parse_batch(output: str, steps: Sequence[Step]) -> BatchOutcome:
+    """Split the batch script's stdout into each step's outcome and output."""
+    preamble: list[str] = []
+    current: list[str] | None = None
+    begun: dict[int, list[str]] = {}
+    ended: dict[int, tuple[int, float]] = {}
+    for line in output.splitlines():
+        if line.startswith(BATCH_MARK):
+            try:
+                record = json.loads(line[len(BATCH_MARK) :])
+            except json.JSONDecodeError:
+                record = None
+            if isinstance(record, dict) and isinstance(record.get("begin"), int):
+                current = begun.setdefault(record["begin"], [])
+                continue
+            if isinstance(record, dict) and isinstance(record.get("end"), int):
+                ended[record["end"]] = (int(record.get("exit", 1)), float(record.get("seconds", 0.0)))
+                current = None
+                continue
+        (current if current is not None else preamble).append(line)
+    outcomes = []
+    for index in sorted(begun):
+        if index >= len(steps):
+            raise ValueError(f"pcs batch output names step {index} of {len(steps)}")
+        code, seconds = ended.get(index, (None, None))
+        outcomes.append(StepOutcome(steps[index], code, seconds, "\n".join(begun[index])))
+    return BatchOutcome(tuple(outcomes), "\n".join(preamble))

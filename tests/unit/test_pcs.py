@@ -1,15 +1,28 @@
+import json
+import os
 import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from harness.cluster.fencing import fence_virt_argv, fence_virtd_argv, fence_virtd_conf
 from harness.cluster.pcs import (
+    BATCH_SCRIPT,
+    BATCH_STARTUP,
     DEFAULT_CIB_FILE,
+    DEFAULT_COROSYNC_FILE,
+    Step,
+    batch_input,
+    batch_timeout,
     bootstrap_plan,
     cluster_setup_argv,
     constraint_argv,
     host_auth_argv,
+    host_auth_step,
     host_map,
+    parse_batch,
     resource_argv,
     stonith_argv,
 )
@@ -27,17 +40,18 @@ def spec_of(text: str) -> ClusterSpec:
     return parse_spec(text, "t.yaml")
 
 
-def test_default_plan_builds_offline_and_pushes_once() -> None:
-    plan = bootstrap_plan(load_spec(DEFAULT), NODES, PLAN, hacluster_password=PASSWORD, wait_seconds=600)
-    argvs = [list(s.argv) for s in plan.steps]
-    assert argvs[0][:3] == ["pcs", "host", "auth"]
-    assert argvs[1][:3] == ["pcs", "cluster", "setup"]
-    assert argvs[2] == ["pcs", "cluster", "cib", DEFAULT_CIB_FILE]
-    middle = argvs[3:-1]
+def test_default_plan_sets_up_locally_builds_offline_and_pushes_once() -> None:
+    plan = bootstrap_plan(load_spec(DEFAULT), NODES, PLAN, wait_seconds=600)
+    assert plan.setup.argv[:3] == ("pcs", "cluster", "setup")
+    assert plan.setup.argv[-3:] == ("--corosync_conf", DEFAULT_COROSYNC_FILE, "--overwrite")
+    assert plan.start == ("pcs", "cluster", "start")
+    argvs = [list(s.argv) for s in plan.configure]
+    assert argvs[0] == ["pcs", "cluster", "cib", DEFAULT_CIB_FILE]
+    middle = argvs[1:-1]
     assert middle
     assert all(a[:3] == ["pcs", "-f", DEFAULT_CIB_FILE] for a in middle)
     assert argvs[-1] == ["pcs", "cluster", "cib-push", DEFAULT_CIB_FILE, "--config", "--wait=600"]
-    assert {s.node for s in plan.steps} == {"dcn1"}
+    assert {s.node for s in plan.steps} == {"dcn1"} == {plan.first}
     # Everything is created before anything is constrained.
     kinds = [a[3] for a in middle]
     assert kinds == [
@@ -51,14 +65,27 @@ def test_default_plan_builds_offline_and_pushes_once() -> None:
         *["constraint"] * 4,
     ]
     assert all(isinstance(x, str) for a in argvs for x in a)
+    described = plan.describe()
+    assert len(described) == len(plan.steps) + 1
+    assert "every node: start the cluster stack: pcs cluster start" in described
+
+
+def test_no_step_of_the_plan_needs_pcsd() -> None:
+    # Networked `pcs cluster setup`, `host auth` and `--all` are what time out
+    # against loaded pcsd daemons under TCG: none of them is in the plan.
+    plan = bootstrap_plan(load_spec(DEFAULT), NODES, PLAN)
+    for argv in [plan.start, *(s.argv for s in plan.steps)]:
+        assert "auth" not in argv
+        assert "--all" not in argv
+        assert "--start" not in argv
+    assert all(s.stdin is None for s in plan.steps)
 
 
 def test_password_only_travels_on_stdin() -> None:
-    plan = bootstrap_plan(load_spec(DEFAULT), NODES, PLAN, hacluster_password=PASSWORD, wait_seconds=60)
-    auth = plan.steps[0]
+    auth = host_auth_step(NODES, PASSWORD)
     assert auth.stdin == PASSWORD + "\n"
-    assert all(s.stdin is None for s in plan.steps[1:])
-    for text in [*plan.describe(), repr(plan), *(s.command() for s in plan.steps)]:
+    assert auth.node == "dcn1"
+    for text in [repr(auth), auth.command(), auth.description]:
         assert "s3cret" not in text
 
 
@@ -79,7 +106,7 @@ def test_host_auth() -> None:
 
 
 def test_cluster_setup_has_one_addr_per_link() -> None:
-    assert cluster_setup_argv(load_spec(DEFAULT), NODES, 600) == [
+    assert cluster_setup_argv(load_spec(DEFAULT), NODES, "/tmp/c.conf") == [
         "pcs",
         "cluster",
         "setup",
@@ -97,8 +124,9 @@ def test_cluster_setup_has_one_addr_per_link() -> None:
         "knet",
         "totem",
         "token=3000",
-        "--start",
-        "--wait=600",
+        "--corosync_conf",
+        "/tmp/c.conf",
+        "--overwrite",
     ]
 
 
@@ -107,7 +135,7 @@ def test_cluster_setup_on_chosen_networks_with_link_and_totem_options() -> None:
         "cluster:\n  name: edge\n  links: [1]\n"
         "  corosync: {token: 1000, consensus: 1500, knet_ping_interval: 200, knet_ping_timeout: 400}\n"
     )
-    argv = cluster_setup_argv(spec, NODES[:2], 120)
+    argv = cluster_setup_argv(spec, NODES[:2], "/tmp/c.conf")
     assert argv == [
         "pcs",
         "cluster",
@@ -126,16 +154,17 @@ def test_cluster_setup_on_chosen_networks_with_link_and_totem_options() -> None:
         "totem",
         "consensus=1500",
         "token=1000",
-        "--start",
-        "--wait=120",
+        "--corosync_conf",
+        "/tmp/c.conf",
+        "--overwrite",
     ]
 
 
 def test_cluster_setup_without_corosync_options() -> None:
-    argv = cluster_setup_argv(spec_of(""), NODES, 60)
+    argv = cluster_setup_argv(spec_of(""), NODES, "/tmp/c.conf")
     assert "totem" not in argv
     assert "link" not in argv
-    assert argv[-3:] == ["knet", "--start", "--wait=60"]
+    assert argv[-4:] == ["knet", "--corosync_conf", "/tmp/c.conf", "--overwrite"]
 
 
 def test_fence_virt_device() -> None:
@@ -161,7 +190,7 @@ def test_fence_virsh_device_with_extra_params() -> None:
         "fencing:\n  method: fence_virsh\n  action: reboot\n  timeout: 20\n  network: 1\n"
         "  identity_file: /root/.ssh/k\n  params: {pcmk_delay_max: 5s}\n"
     )
-    bootstrap_plan(spec, NODES, PLAN, hacluster_password="x")  # network 1 exists
+    bootstrap_plan(spec, NODES, PLAN)  # network 1 exists
     assert stonith_argv(spec, NODES, "10.77.1.1") == [
         "stonith",
         "create",
@@ -179,14 +208,14 @@ def test_fence_virsh_device_with_extra_params() -> None:
 
 def test_fence_device_uses_the_gateway_of_the_fencing_network() -> None:
     spec = spec_of("fencing: {network: 1}")
-    plan = bootstrap_plan(spec, NODES, PLAN, hacluster_password="x")
+    plan = bootstrap_plan(spec, NODES, PLAN)
     (fence,) = [s for s in plan.steps if "stonith" in s.argv]
     assert "ipaddr=10.77.1.1" in fence.argv
 
 
 def test_no_fencing_means_no_device() -> None:
     spec = spec_of("cluster: {properties: {stonith-enabled: false}}\nfencing: {method: none}")
-    plan = bootstrap_plan(spec, NODES, PLAN, hacluster_password="x")
+    plan = bootstrap_plan(spec, NODES, PLAN)
     assert not any("stonith" in s.argv for s in plan.steps)
     assert ["pcs", "-f", DEFAULT_CIB_FILE, "property", "set", "stonith-enabled=false"] in [
         list(s.argv) for s in plan.steps
@@ -269,7 +298,7 @@ def test_vip_on_another_network_with_explicit_address_and_several_ops() -> None:
 
 def test_no_monitor_removes_the_one_pcs_adds() -> None:
     spec = spec_of("workloads:\n  - {id: d, type: ocf, agent: 'ocf:pacemaker:Dummy', ops: {monitor: null}}\n")
-    steps = [list(s.argv)[3:] for s in bootstrap_plan(spec, NODES, PLAN, hacluster_password="x").steps]
+    steps = [list(s.argv)[3:] for s in bootstrap_plan(spec, NODES, PLAN).configure]
     create = steps.index(["resource", "create", "d", "ocf:pacemaker:Dummy"])
     assert steps[create + 1] == ["resource", "op", "delete", "d", "monitor"]
 
@@ -279,7 +308,7 @@ def test_defaults_and_group_meta() -> None:
         "cluster:\n  resource_defaults: {resource-stickiness: INFINITY}\n  op_defaults: {timeout: 1min}\n"
         "workloads:\n  - {id: g, group: [a], meta: {target-role: Stopped}}\n  - {id: a, type: ipaddr2}\n"
     )
-    steps = [list(s.argv)[3:] for s in bootstrap_plan(spec, NODES, PLAN, hacluster_password="x").steps]
+    steps = [list(s.argv)[3:] for s in bootstrap_plan(spec, NODES, PLAN).configure]
     assert ["resource", "defaults", "update", "resource-stickiness=INFINITY"] in steps
     assert ["resource", "op", "defaults", "update", "timeout=60s"] in steps
     assert ["resource", "meta", "g", "target-role=Stopped"] in steps
@@ -308,7 +337,7 @@ def test_every_value_survives_the_shell_quoting_node_run_applies() -> None:
         "workloads:\n  - id: app\n    type: podman\n    image: 'img:1'\n"
         "    run_opts: \"--env A='x y' --env B=$HOME;rm -rf /\"\n"
     )
-    for step in bootstrap_plan(spec, NODES, PLAN, hacluster_password="x").steps:
+    for step in bootstrap_plan(spec, NODES, PLAN).steps:
         assert shlex.split(step.command()) == list(step.argv)
 
 
@@ -316,15 +345,14 @@ def test_plan_refuses_a_spec_the_fleet_cannot_hold() -> None:
     spec = load_spec(DEFAULT)
     one_network = [PLAN.node(i, networks=1) for i in (1, 2, 3)]
     with pytest.raises(ConfigError, match="knet link on network 1"):
-        bootstrap_plan(spec, one_network, PLAN, hacluster_password="x")
+        bootstrap_plan(spec, one_network, PLAN)
     with pytest.raises(ConfigError, match="at least one node"):
-        bootstrap_plan(spec, [], PLAN, hacluster_password="x")
+        bootstrap_plan(spec, [], PLAN)
 
 
 def test_steps_carry_timeouts_that_cover_their_waits() -> None:
-    plan = bootstrap_plan(load_spec(DEFAULT), NODES, PLAN, hacluster_password="x", wait_seconds=500)
-    setup, push = plan.steps[1], plan.steps[-1]
-    assert setup.timeout > 500
+    plan = bootstrap_plan(load_spec(DEFAULT), NODES, PLAN, wait_seconds=500)
+    push = plan.steps[-1]
     assert push.timeout > 500
     assert all(s.timeout > 0 for s in plan.steps)
 
@@ -401,3 +429,106 @@ def test_fence_virt_check_from_a_node() -> None:
     ]
     with pytest.raises(ConfigError, match="needs a domain"):
         fence_virt_argv(spec, "10.77.0.1", "off")
+
+
+# ------------------------------------------------------------ batched pcs runs
+
+
+def _steps(*argvs: list[str]) -> list[Step]:
+    return [Step(f"step {i}", "dcn1", ("pcs", *argv), 10.0) for i, argv in enumerate(argvs)]
+
+
+def test_batch_input_is_one_json_argv_per_step_without_pcs() -> None:
+    steps = _steps(["-f", "/x", "property", "set", "a=b c"], ["cluster", "cib-push", "/x"])
+    lines = batch_input(steps).splitlines()
+    assert [json.loads(line) for line in lines] == [
+        ["-f", "/x", "property", "set", "a=b c"],
+        ["cluster", "cib-push", "/x"],
+    ]
+    assert batch_timeout(steps) == BATCH_STARTUP + 20.0
+
+
+def test_batch_refuses_secrets_and_non_pcs_steps() -> None:
+    with pytest.raises(ValueError, match="cannot be batched"):
+        batch_input([host_auth_step(NODES, PASSWORD)])
+    with pytest.raises(ValueError, match="cannot be batched"):
+        batch_input([Step("x", "dcn1", ("crm_mon",), 1.0)])
+
+
+def _fake_pcs(tmp_path: Path) -> Path:
+    """A stand-in for the node's pcs package, to exercise the batch script's
+    own logic (fork per command, markers, stop at the first failure) here."""
+    pkg = tmp_path / "pcs"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "app.py").write_text(
+        "import os, sys\n"
+        "IMPORTS = os.environ['IMPORT_LOG']\n"
+        "open(IMPORTS, 'a').write('imported\\n')\n"
+        "STATE = []\n"
+        "def main(argv):\n"
+        "    STATE.append(argv)  # must not leak into the next command (fork)\n"
+        "    print('out', argv, len(STATE))\n"
+        "    print('err', argv, file=sys.stderr)\n"
+        "    if argv[0] == 'fail': sys.exit(3)\n"
+        "    if argv[0] == 'boom': raise RuntimeError('bug')\n"
+    )
+    return tmp_path
+
+
+def _run_batch_script(tmp_path: Path, steps: list[Step]) -> tuple[subprocess.CompletedProcess[str], Path]:
+    root = _fake_pcs(tmp_path)
+    log = tmp_path / "imports.log"
+    env = {**os.environ, "PYTHONPATH": str(root), "IMPORT_LOG": str(log)}
+    res = subprocess.run(
+        [sys.executable, str(BATCH_SCRIPT)],
+        input=batch_input(steps),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    return res, log
+
+
+def test_batch_script_runs_every_command_after_one_import(tmp_path: Path) -> None:
+    steps = _steps(["one"], ["two"], ["three"])
+    res, log = _run_batch_script(tmp_path, steps)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert log.read_text() == "imported\n"
+    outcome = parse_batch(res.stdout, steps)
+    assert outcome.failed is None
+    assert [o.exit_code for o in outcome.outcomes] == [0, 0, 0]
+    assert all(o.seconds is not None and o.seconds >= 0 for o in outcome.outcomes)
+    # Each command sees a fresh pcs (forked), and its stderr in order with stdout.
+    assert outcome.outcomes[1].output.splitlines() == ["out ['two'] 1", "err ['two']"]
+
+
+@pytest.mark.parametrize(("bad", "code", "text"), [("fail", 3, "err ['fail']"), ("boom", 1, "RuntimeError: bug")])
+def test_batch_script_stops_at_the_first_failure(tmp_path: Path, bad: str, code: int, text: str) -> None:
+    steps = _steps(["one"], [bad], ["never"])
+    res, _ = _run_batch_script(tmp_path, steps)
+    assert res.returncode == 1
+    outcome = parse_batch(res.stdout, steps)
+    failed = outcome.failed
+    assert failed is not None
+    assert failed.step is steps[1]
+    assert failed.exit_code == code
+    assert text in failed.output
+    assert outcome.not_started(steps) == [steps[2]]
+
+
+def test_parse_batch_of_a_step_that_never_ended() -> None:
+    steps = _steps(["one"], ["hangs"])
+    out = (
+        'Traceback? no\n@@dcnlab-pcs {"begin": 0}\nfine\n@@dcnlab-pcs {"end": 0, "exit": 0, "seconds": 1.5}\n'
+        '@@dcnlab-pcs {"begin": 1}\nwaiting...\n'
+    )
+    outcome = parse_batch(out, steps)
+    assert outcome.preamble == "Traceback? no"
+    failed = outcome.failed
+    assert failed is not None
+    assert failed.step is steps[1]
+    assert failed.exit_code is None
+    assert failed.output == "waiting..."
+    assert outcome.outcomes[0].seconds == 1.5

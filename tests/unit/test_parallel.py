@@ -1,0 +1,46 @@
+import threading
+
+import pytest
+
+from harness.errors import ClusterError, DcnlabError
+from harness.parallel import on_each
+
+
+def test_results_come_back_in_item_order_and_run_concurrently() -> None:
+    barrier = threading.Barrier(3, timeout=5)
+
+    def square(n: int) -> int:
+        barrier.wait()  # only passes if all three run at the same time
+        return n * n
+
+    assert on_each([3, 1, 2], square, label=str, what="squaring") == [9, 1, 4]
+
+
+def test_every_failure_is_named_and_the_rest_still_run() -> None:
+    done: list[int] = []
+
+    def work(n: int) -> int:
+        if n % 2:
+            raise DcnlabError(f"odd {n}")
+        done.append(n)
+        return n
+
+    with pytest.raises(ClusterError) as info:
+        on_each([1, 2, 3, 4], work, label=lambda n: f"node{n}", what="the step", error=ClusterError)
+    text = str(info.value)
+    assert text.startswith("the step failed on 2 of 4:")
+    assert "node1: odd 1" in text
+    assert "node3: odd 3" in text
+    assert sorted(done) == [2, 4]
+
+
+def test_bugs_are_not_turned_into_harness_errors() -> None:
+    def broken(n: int) -> int:
+        raise KeyError(n)
+
+    with pytest.raises(KeyError):
+        on_each([1], broken, label=str, what="x")
+
+
+def test_nothing_to_do() -> None:
+    assert on_each([], lambda n: n, label=str, what="x") == []
