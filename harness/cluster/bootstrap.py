@@ -27,7 +27,6 @@ from harness.cluster.pcs import (
     COROSYNC_AUTHKEY,
     COROSYNC_CONF,
     PACEMAKER_AUTHKEY,
-    PCS_TIMEOUT,
     Step,
     batch_input,
     batch_timeout,
@@ -49,6 +48,7 @@ PCSD_PORT = 2224
 PCSD_READY = 60.0
 CONVERGE = 90.0
 MEMBERSHIP = 60.0
+START_TIMEOUT = 60.0
 FENCE_CONFIRM = 30.0
 REJOIN = 120.0
 
@@ -81,7 +81,7 @@ class Cluster:
 
         The order (see :mod:`harness.cluster.pcs`): fencing path proven, pcs
         writes corosync.conf in local mode, the harness copies it and fresh
-        authkeys to every node, ``pcs cluster start`` on all nodes at once,
+        authkeys to every node, starts corosync and pacemaker on all at once,
         membership, then the configuration in one push and convergence.
         """
         say = progress or fleet.progress
@@ -119,9 +119,9 @@ class Cluster:
         say(f"cluster {name}: starting corosync and pacemaker on {len(nodes)} nodes: {shlex.join(plan.start)}")
         on_each(
             nodes,
-            lambda node: node.run(list(plan.start), timeout=PCS_TIMEOUT * 2 * cluster.scale),
+            lambda node: node.run(list(plan.start), timeout=START_TIMEOUT * cluster.scale),
             label=lambda node: node.name,
-            what="`pcs cluster start`",
+            what="starting corosync and pacemaker",
             error=ClusterError,
         )
         mark("stack_started")

@@ -129,7 +129,7 @@ class TestWithoutFencingAndQuorum:
     ) -> Iterator[Cluster]:
         say = _progress(pytestconfig)
         base = dcn_options.spec
-        spec = FleetSpec(name=f"{base.name[:16]}-nf", nodes=3, networks=2, vcpus=base.vcpus, memory_mib=base.memory_mib)
+        spec = FleetSpec(name=f"{base.name[:16]}-nf", nodes=2, networks=2, vcpus=base.vcpus, memory_mib=base.memory_mib)
         fleet = Fleet.up(
             spec,
             dcn_image,  # type: ignore[arg-type]

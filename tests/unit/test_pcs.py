@@ -44,7 +44,7 @@ def test_default_plan_sets_up_locally_builds_offline_and_pushes_once() -> None:
     plan = bootstrap_plan(load_spec(DEFAULT), NODES, PLAN, wait_seconds=600)
     assert plan.setup.argv[:3] == ("pcs", "cluster", "setup")
     assert plan.setup.argv[-3:] == ("--corosync_conf", DEFAULT_COROSYNC_FILE, "--overwrite")
-    assert plan.start == ("pcs", "cluster", "start")
+    assert plan.start == ("systemctl", "start", "corosync", "pacemaker")
     argvs = [list(s.argv) for s in plan.configure]
     assert argvs[0] == ["pcs", "cluster", "cib", DEFAULT_CIB_FILE]
     middle = argvs[1:-1]
@@ -67,7 +67,7 @@ def test_default_plan_sets_up_locally_builds_offline_and_pushes_once() -> None:
     assert all(isinstance(x, str) for a in argvs for x in a)
     described = plan.describe()
     assert len(described) == len(plan.steps) + 1
-    assert "every node: start the cluster stack: pcs cluster start" in described
+    assert "every node: start the cluster stack: systemctl start corosync pacemaker" in described
 
 
 def test_no_step_of_the_plan_needs_pcsd() -> None:
