@@ -1,6 +1,6 @@
 """The cluster spec: what cluster dcnlab builds on a fleet, read from YAML.
 
-A spec file has four top-level sections; every one is optional (an empty file
+A spec file has five top-level sections; every one is optional (an empty file
 is a one-link-per-network cluster named ``dcn`` with fence_virt fencing and no
 workloads)::
 
@@ -60,6 +60,12 @@ workloads)::
       - order: {first: web, then: app, kind: Mandatory}      # | Optional | Serialize
       - location: {rsc: web, prefers: dcn1, score: 50}       # negative = avoids
       - ban: {rsc: dummy, node: dcn3}                        # location -INFINITY
+    certification:
+      thresholds:               # durations; a suite case fails above any of them
+        default: {detection: 20s, fencing: 30s, recovery: 2min, downtime: 150s}
+        kill-workload: {downtime: 60s}   # per fault: power-off, hard-reset, freeze,
+                                # nic-cut, isolate, kill-workload, kill-controld,
+                                # kill-corosync; overrides default
 
 Values: a *duration* is an integer (seconds) or a string such as ``500ms``,
 ``10s``, ``2min``, ``1h`` (Pacemaker's own units); a *score* is an integer in
@@ -88,6 +94,7 @@ import yaml.nodes
 
 from harness.errors import ConfigError
 from harness.spec import AddressPlan
+from harness.verdict import FAULT_KINDS, TIMING_NAMES, Thresholds
 
 # Pacemaker's score arithmetic saturates at one million ("INFINITY").
 INFINITY = 1_000_000
@@ -366,6 +373,11 @@ class ClusterSpec:
     constraints: tuple[Constraint, ...] = ()
     # Which entries came first in `workloads`: groups and resources interleaved.
     workload_order: tuple[str, ...] = ()
+    # certification.thresholds: (fault name or "default", limits), in file order.
+    thresholds: tuple[tuple[str, Thresholds], ...] = ()
+
+    def threshold_table(self) -> dict[str, Thresholds]:
+        return dict(self.thresholds)
 
     def resource(self, rsc_id: str) -> Resource | None:
         return next((r for r in self.resources if r.id == rsc_id), None)
@@ -731,7 +743,7 @@ class _Reader:
 
     def spec(self, v: _Val, path: str) -> ClusterSpec:
         top = self.mapping(v, "the spec")
-        self.keys(top, ("cluster", "fencing", "workloads", "constraints"), "the spec")
+        self.keys(top, ("cluster", "fencing", "workloads", "constraints", "certification"), "the spec")
         cluster = self.cluster(self.optional(top, "cluster"))
         fencing = self.fencing(self.optional(top, "fencing"), top.line)
         resources, groups, order = self.workloads(self.optional(top, "workloads"))
@@ -743,7 +755,32 @@ class _Reader:
                 "fencing method none needs cluster.properties: {stonith-enabled: false} "
                 "(Pacemaker starts no resources while fencing is enabled and no device can fence)",
             )
-        return ClusterSpec(path, cluster, fencing, resources, groups, constraints, order)
+        thresholds = self.certification(self.optional(top, "certification"))
+        return ClusterSpec(path, cluster, fencing, resources, groups, constraints, order, thresholds)
+
+    def certification(self, v: _Val | None) -> tuple[tuple[str, Thresholds], ...]:
+        if v is None:
+            return ()
+        m = self.mapping(v, "certification")
+        self.keys(m, ("thresholds",), "certification")
+        table = self.optional(m, "thresholds")
+        if table is None:
+            return ()
+        tm = self.mapping(table, "certification.thresholds")
+        known = ("default", *FAULT_KINDS)
+        self.keys(tm, known, "certification.thresholds (a fault name, or default for all)")
+        out = []
+        for fault, limits in tm.items.items():
+            where = f"certification.thresholds.{fault}"
+            lm = self.mapping(limits, where)
+            self.keys(lm, TIMING_NAMES, where)
+            values = {
+                name: self.duration(val, f"{where}.{name}").ms / 1000
+                for name in TIMING_NAMES
+                if (val := self.optional(lm, name)) is not None
+            }
+            out.append((fault, Thresholds(**values)))
+        return tuple(out)
 
     def cluster(self, v: _Val | None) -> ClusterSection:
         if v is None:

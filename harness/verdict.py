@@ -1,0 +1,260 @@
+"""Certification verdicts: what a fault should do to a workload, what the
+timeline shows it did, and whether the timings stay within their limits.
+
+Pure logic on recorded data (a timeline and its derived timings), so every
+rule here is unit-tested on recorded events. The failover suite declares an
+:class:`Expectation` per (fault, workload), runs the fault on a real cluster,
+and asserts :func:`judge`'s :class:`Verdict`; its message names the
+expectation, the observed value and the timeline excerpt that shows it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
+from typing import Any
+
+from harness.errors import ConfigError
+from harness.timeline import Event, EventKind, Timing, Timings, select
+
+# The faults the suites know by name, for thresholds and markers. A name is
+# what a spec's certification.thresholds and --dcn-threshold use.
+FAULT_KINDS = (
+    "power-off",
+    "hard-reset",
+    "freeze",
+    "nic-cut",
+    "isolate",
+    "kill-workload",
+    "kill-controld",
+    "kill-corosync",
+)
+TIMING_NAMES = ("detection", "fencing", "recovery", "downtime")
+
+
+class Outcome(StrEnum):
+    RELOCATED = "relocated"  # started on another node
+    RESTARTED = "restarted in place"  # failed or stopped, then started on the same node
+    UNAFFECTED = "unaffected"  # neither stopped, failed nor moved
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Upper limits in seconds; None leaves a timing unchecked."""
+
+    detection: float | None = None
+    fencing: float | None = None
+    recovery: float | None = None
+    downtime: float | None = None
+
+    def over(self, other: Thresholds) -> Thresholds:
+        """These limits, with ``other``'s where ``other`` sets one."""
+        return replace(self, **{f.name: v for f in fields(other) if (v := getattr(other, f.name)) is not None})
+
+    def to_dict(self) -> dict[str, float | None]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Thresholds]:
+    """``FAULT.TIMING=SECONDS`` strings (``--dcn-threshold``) as thresholds
+    per fault name (``default`` for every fault)."""
+    out: dict[str, Thresholds] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        fault, dot, timing = key.strip().rpartition(".")
+        if not sep or not dot:
+            raise ConfigError(f"threshold {item!r}: write FAULT.TIMING=SECONDS, e.g. power-off.downtime=60")
+        if fault != "default" and fault not in FAULT_KINDS:
+            known = ", ".join(FAULT_KINDS)
+            raise ConfigError(f"threshold {item!r}: unknown fault {fault!r}; use default or one of: {known}")
+        if timing not in TIMING_NAMES:
+            raise ConfigError(f"threshold {item!r}: unknown timing {timing!r}; use one of: {', '.join(TIMING_NAMES)}")
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = -1.0
+        if not seconds > 0:
+            raise ConfigError(f"threshold {item!r}: {value!r} is not a positive number of seconds")
+        out[fault] = out.get(fault, Thresholds()).over(Thresholds(**{timing: seconds}))
+    return out
+
+
+def thresholds_for(fault: str, table: Mapping[str, Thresholds]) -> Thresholds:
+    """``table['default']`` overlaid with ``table[fault]``."""
+    return table.get("default", Thresholds()).over(table.get(fault, Thresholds()))
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What a fault on the node running ``resource`` should lead to."""
+
+    fault: str  # one of FAULT_KINDS
+    resource: str
+    outcome: Outcome
+    fenced: bool  # the target node is fenced (False: it must not be)
+    why: str = ""  # the HA reasoning, for reports
+
+    def describe(self) -> str:
+        fence = "its node fenced" if self.fenced else "no node fenced"
+        return f"{self.fault}: {self.resource} {self.outcome.value}, {fence}"
+
+
+@dataclass(frozen=True)
+class Observed:
+    outcome: Outcome
+    where: str | None  # the node the resource runs on at the end, when seen started
+    fenced: bool
+    evidence: tuple[Event, ...]  # the events the outcome rests on
+
+
+def observe(events: Sequence[Event], resource: str, target: str, fault: Event) -> Observed:
+    """What happened to ``resource`` (running on ``target``) after ``fault``
+    and before its heal: what the heal and the restore after it do (a node
+    rejoining, resources moving back) is not the fault's outcome."""
+    healed = next((e for e in select(events, EventKind.FAULT_HEALED, after=fault.t) if e.source == fault.source), None)
+    after = [e for e in select(events, after=fault.lower) if healed is None or e.t <= healed.t]
+    started = [e for e in after if e.kind is EventKind.RESOURCE_STARTED and e.resource == resource]
+    trouble = [
+        e
+        for e in after
+        if e.kind in (EventKind.RESOURCE_STOPPED, EventKind.RESOURCE_FAILED)
+        and e.resource == resource
+        and e.node in (target, None)
+    ]
+    fences = [e for e in after if e.kind is EventKind.FENCE_CONFIRMED and e.node == target]
+    elsewhere = [e for e in started if e.node not in (target, None)]
+    if elsewhere:
+        outcome, evidence = Outcome.RELOCATED, elsewhere[:1]
+    elif trouble and any(e.node == target and e.t >= trouble[0].lower for e in started):
+        again = next(e for e in started if e.node == target and e.t >= trouble[0].lower)
+        outcome, evidence = Outcome.RESTARTED, [trouble[0], again]
+    else:
+        outcome, evidence = Outcome.UNAFFECTED, trouble[:1]
+    where = started[-1].node if started else None
+    return Observed(outcome, where, bool(fences), tuple([*evidence, *fences[:1]]))
+
+
+@dataclass(frozen=True)
+class Finding:
+    what: str  # "outcome", "fenced", or a timing: "detection", "fencing", ...
+    expected: str
+    observed: str
+    ok: bool
+
+    def __str__(self) -> str:
+        mark = "ok  " if self.ok else "FAIL"
+        return f"{mark} {self.what}: expected {self.expected}; observed {self.observed}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    expectation: Expectation
+    target: str
+    findings: tuple[Finding, ...]
+    excerpt: str
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    @property
+    def passed(self) -> bool:
+        return all(f.ok for f in self.findings)
+
+    @property
+    def failures(self) -> list[Finding]:
+        return [f for f in self.findings if not f.ok]
+
+    def message(self) -> str:
+        head = "PASS" if self.passed else "FAIL"
+        lines = [f"{head}: {self.expectation.describe()} (fault on {self.target})"]
+        lines += [f"  {f}" for f in self.findings]
+        lines += ["timeline (seconds from the fault):", self.excerpt]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fault": self.expectation.fault,
+            "resource": self.expectation.resource,
+            "target": self.target,
+            "expected": self.expectation.describe(),
+            "passed": self.passed,
+            "findings": [
+                {"what": f.what, "expected": f.expected, "observed": f.observed, "ok": f.ok} for f in self.findings
+            ],
+            "thresholds": self.thresholds.to_dict(),
+        }
+
+
+# Kinds worth showing in a verdict's excerpt (samples of unchanged state and
+# probe successes are not events, so this is short already).
+_EXCERPT_KINDS = frozenset(EventKind) - {EventKind.NOTE}
+EXCERPT_LINES = 40
+
+
+def excerpt(events: Sequence[Event], fault: Event, resource: str) -> str:
+    """The timeline from just before the fault, relevant events only."""
+    rows = [
+        e
+        for e in sorted(events, key=lambda e: e.t)
+        if e.t >= fault.t - 5.0
+        and e.kind in _EXCERPT_KINDS
+        and (e.resource in (None, resource) or e.kind is EventKind.INVARIANT_VIOLATED)
+    ]
+    text = [e.describe(fault.t) for e in rows[:EXCERPT_LINES]]
+    if len(rows) > EXCERPT_LINES:
+        text.append(f"... {len(rows) - EXCERPT_LINES} more events in timeline.json")
+    return "\n".join(text) or "(no events)"
+
+
+def judge(
+    expectation: Expectation,
+    events: Sequence[Event],
+    timings: Timings,
+    thresholds: Thresholds,
+    target: str,
+) -> Verdict:
+    """Check ``events`` (the whole timeline of one fault) against ``expectation``
+    and ``timings`` against ``thresholds``."""
+    fault = next((e for e in select(events, EventKind.FAULT_INJECTED) if e.node in (target, None)), None)
+    if fault is None:
+        finding = Finding("fault", f"a fault injected on {target}", "no fault_injected event", False)
+        return Verdict(expectation, target, (finding,), "(no fault on the timeline)", thresholds)
+    seen = observe(events, expectation.resource, target, fault)
+    findings = [
+        Finding(
+            "outcome",
+            expectation.outcome.value,
+            seen.outcome.value + (f" (now on {seen.where})" if seen.where else ""),
+            seen.outcome is expectation.outcome,
+        ),
+        Finding(
+            "fenced",
+            f"{target} fenced" if expectation.fenced else f"{target} not fenced",
+            f"{target} fenced" if seen.fenced else f"{target} not fenced",
+            seen.fenced == expectation.fenced,
+        ),
+    ]
+    required = {
+        "detection": expectation.fenced or expectation.outcome is Outcome.RELOCATED,
+        "fencing": expectation.fenced,
+        "recovery": expectation.outcome is Outcome.RELOCATED,
+        "downtime": True,
+    }
+    measured = (timings.detection, timings.fencing, timings.recovery, timings.downtime)
+    for name, timing in zip(TIMING_NAMES, measured, strict=True):
+        limit = getattr(thresholds, name)
+        findings.extend(_check_timing(name, timing, limit, required=required[name]))
+    return Verdict(expectation, target, tuple(findings), excerpt(events, fault, expectation.resource), thresholds)
+
+
+def _check_timing(name: str, timing: Timing, limit: float | None, *, required: bool) -> list[Finding]:
+    if limit is None:
+        return []
+    expected = f"at most {limit:g}s"
+    if timing.seconds is None:
+        # Not observed: fine when the expectation does not need this step
+        # (no fence expected, say); a failure when it does.
+        return [Finding(name, expected, f"not observed ({timing.why})", not required)]
+    observed = f"{timing.seconds:.1f}s"
+    if timing.why:
+        observed += f" ({timing.why})"
+    return [Finding(name, expected, observed, timing.seconds <= limit)]
