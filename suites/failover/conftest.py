@@ -1,0 +1,20 @@
+"""Markers of the failover suite: one per fault kind (power_off, nic_cut,
+kill_workload...), one per workload of the default spec (web, app), smoke
+(a few minutes) and node_loss (the node is fenced and rebooted: slow)."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.verdict import FAULT_KINDS
+
+WORKLOADS = {"web": "the floating IP + systemd service group", "app": "the podman container"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "smoke: the quick set, run by CI")
+    config.addinivalue_line("markers", "node_loss: the faulted node is lost and fenced (minutes per case under TCG)")
+    for kind in FAULT_KINDS:
+        config.addinivalue_line("markers", f"{kind.replace('-', '_')}: the {kind} fault")
+    for name, what in WORKLOADS.items():
+        config.addinivalue_line("markers", f"{name}: cases on {what}")

@@ -1,0 +1,210 @@
+"""Failover certification: every fault of suites/failover/cases.py on the
+node running each workload, judged against its declared expectation and the
+spec's thresholds (harness/verdict.py).
+
+Select with markers: ``-m smoke`` (a few minutes), ``-m "not node_loss"``,
+``-m power_off``, ``-m web``... A case fails with a message naming the
+expectation, each observed value, and the timeline excerpt that shows it;
+``verdict.json`` and ``timeline.json`` are kept in the case's tmp dir and in
+the report.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from fixtures.faults import FaultInjector
+from harness.cluster.bootstrap import Cluster
+from harness.errors import WaitTimeout
+from harness.faults import Fault, Freeze, HardReset, Isolate, KillProcess, NicDown, PowerOff
+from harness.journal import record_journals
+from harness.probe import ClientProbe
+from harness.sampler import ClusterSampler
+from harness.timeline import Event, EventKind, Recorder, derive
+from harness.verdict import Expectation, Outcome, Thresholds, judge, observe, thresholds_for
+from harness.wait import wait_until
+
+# ------------------------------------------------------------------ the cases
+#
+# Each fault on the node running each workload, with the outcome the default
+# spec should give and why. The reasoning is the spec's
+# (harness/cluster/default.yaml): fencing on with action off, no-quorum-policy
+# stop, two knet links, stickiness 100, web = IPaddr2 + systemd group, app =
+# podman container colocated with web with migration-threshold 1 (the
+# colocation's influence makes app's ban move web too). A spec that behaves
+# differently is what this suite exists to catch.
+
+# Workloads by resource id, with the fault that kills the workload itself.
+WORKLOADS: dict[str, Callable[[str], Fault]] = {
+    "web": lambda node: KillProcess(node, unit="dcn-http"),
+    "app": lambda node: KillProcess(node, container="app"),
+}
+
+# Faults that take the node out of the cluster: it must be fenced and the
+# workload must come up elsewhere.
+NODE_LOSS: dict[str, tuple[Callable[[str], Fault], str]] = {
+    "power-off": (PowerOff, "the node is gone; the survivors have quorum, fence it and start web elsewhere"),
+    "hard-reset": (HardReset, "the node reboots without its cluster stack (not enabled at boot): lost, fenced"),
+    "freeze": (Freeze, "a paused node misses the token: lost, fenced (off), so it cannot resume as a rogue"),
+    "isolate": (Isolate, "every link down: the node is lost to the quorate side, which fences it"),
+    "kill-corosync": (
+        lambda node: KillProcess(node, "corosync"),
+        "membership lost with corosync; the survivors fence the node",
+    ),
+    "kill-controld": (
+        lambda node: KillProcess(node, "pacemaker-controld"),
+        "a node whose controller dies holds resources in an unknown state: the DC fences it",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    fault: str  # harness.verdict.FAULT_KINDS
+    workload: str
+    make: Callable[[str], Fault]  # the fault, given the target node
+    expectation: Expectation
+    smoke: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"{self.fault}-{self.workload}"
+
+    @property
+    def node_loss(self) -> bool:
+        return self.expectation.fenced
+
+
+def _cases() -> list[Case]:
+    cases = []
+    for workload in WORKLOADS:
+        for fault, (make, why) in NODE_LOSS.items():
+            expect = Expectation(fault, workload, Outcome.RELOCATED, fenced=True, why=why)
+            cases.append(Case(fault, workload, make, expect, smoke=(fault == "power-off" and workload == "web")))
+        cases.append(
+            Case(
+                "nic-cut",
+                workload,
+                lambda node: NicDown(node, 1),
+                Expectation(
+                    "nic-cut",
+                    workload,
+                    Outcome.UNAFFECTED,
+                    fenced=False,
+                    why="knet keeps the membership on link 0; the floating IP lives on network 0",
+                ),
+            )
+        )
+    cases.append(
+        Case(
+            "kill-workload",
+            "web",
+            WORKLOADS["web"],
+            Expectation(
+                "kill-workload",
+                "web",
+                Outcome.RESTARTED,
+                fenced=False,
+                why="the 5 s monitor sees dcn-http down; below migration-threshold it restarts in place",
+            ),
+            smoke=True,
+        )
+    )
+    cases.append(
+        Case(
+            "kill-workload",
+            "app",
+            WORKLOADS["app"],
+            Expectation(
+                "kill-workload",
+                "app",
+                Outcome.RELOCATED,
+                fenced=False,
+                why="migration-threshold 1 bans app from its node; its colocation with web moves both",
+            ),
+        )
+    )
+    return cases
+
+
+CASES = _cases()
+
+
+# Seconds (before the accelerator's scale) a case waits for its outcome.
+SETTLE = 180.0
+# How long "nothing happens" is watched: past corosync's token and consensus
+# and two monitor intervals of every resource (the longest is 30 s).
+QUIET = 45.0
+
+
+def _marks(case: Case) -> list[pytest.MarkDecorator]:
+    marks = [getattr(pytest.mark, case.fault.replace("-", "_")), getattr(pytest.mark, case.workload)]
+    if case.smoke:
+        marks.append(pytest.mark.smoke)
+    if case.node_loss:
+        marks.append(pytest.mark.node_loss)
+    return marks
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=_marks(c)) for c in CASES])
+def test_failover(
+    case: Case,
+    fault_cluster: Cluster,
+    timeline: Recorder,
+    cluster_sampler: ClusterSampler,
+    probes: ClientProbe,
+    fault: FaultInjector,
+    thresholds: dict[str, Thresholds],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    cluster = fault_cluster
+    rsc = case.workload
+    (target,) = cluster.state().where(rsc)
+    injected = fault(case.make(target)).injected_at
+    assert injected is not None
+    _wait_for_outcome(case, cluster, timeline, probes, injected, target)
+
+    availability = probes.record(timeline)
+    record_journals(cluster.fleet, timeline, since=injected.lower - 5.0, save_dir=tmp_path / "journal")
+    events = timeline.events()
+    timings = derive(events, rsc, availability[rsc].outages)
+    limits = thresholds_for(case.fault, thresholds)
+    verdict = judge(case.expectation, events, timings, limits, target)
+    text = json.dumps({**verdict.to_dict(), "why": case.expectation.why, "timings": timings.to_dict()}, indent=1)
+    (tmp_path / "verdict.json").write_text(text)
+    request.node.add_report_section("call", "verdict", verdict.message())
+    assert verdict.passed, verdict.message()
+    assert not cluster_sampler.violations, [str(v) for v in cluster_sampler.violations]
+
+
+def _wait_for_outcome(
+    case: Case, cluster: Cluster, timeline: Recorder, probes: ClientProbe, injected: Event, target: str
+) -> None:
+    """Until the fault has played out: the workload settled somewhere and the
+    client answered by it again; or, when nothing should happen, for QUIET
+    seconds. Never fails by itself: a case that does not settle is judged on
+    what the timeline shows, and the verdict says what was missing."""
+    rsc = case.workload
+    if case.expectation.outcome is Outcome.UNAFFECTED:
+        until = time.monotonic() + QUIET
+        wait_until(lambda: time.monotonic() >= until, timeout=QUIET + 5, what=f"{QUIET:.0f}s of watching {rsc}")
+        return
+
+    def settled() -> bool:
+        seen = observe(timeline.events(), rsc, target, injected)
+        if seen.outcome is Outcome.UNAFFECTED or seen.where is None:
+            return False
+        last = probes.last_ok(rsc)
+        return last is not None and last.t > injected.t and last.node == seen.where
+
+    try:
+        wait_until(settled, timeout=SETTLE * cluster.scale, what=f"{rsc} to settle after {case.fault}", interval=1.0)
+    except WaitTimeout as err:  # judged below, on the whole timeline
+        timeline.record(EventKind.NOTE, "suite", detail=str(err).splitlines()[0])
