@@ -30,6 +30,9 @@ WORKLOAD_PORT = 8080
 
 Report = Callable[[str, dict[str, str]], None]
 
+# The whole preflight is quick next to any fault: part of every smoke run.
+pytestmark = pytest.mark.smoke
+
 
 def sh(node: Node, command: str, timeout: float = 60.0) -> Result:
     """Run a shell command on ``node`` and return its result whatever its exit code."""

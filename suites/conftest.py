@@ -1,6 +1,7 @@
-"""Markers of the failover suite: one per fault kind (power_off, nic_cut,
-kill_workload...), one per workload of the default spec (web, app), smoke
-(a few minutes) and node_loss (the node is fenced and rebooted: slow)."""
+"""Markers shared by the certification suites: one per fault kind (power_off,
+nic_cut, kill_workload...), one per workload of the default spec (web, app),
+smoke (the quick set) and node_loss (a node is fenced and rebooted: minutes
+per case under TCG)."""
 
 from __future__ import annotations
 
