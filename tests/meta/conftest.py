@@ -1,0 +1,19 @@
+"""tests/meta runs whole certification suites against bad specs: an hour under
+TCG. Collected only when named on the command line (``pytest tests/meta``),
+not by ``pytest tests`` (the README's test command and CI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent.resolve()
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    for arg in config.args:
+        path = Path(arg.split("::", 1)[0]).resolve()
+        if path == HERE or HERE in path.parents:
+            return None
+    return True
