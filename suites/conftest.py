@@ -15,7 +15,15 @@ WORKLOADS = {"web": "the floating IP + systemd service group", "app": "the podma
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "smoke: the quick set, run by CI")
     config.addinivalue_line("markers", "node_loss: the faulted node is lost and fenced (minutes per case under TCG)")
+    config.addinivalue_line("markers", "grow_shrink: nodes join and leave the running cluster")
     for kind in FAULT_KINDS:
         config.addinivalue_line("markers", f"{kind.replace('-', '_')}: the {kind} fault")
     for name, what in WORKLOADS.items():
         config.addinivalue_line("markers", f"{name}: cases on {what}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The image preflight starts and stops the workload's own service on every
+    # node: it must see the fleet before the session's cluster exists and
+    # Pacemaker owns those services. Stable: the order is otherwise kept.
+    items.sort(key=lambda item: "cluster" in getattr(item, "fixturenames", ()))

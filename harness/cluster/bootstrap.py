@@ -27,14 +27,16 @@ from harness.cluster.pcs import (
     COROSYNC_AUTHKEY,
     COROSYNC_CONF,
     PACEMAKER_AUTHKEY,
+    PCS_TIMEOUT,
     Step,
     batch_input,
     batch_timeout,
     bootstrap_plan,
     host_auth_step,
+    host_map,
     parse_batch,
 )
-from harness.cluster.spec import ClusterSpec, load_spec
+from harness.cluster.spec import STONITH_ID, ClusterSpec, load_spec
 from harness.errors import ClusterError, CommandError, ConfigError, DcnlabError
 from harness.fleet import Fleet
 from harness.node import Node
@@ -49,6 +51,8 @@ PCSD_READY = 60.0
 CONVERGE = 90.0
 MEMBERSHIP = 60.0
 START_TIMEOUT = 60.0
+# pcs's own default is 60 s per pcsd request, which loaded TCG guests miss.
+PCSD_REQUEST = 75.0
 FENCE_CONFIRM = 30.0
 REJOIN = 120.0
 
@@ -244,6 +248,71 @@ class Cluster:
                 interval=2.0,
                 give_up_on=(ClusterError,),
             )
+
+    # -- growing and shrinking ------------------------------------------------
+
+    def add_node(self) -> Node:
+        """Boot one more node and join it to the running cluster with ``pcs
+        cluster node add`` (pcsd-backed: pcs sends it corosync.conf and the
+        authkeys, and updates and reloads the others' corosync.conf). The fence
+        device's host map is extended to it. Returns once the cluster has
+        converged with it."""
+        t0 = time.monotonic()
+        name = self.spec.cluster.name
+        node = self.fleet.add_node()
+        self.progress(f"cluster {name}: joining {node.name}")
+        if self.fence is not None:
+            install_key([node], self.fence, self.spec.fencing.key_file)
+        # pcs refuses a node that has a corosync.conf; Debian ships an example.
+        node.run(
+            "[ ! -e /etc/corosync/corosync.conf ] || "
+            "mv /etc/corosync/corosync.conf /etc/corosync/corosync.conf.dcnlab-orig",
+            timeout=30 * self.scale,
+        )
+        self.authenticate()
+        via = next(n for n in self.members() if n.name != node.name)
+        wait = int(120 * self.scale)
+        links = self.spec.link_networks(self.fleet.spec.networks)
+        argv = ["pcs", "cluster", "node", "add", node.name, *(f"addr={node.address(net)}" for net in links)]
+        argv += ["--start", f"--wait={wait}", f"--request-timeout={int(PCSD_REQUEST * self.scale)}"]
+        self._run_step(via, Step(f"add {node.name} to the cluster", via.name, tuple(argv), wait + PCS_TIMEOUT))
+        self._update_host_map(via)
+        self.wait_converged(REJOIN)
+        self.timings[f"add {node.name}"] = round(time.monotonic() - t0, 3)
+        return node
+
+    def remove_node(self, target: str) -> None:
+        """Take ``target`` out of the cluster with ``pcs cluster node remove``
+        (it stops the node's stack, then updates and reloads the others'
+        corosync.conf), shrink the fence device's host map, and delete the VM.
+        Drain it first (:meth:`standby`) if it runs resources."""
+        t0 = time.monotonic()
+        others = [n for n in self.members() if n.name != target]
+        if not others:
+            raise ClusterError(f"cannot remove {target}: it is the last node")
+        via = others[0]
+        self.authenticate()
+        argv = ["pcs", "cluster", "node", "remove", target, f"--request-timeout={int(PCSD_REQUEST * self.scale)}"]
+        self._run_step(via, Step(f"remove {target} from the cluster", via.name, tuple(argv), PCS_TIMEOUT * 4))
+        self.fleet.remove_node(target)
+        self._update_host_map(via)
+        self.wait_converged(REJOIN)
+        self.timings[f"remove {target}"] = round(time.monotonic() - t0, 3)
+
+    def standby(self, target: str, on: bool = True) -> None:
+        """Move every resource off ``target`` (or let them back) and wait."""
+        via = next(n for n in self.members() if n.name != target) if on else self.fleet.node(target)
+        verb = "standby" if on else "unstandby"
+        wait = int(CONVERGE * self.scale)
+        argv = ("pcs", "node", verb, target, f"--wait={wait}")
+        self._run_step(via, Step(f"{verb} {target}", via.name, argv, wait + PCS_TIMEOUT))
+
+    def _update_host_map(self, via: Node) -> None:
+        if self.spec.fencing.method == "none":
+            return
+        plans = [self.fleet.node(n).plan for n in sorted(self.fleet.nodes, key=lambda n: self.fleet.node(n).plan.index)]
+        argv = ("pcs", "stonith", "update", STONITH_ID, f"pcmk_host_map={host_map(plans)}")
+        self._run_step(via, Step("update the fence device's host map", via.name, argv, PCS_TIMEOUT))
 
     def remember(self) -> None:
         """Record which spec built this fleet's cluster, for later CLI calls."""
