@@ -108,22 +108,28 @@ class Observed:
     evidence: tuple[Event, ...]  # the events the outcome rests on
 
 
-def observe(events: Sequence[Event], resource: str, target: str, fault: Event) -> Observed:
+def observe(events: Sequence[Event], resource: str, target: str, fault: Event, members: Sequence[str] = ()) -> Observed:
     """What happened to ``resource`` (running on ``target``) after ``fault``
     and before its heal: what the heal and the restore after it do (a node
-    rejoining, resources moving back) is not the fault's outcome."""
+    rejoining, resources moving back) is not the fault's outcome.
+
+    For a group, pass its ``members``: a member's failure, stop or restart
+    on ``target`` is the group's (the journal and failed actions name
+    members; the sampler names the group)."""
     healed = next((e for e in select(events, EventKind.FAULT_HEALED, after=fault.t) if e.source == fault.source), None)
     after = [e for e in select(events, after=fault.lower) if healed is None or e.t <= healed.t]
-    started = [e for e in after if e.kind is EventKind.RESOURCE_STARTED and e.resource == resource]
+    ids = {resource, *members}
+    started = [e for e in after if e.kind is EventKind.RESOURCE_STARTED and e.resource in ids]
     trouble = [
         e
         for e in after
         if e.kind in (EventKind.RESOURCE_STOPPED, EventKind.RESOURCE_FAILED)
-        and e.resource == resource
+        and e.resource in ids
         and e.node in (target, None)
     ]
     fences = [e for e in after if e.kind is EventKind.FENCE_CONFIRMED and e.node == target]
-    elsewhere = [e for e in started if e.node not in (target, None)]
+    # Relocated: the resource itself (the whole group) came up elsewhere.
+    elsewhere = [e for e in started if e.resource == resource and e.node not in (target, None)]
     if elsewhere:
         outcome, evidence = Outcome.RELOCATED, elsewhere[:1]
     elif trouble and any(e.node == target and e.t >= trouble[0].lower for e in started):
@@ -131,7 +137,8 @@ def observe(events: Sequence[Event], resource: str, target: str, fault: Event) -
         outcome, evidence = Outcome.RESTARTED, [trouble[0], again]
     else:
         outcome, evidence = Outcome.UNAFFECTED, trouble[:1]
-    where = started[-1].node if started else None
+    whole = [e for e in started if e.resource == resource] or started
+    where = whole[-1].node if whole else None
     return Observed(outcome, where, bool(fences), tuple([*evidence, *fences[:1]]))
 
 
@@ -190,14 +197,19 @@ _EXCERPT_KINDS = frozenset(EventKind) - {EventKind.NOTE}
 EXCERPT_LINES = 40
 
 
-def excerpt(events: Sequence[Event], fault: Event, resource: str) -> str:
+def excerpt(events: Sequence[Event], fault: Event, resource: str, members: Sequence[str] = ()) -> str:
     """The timeline from just before the fault, relevant events only."""
     rows = [
         e
         for e in sorted(events, key=lambda e: e.t)
         if e.t >= fault.t - 5.0
         and e.kind in _EXCERPT_KINDS
-        and (e.resource in (None, resource) or e.kind is EventKind.INVARIANT_VIOLATED)
+        and (
+            e.resource is None
+            or e.resource == resource
+            or e.resource in members
+            or e.kind is EventKind.INVARIANT_VIOLATED
+        )
     ]
     text = [e.describe(fault.t) for e in rows[:EXCERPT_LINES]]
     if len(rows) > EXCERPT_LINES:
@@ -211,6 +223,7 @@ def judge(
     timings: Timings,
     thresholds: Thresholds,
     target: str,
+    members: Sequence[str] = (),
 ) -> Verdict:
     """Check ``events`` (the whole timeline of one fault) against ``expectation``
     and ``timings`` against ``thresholds``."""
@@ -218,7 +231,7 @@ def judge(
     if fault is None:
         finding = Finding("fault", f"a fault injected on {target}", "no fault_injected event", False)
         return Verdict(expectation, target, (finding,), "(no fault on the timeline)", thresholds)
-    seen = observe(events, expectation.resource, target, fault)
+    seen = observe(events, expectation.resource, target, fault, members)
     findings = [
         Finding(
             "outcome",
@@ -243,7 +256,8 @@ def judge(
     for name, timing in zip(TIMING_NAMES, measured, strict=True):
         limit = getattr(thresholds, name)
         findings.extend(_check_timing(name, timing, limit, required=required[name]))
-    return Verdict(expectation, target, tuple(findings), excerpt(events, fault, expectation.resource), thresholds)
+    text = excerpt(events, fault, expectation.resource, members)
+    return Verdict(expectation, target, tuple(findings), text, thresholds)
 
 
 def _check_timing(name: str, timing: Timing, limit: float | None, *, required: bool) -> list[Finding]:

@@ -176,12 +176,17 @@ def test_failover(
     events = timeline.events()
     timings = derive(events, rsc, availability[rsc].outages)
     limits = thresholds_for(case.fault, thresholds)
-    verdict = judge(case.expectation, events, timings, limits, target)
+    verdict = judge(case.expectation, events, timings, limits, target, _members(cluster, rsc))
     text = json.dumps({**verdict.to_dict(), "why": case.expectation.why, "timings": timings.to_dict()}, indent=1)
     (tmp_path / "verdict.json").write_text(text)
     request.node.add_report_section("call", "verdict", verdict.message())
     assert verdict.passed, verdict.message()
     assert not cluster_sampler.violations, [str(v) for v in cluster_sampler.violations]
+
+
+def _members(cluster: Cluster, rsc: str) -> tuple[str, ...]:
+    group = cluster.spec.group(rsc)
+    return group.members if group is not None else ()
 
 
 def _wait_for_outcome(
@@ -198,7 +203,7 @@ def _wait_for_outcome(
         return
 
     def settled() -> bool:
-        seen = observe(timeline.events(), rsc, target, injected)
+        seen = observe(timeline.events(), rsc, target, injected, _members(cluster, rsc))
         if seen.outcome is Outcome.UNAFFECTED or seen.where is None:
             return False
         last = probes.last_ok(rsc)

@@ -182,3 +182,20 @@ def test_spec_thresholds_per_fault_with_durations() -> None:
 def test_spec_threshold_errors_name_the_line(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_spec(text, "t.yaml")
+
+
+def test_a_group_restarted_through_its_member() -> None:
+    # The journal and failed actions name the member (http); the group (web)
+    # is never seen down by the sampler when the restart falls between samples.
+    events = [
+        FAULT,
+        ev(104.0, K.RESOURCE_FAILED, "dcn2", "http"),
+        ev(111.0, K.RESOURCE_STARTED, "dcn2", "http"),
+    ]
+    assert observe(events, "web", "dcn2", FAULT).outcome is Outcome.UNAFFECTED
+    seen = observe(events, "web", "dcn2", FAULT, members=("vip", "http"))
+    assert seen.outcome is Outcome.RESTARTED
+    assert seen.where == "dcn2"
+    # A member starting elsewhere alone is not the group relocating.
+    lone = [FAULT, ev(104.0, K.RESOURCE_STARTED, "dcn3", "vip")]
+    assert observe(lone, "web", "dcn2", FAULT, members=("vip", "http")).outcome is Outcome.UNAFFECTED
