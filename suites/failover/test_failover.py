@@ -20,11 +20,13 @@ from pathlib import Path
 import pytest
 
 from fixtures.faults import FaultInjector
+from fixtures.plugin import environment_of
 from harness.cluster.bootstrap import Cluster
 from harness.errors import WaitTimeout
 from harness.faults import Fault, Freeze, HardReset, Isolate, KillProcess, NicDown, PowerOff
 from harness.journal import record_journals
 from harness.probe import ClientProbe
+from harness.report import CaseRecord, RunReport
 from harness.sampler import ClusterSampler
 from harness.timeline import Event, EventKind, Recorder, derive
 from harness.verdict import Expectation, Outcome, Thresholds, judge, observe, thresholds_for
@@ -161,6 +163,8 @@ def test_failover(
     probes: ClientProbe,
     fault: FaultInjector,
     thresholds: dict[str, Thresholds],
+    timing_report: RunReport,
+    dcn_repeat: int,
     request: pytest.FixtureRequest,
     tmp_path: Path,
 ) -> None:
@@ -180,6 +184,24 @@ def test_failover(
     text = json.dumps({**verdict.to_dict(), "why": case.expectation.why, "timings": timings.to_dict()}, indent=1)
     (tmp_path / "verdict.json").write_text(text)
     request.node.add_report_section("call", "verdict", verdict.message())
+    # Heal now rather than in teardown, so the report carries how long the
+    # return to a healthy cluster took (the next case starts from there).
+    fault.heal()
+    if timing_report.environment is None:
+        timing_report.environment = environment_of(cluster.fleet, cluster.spec)
+    timing_report.add(
+        CaseRecord.from_verdict(
+            test=request.node.nodeid,
+            suite="failover",
+            verdict=verdict.to_dict(),
+            timings=timings.to_dict(),
+            events=[e.to_dict() for e in events],
+            fault_t=injected.t,
+            workload=rsc,
+            repeat=dcn_repeat,
+            restore_seconds=fault.restore_seconds,
+        )
+    )
     assert verdict.passed, verdict.message()
     assert not cluster_sampler.violations, [str(v) for v in cluster_sampler.violations]
 

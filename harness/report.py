@@ -1,0 +1,219 @@
+"""The timing report of a certification run: one record per case, as JSON
+(validated against ``harness/schemas/timing-report.schema.json``) and as a
+human summary (a table per fault: detection, fencing, recovery, client
+downtime; p50/p95/max and the failure rate when cases repeat).
+
+Pure data and formatting: the pytest plugin collects :class:`CaseRecord` s
+and writes :class:`RunReport` at the end of the session.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA = Path(__file__).with_name("schemas") / "timing-report.schema.json"
+SCHEMA_ID = "urn:dcnlab:timing-report:1"
+TIMINGS = ("detection", "fencing", "recovery", "downtime")
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    """One case of one run: what was faulted, what was measured, the verdict."""
+
+    test: str  # pytest node id
+    suite: str  # failover, colocation, ...
+    fault: str  # harness.verdict.FAULT_KINDS
+    workload: str
+    target: str  # the faulted node
+    repeat: int  # 0-based repeat index
+    passed: bool
+    expected: str  # the expectation, in words
+    seconds: dict[str, float | None]  # timing name -> seconds (None: not observed)
+    thresholds: dict[str, float | None]
+    findings: list[dict[str, Any]]
+    timeline: list[dict[str, Any]]  # events, seconds relative to the fault
+    restore_seconds: float | None = None  # the heal back to a healthy cluster
+
+    @classmethod
+    def from_verdict(
+        cls,
+        *,
+        test: str,
+        suite: str,
+        verdict: dict[str, Any],
+        timings: dict[str, Any],
+        events: Iterable[dict[str, Any]],
+        fault_t: float,
+        workload: str,
+        repeat: int = 0,
+        restore_seconds: float | None = None,
+    ) -> CaseRecord:
+        """From ``Verdict.to_dict()``, ``Timings.to_dict()`` and the timeline's
+        event dicts (``Event.to_dict()``)."""
+        by_name = {name: timings.get(key) for name, key in _TIMING_KEYS.items()}
+        for key, value in timings.items():
+            if key.startswith("recovery"):
+                by_name["recovery"] = value
+        seconds = {name: (v or {}).get("seconds") for name, v in by_name.items()}
+        relative = [{**e, "t": round(e["t"] - fault_t, 3)} for e in events]
+        for e in relative:
+            if e.get("earliest") is not None:
+                e["earliest"] = round(e["earliest"] - fault_t, 3)
+        return cls(
+            test=test,
+            suite=suite,
+            fault=verdict["fault"],
+            workload=workload,
+            target=verdict["target"],
+            repeat=repeat,
+            passed=bool(verdict["passed"]),
+            expected=verdict["expected"],
+            seconds=seconds,
+            thresholds=dict(verdict.get("thresholds", {})),
+            findings=list(verdict.get("findings", [])),
+            timeline=relative,
+            restore_seconds=restore_seconds,
+        )
+
+
+_TIMING_KEYS = {"detection": "detection", "fencing": "fencing", "recovery": "recovery", "downtime": "client downtime"}
+
+
+@dataclass(frozen=True)
+class Environment:
+    image_recipe: str
+    image_digest: str
+    image_path: str
+    spec: str
+    accelerator: str
+    hypervisor: str  # "embedded" or the libvirt URI
+    versions: dict[str, str] = field(default_factory=dict)  # package -> version on the nodes
+
+
+@dataclass(frozen=True)
+class Stats:
+    count: int  # observed values
+    p50: float | None
+    p95: float | None
+    max: float | None
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Stats:
+        if not values:
+            return cls(0, None, None, None)
+        ordered = sorted(values)
+        return cls(len(ordered), _percentile(ordered, 50), _percentile(ordered, 95), ordered[-1])
+
+
+def _percentile(ordered: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (no interpolation: every value shown was measured)."""
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return round(ordered[rank - 1], 3)
+
+
+@dataclass(frozen=True)
+class Row:
+    fault: str
+    workload: str
+    runs: int
+    failed: int
+    stats: dict[str, Stats]
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failed / self.runs if self.runs else 0.0
+
+
+@dataclass
+class RunReport:
+    environment: Environment | None = None
+    cases: list[CaseRecord] = field(default_factory=list)
+
+    def add(self, record: CaseRecord) -> None:
+        self.cases.append(record)
+
+    def rows(self) -> list[Row]:
+        """One row per (fault, workload), in first-seen order."""
+        keys: dict[tuple[str, str], list[CaseRecord]] = {}
+        for case in self.cases:
+            keys.setdefault((case.fault, case.workload), []).append(case)
+        rows = []
+        for (fault, workload), cases in keys.items():
+            stats = {
+                name: Stats.of([c.seconds[name] for c in cases if c.seconds.get(name) is not None])  # type: ignore[misc]
+                for name in TIMINGS
+            }
+            rows.append(Row(fault, workload, len(cases), sum(not c.passed for c in cases), stats))
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "$schema": SCHEMA_ID,
+            "environment": asdict(self.environment) if self.environment else None,
+            "cases": [asdict(c) for c in self.cases],
+            "summary": [
+                {
+                    "fault": r.fault,
+                    "workload": r.workload,
+                    "runs": r.runs,
+                    "failed": r.failed,
+                    "failure_rate": round(r.failure_rate, 4),
+                    "timings": {name: asdict(s) for name, s in r.stats.items()},
+                }
+                for r in self.rows()
+            ],
+        }
+
+    def markdown(self) -> str:
+        """The summary as Markdown: one table, a row per fault and workload."""
+        repeats = any(r.runs > 1 for r in self.rows())
+        head = ["fault", "workload", "runs", "failed"]
+        for name in TIMINGS:
+            head += [f"{name} p50", f"{name} p95", f"{name} max"] if repeats else [f"{name} (s)"]
+        lines = []
+        env = self.environment
+        if env is not None:
+            lines.append(
+                f"Image {env.image_recipe} {env.image_digest}, spec {env.spec}, "
+                f"{env.accelerator}, hypervisor {env.hypervisor}"
+            )
+            lines.append("")
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in self.rows():
+            cells = [r.fault, r.workload, str(r.runs), f"{r.failed} ({r.failure_rate:.0%})"]
+            for name in TIMINGS:
+                s = r.stats[name]
+                values = [s.p50, s.p95, s.max] if repeats else [s.max]
+                cells += [_fmt(v) for v in values]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines) + "\n"
+
+    def text(self) -> str:
+        """The summary for the terminal: the Markdown table, aligned."""
+        rows = [
+            [c.strip() for c in line.strip("|").split("|")]
+            for line in self.markdown().splitlines()
+            if line.startswith("|") and not line.startswith("|---")
+        ]
+        if not rows:
+            return ""
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        out = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+        return "\n".join(out)
+
+    def write(self, directory: Path) -> tuple[Path, Path]:
+        directory.mkdir(parents=True, exist_ok=True)
+        json_path = directory / "timing-report.json"
+        md_path = directory / "timing-report.md"
+        json_path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        md_path.write_text("# dcnlab timing report\n\n" + self.markdown())
+        return json_path, md_path
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"

@@ -1,0 +1,97 @@
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from harness.probe import analyse, parse_output
+from harness.report import SCHEMA, CaseRecord, Environment, RunReport, Stats
+from harness.timeline import Recorder, derive
+from harness.verdict import Expectation, Outcome, Thresholds, judge
+
+DATA = Path(__file__).parent / "data"
+ENV = Environment("dcn-debian", "d997512adccc9979", "/cache/disk.qcow2", "default.yaml", "tcg", "embedded")
+
+
+def power_off_record(repeat: int = 0, passed_limit: float = 150) -> CaseRecord:
+    """A record built from the recorded issue-5 power-off run, as the suite builds it."""
+    rec = Recorder.from_dict(json.loads((DATA / "timeline_power_off_web.json").read_text()))
+    events = rec.events()
+    run = parse_output((DATA / "probe_power_off_web_full.jsonl").read_text())
+    timings = derive(events, "web", analyse(run.of("web"), "web").outages)
+    expectation = Expectation("power-off", "web", Outcome.RELOCATED, fenced=True)
+    verdict = judge(expectation, events, timings, Thresholds(downtime=passed_limit), "dcn1", ("vip", "http"))
+    fault = next(e for e in events if e.kind.value == "fault_injected")
+    return CaseRecord.from_verdict(
+        test="suites/failover/test_failover.py::test_failover[power-off-web]",
+        suite="failover",
+        verdict=verdict.to_dict(),
+        timings=timings.to_dict(),
+        events=[e.to_dict() for e in events],
+        fault_t=fault.t,
+        workload="web",
+        repeat=repeat,
+        restore_seconds=296.4,
+    )
+
+
+def validate(data: dict[str, Any]) -> None:
+    jsonschema.validate(data, json.loads(SCHEMA.read_text()))
+
+
+def test_a_record_carries_timings_verdict_and_a_relative_timeline() -> None:
+    record = power_off_record()
+    assert record.passed
+    assert record.seconds == {"detection": 7.775, "fencing": 3.482, "recovery": 30.927, "downtime": 39.903}
+    assert record.fault == "power-off"
+    assert record.target == "dcn1"
+    fault = next(e for e in record.timeline if e["kind"] == "fault_injected")
+    assert fault["t"] == 0.0
+
+
+def test_report_validates_against_the_schema(tmp_path: Path) -> None:
+    report = RunReport(ENV)
+    report.add(power_off_record())
+    json_path, md_path = report.write(tmp_path)
+    data = json.loads(json_path.read_text())
+    validate(data)
+    assert data["summary"][0]["timings"]["downtime"]["max"] == 39.903
+    assert "| power-off | web | 1 | 0 (0%) |" in md_path.read_text()
+
+
+def test_the_schema_rejects_a_malformed_report() -> None:
+    data = RunReport(ENV, [power_off_record()]).to_dict()
+    data["cases"][0]["seconds"]["downtime"] = "forty"
+    with pytest.raises(jsonschema.ValidationError):
+        validate(data)
+    data = RunReport(ENV, [power_off_record()]).to_dict()
+    del data["cases"][0]["fault"]
+    with pytest.raises(jsonschema.ValidationError):
+        validate(data)
+
+
+def test_repeats_give_percentiles_and_a_failure_rate() -> None:
+    report = RunReport(ENV)
+    for i in range(3):
+        report.add(power_off_record(repeat=i))
+    report.add(power_off_record(repeat=3, passed_limit=10))  # one run over its threshold
+    (row,) = report.rows()
+    assert (row.runs, row.failed, row.failure_rate) == (4, 1, 0.25)
+    assert row.stats["downtime"] == Stats(4, 39.903, 39.903, 39.903)
+    text = report.markdown()
+    assert "downtime p95" in text
+    assert "| power-off | web | 4 | 1 (25%) |" in text
+    validate(report.to_dict())
+    assert "power-off" in report.text()
+
+
+def test_nearest_rank_percentiles() -> None:
+    s = Stats.of([5.0, 1.0, 3.0, 2.0, 4.0, 10.0, 6.0, 7.0, 8.0, 9.0])
+    assert (s.count, s.p50, s.p95, s.max) == (10, 5.0, 10.0, 10.0)
+    assert Stats.of([]) == Stats(0, None, None, None)
+
+
+def test_an_empty_report_is_valid() -> None:
+    validate(RunReport().to_dict())
+    assert RunReport().text() == "fault  workload  runs  failed  detection (s)  fencing (s)  recovery (s)  downtime (s)"
