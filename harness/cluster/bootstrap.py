@@ -336,12 +336,17 @@ class Cluster:
 
     def state(self, via: Node | None = None) -> ClusterState:
         """crm_mon's view, asked of ``via`` or of the first member that answers."""
+        return parse_crm_mon(self.crm_mon_xml(via))
+
+    def crm_mon_xml(self, via: Node | None = None) -> str:
+        """``crm_mon --output-as=xml`` as printed, from ``via`` or the first member that answers."""
         candidates = [via] if via is not None else self.members()
         errors = []
         for node in candidates:
             try:
-                res = node.run(list(CRM_MON_ARGV), timeout=20 * self.scale)
-                return parse_crm_mon(res.stdout)
+                text = node.run(list(CRM_MON_ARGV), timeout=20 * self.scale).stdout
+                parse_crm_mon(text)  # a node that answers garbage is not an answer
+                return text
             except DcnlabError as err:
                 errors.append(f"{node.name}: {err}".splitlines()[0])
         raise ClusterError("no node could report the cluster state: " + "; ".join(errors))

@@ -14,14 +14,17 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
 
+from fixtures import allure_glue
 from fixtures.faults import FaultInjector
 from fixtures.plugin import environment_of
+from harness.chart import chart_of, client_spans
 from harness.cluster.bootstrap import Cluster
+from harness.cluster.crm import parse_crm_mon
 from harness.errors import WaitTimeout
 from harness.faults import Fault, Freeze, HardReset, Isolate, KillProcess, NicDown, PowerOff
 from harness.journal import record_journals
@@ -170,40 +173,61 @@ def test_failover(
 ) -> None:
     cluster = fault_cluster
     rsc = case.workload
-    (target,) = cluster.state().where(rsc)
-    injected = fault(case.make(target)).injected_at
+    spec_path = Path(str(cluster.spec.path))
+    allure_glue.parameter("image", f"{cluster.fleet.image.recipe} {cluster.fleet.image.digest}")
+    allure_glue.parameter("spec", spec_path.name)
+    allure_glue.attach_file(spec_path, "cluster spec")
+    before = cluster.crm_mon_xml()
+    (target,) = parse_crm_mon(before).where(rsc)
+    with allure_glue.step(f"inject {case.fault} on {target}, where {rsc} runs"):
+        injected = fault(case.make(target)).injected_at
     assert injected is not None
-    _wait_for_outcome(case, cluster, timeline, probes, injected, target)
-
-    availability = probes.record(timeline)
-    record_journals(cluster.fleet, timeline, since=injected.lower - 5.0, save_dir=tmp_path / "journal")
+    with allure_glue.step(f"observe until {rsc} settles ({case.expectation.outcome.value} expected)"):
+        _wait_for_outcome(case, cluster, timeline, probes, injected, target)
+        availability = probes.record(timeline)
+        record_journals(cluster.fleet, timeline, since=injected.lower - 5.0, save_dir=tmp_path / "journal")
     events = timeline.events()
     timings = derive(events, rsc, availability[rsc].outages)
     limits = thresholds_for(case.fault, thresholds)
     verdict = judge(case.expectation, events, timings, limits, target, _members(cluster, rsc))
     text = json.dumps({**verdict.to_dict(), "why": case.expectation.why, "timings": timings.to_dict()}, indent=1)
     (tmp_path / "verdict.json").write_text(text)
+    chart = chart_of(
+        f"{case.fault} on {target}: {rsc}",
+        events,
+        injected,
+        {name: client_spans(av, injected.t) for name, av in availability.items()},
+        sorted(cluster.fleet.nodes),
+    )
+    (tmp_path / "timeline.svg").write_text(chart.svg())
     request.node.add_report_section("call", "verdict", verdict.message())
     # Heal now rather than in teardown, so the report carries how long the
     # return to a healthy cluster took (the next case starts from there).
-    fault.heal()
+    with allure_glue.step(f"heal {case.fault} and wait for a healthy cluster"):
+        fault.heal()
     if timing_report.environment is None:
         timing_report.environment = environment_of(cluster.fleet, cluster.spec)
-    timing_report.add(
-        CaseRecord.from_verdict(
-            test=request.node.nodeid,
-            suite="failover",
-            verdict=verdict.to_dict(),
-            timings=timings.to_dict(),
-            events=[e.to_dict() for e in events],
-            fault_t=injected.t,
-            workload=rsc,
-            repeat=dcn_repeat,
-            restore_seconds=fault.restore_seconds,
-        )
+    record = CaseRecord.from_verdict(
+        test=request.node.nodeid,
+        suite="failover",
+        verdict=verdict.to_dict(),
+        timings=timings.to_dict(),
+        events=[e.to_dict() for e in events],
+        fault_t=injected.t,
+        workload=rsc,
+        repeat=dcn_repeat,
+        restore_seconds=fault.restore_seconds,
     )
-    assert verdict.passed, verdict.message()
-    assert not cluster_sampler.violations, [str(v) for v in cluster_sampler.violations]
+    timing_report.add(record)
+    (tmp_path / "timing.json").write_text(json.dumps(asdict(record), indent=1))
+    allure_glue.attach_file(tmp_path / "timeline.svg", "timeline chart")
+    allure_glue.attach_file(tmp_path / "timing.json", "timing")
+    allure_glue.attach_file(tmp_path / "verdict.json", "verdict")
+    allure_glue.attach_text(before, "crm_mon before the fault", "xml")
+    allure_glue.attach_text(cluster.crm_mon_xml(), "crm_mon after the heal", "xml")
+    with allure_glue.step(f"verdict: {'PASS' if verdict.passed else 'FAIL'}"):
+        assert verdict.passed, verdict.message()
+        assert not cluster_sampler.violations, [str(v) for v in cluster_sampler.violations]
 
 
 def _members(cluster: Cluster, rsc: str) -> tuple[str, ...]:
