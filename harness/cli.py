@@ -216,6 +216,14 @@ def cmd_image_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.report import compare, load_report
+
+    a, b = load_report(Path(args.a)), load_report(Path(args.b))
+    print(compare(a, b, names=(args.a, args.b)), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="dcnlab", description="Certify self-healing clusters of virtual DCNs.")
     sub = ap.add_subparsers(dest="topic", required=True)
@@ -280,6 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     ib.add_argument("--recipe", default="dcn-debian")
     ib.add_argument("--force", action="store_true", help="rebuild even if cached")
     add(isub, "list", cmd_image_list, "list cached images")
+
+    cmp_ = add(sub, "compare", cmd_compare, "per-fault timing deltas between two runs' timing-report.json")
+    cmp_.add_argument("a", metavar="RUN_A.json")
+    cmp_.add_argument("b", metavar="RUN_B.json")
     return ap
 
 

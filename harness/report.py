@@ -217,3 +217,67 @@ class RunReport:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
+
+
+# ---------------------------------------------------------------- comparison
+
+
+def load_report(path: Path) -> dict[str, Any]:
+    """A timing-report.json, checked enough to compare: a clear error otherwise."""
+    from harness.errors import ConfigError
+
+    try:
+        data = json.loads(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read timing report {path}: {err.strerror or err}") from err
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path} is not JSON ({err}); pass a timing-report.json written by a dcnlab run") from err
+    if not isinstance(data, dict) or data.get("$schema") != SCHEMA_ID or not isinstance(data.get("summary"), list):
+        raise ConfigError(f"{path} is not a dcnlab timing report (no $schema {SCHEMA_ID!r} with a summary)")
+    return data
+
+
+def _label(data: dict[str, Any], fallback: str) -> str:
+    env = data.get("environment") or {}
+    if env:
+        return f"{env.get('image_recipe', '?')} {env.get('image_digest', '?')} / {Path(env.get('spec', '?')).name}"
+    return fallback
+
+
+def compare(a: dict[str, Any], b: dict[str, Any], *, names: tuple[str, str] = ("A", "B")) -> str:
+    """Per fault and workload, each timing's p50 in A and B and B - A, as a
+    Markdown table; rows only one side has are listed with a dash."""
+    rows_a = {(r["fault"], r["workload"]): r for r in a["summary"]}
+    rows_b = {(r["fault"], r["workload"]): r for r in b["summary"]}
+    keys = list(rows_a) + [k for k in rows_b if k not in rows_a]
+    head = ["fault", "workload", "failed A", "failed B"]
+    for name in TIMINGS:
+        head += [f"{name} A", f"{name} B", f"{name} Δ"]
+    lines = [
+        f"A: {_label(a, names[0])}",
+        f"B: {_label(b, names[1])}",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for key in keys:
+        ra, rb = rows_a.get(key), rows_b.get(key)
+        cells = [key[0], key[1], _failed(ra), _failed(rb)]
+        for name in TIMINGS:
+            va = _p50(ra, name)
+            vb = _p50(rb, name)
+            delta = "-" if va is None or vb is None else f"{vb - va:+.1f}"
+            cells += [_fmt(va), _fmt(vb), delta]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _p50(row: dict[str, Any] | None, name: str) -> float | None:
+    if row is None:
+        return None
+    value = row["timings"][name]["p50"]
+    return None if value is None else float(value)
+
+
+def _failed(row: dict[str, Any] | None) -> str:
+    return "-" if row is None else f"{row['failed']}/{row['runs']}"

@@ -95,3 +95,31 @@ def test_nearest_rank_percentiles() -> None:
 def test_an_empty_report_is_valid() -> None:
     validate(RunReport().to_dict())
     assert RunReport().text() == "fault  workload  runs  failed  detection (s)  fencing (s)  recovery (s)  downtime (s)"
+
+
+def test_compare_two_runs(tmp_path: Path) -> None:
+    from harness.cli import main
+    from harness.report import compare, load_report
+
+    a = RunReport(ENV, [power_off_record()])
+    b_env = Environment("rhde", "abc", "/x.qcow2", "default.yaml", "kvm", "qemu:///system")
+    faster = power_off_record()
+    faster = CaseRecord(**{**faster.__dict__, "seconds": {**faster.seconds, "downtime": 12.5}})
+    b = RunReport(b_env, [faster])
+    pa, _ = a.write(tmp_path / "a")
+    pb, _ = b.write(tmp_path / "b")
+    text = compare(load_report(pa), load_report(pb))
+    assert "B: rhde abc / default.yaml" in text
+    row = next(line for line in text.splitlines() if line.startswith("| power-off"))
+    assert "| 39.9 | 12.5 | -27.4 |" in row
+    assert main(["compare", str(pa), str(pb)]) == 0
+
+
+def test_compare_refuses_what_is_not_a_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    bad = tmp_path / "x.json"
+    bad.write_text('{"a": 1}')
+    assert main(["compare", str(bad), str(bad)]) == 2
+    assert "is not a dcnlab timing report" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "missing.json"), str(bad)]) == 2
