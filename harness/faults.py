@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 
 # Seconds under KVM; scaled by the accelerator (x4 under TCG).
 SHUTDOWN = 60.0  # a graceful shutdown, pacemaker migrating resources away first
-RESTORE = 150.0  # heal to converged: boot, start the stack, rejoin, settle
+RESTORE = 240.0  # heal to converged: boot, start the stack, rejoin, settle
+ROUND = 120.0  # one round of restore() waits this long before retrying
 STACK = ("corosync", "pacemaker")
 
 
@@ -494,25 +495,44 @@ def restore(ctx: FaultContext, timeout: float | None = None) -> float:
     """Bring the cluster back to health after a fault: every node on,
     resumed and running its stack, failed actions cleaned up, then
     :meth:`Cluster.wait_converged`. Records ``cluster_healthy``; returns the
-    seconds it took."""
+    seconds it took.
+
+    Rounds until the deadline: under load a rejoin can itself go wrong (a
+    start times out, a stop fails and the cluster fences that node), so each
+    round powers on whatever is off again, starts stacks, cleans up failed
+    actions and waits a while for convergence; what is still wrong at the
+    deadline is the error."""
     t0 = time.monotonic()
     deadline = Deadline.after((timeout or RESTORE) * ctx.cluster.scale)
-    errors = []
-    for name in ctx.fleet.nodes:
+    rounds = 0
+    last = ""
+    while True:
+        rounds += 1
+        errors = []
+        for name in ctx.fleet.nodes:
+            try:
+                start_member(ctx, name)
+            except (libvirt.libvirtError, DcnlabError) as err:
+                errors.append(f"{name}: {str(err).splitlines()[0]}")
         try:
-            start_member(ctx, name)
-        except (libvirt.libvirtError, DcnlabError) as err:
-            errors.append(f"{name}: {str(err).splitlines()[0]}")
-    if errors:
-        raise FaultError("cannot bring every node back: " + "; ".join(errors))
-    try:
-        _wait_all_online(ctx, deadline)
-        ctx.cluster.members()[0].run(["crm_resource", "--cleanup"], timeout=60 * ctx.cluster.scale)
-        ctx.cluster.wait_converged(timeout=max(10.0, deadline.remaining() / ctx.cluster.scale))
-    except DcnlabError as err:
-        raise FaultError(f"the cluster did not become healthy after the heal: {err}") from err
+            if errors:
+                raise FaultError("cannot bring every node back: " + "; ".join(errors))
+            window = Deadline.after(min(deadline.remaining(), ROUND * ctx.cluster.scale))
+            _wait_all_online(ctx, window)
+            ctx.cluster.members()[0].run(["crm_resource", "--cleanup"], timeout=60 * ctx.cluster.scale)
+            remaining = min(deadline.remaining(), ROUND * ctx.cluster.scale)
+            ctx.cluster.wait_converged(timeout=max(10.0, remaining / ctx.cluster.scale))
+            break
+        except DcnlabError as err:
+            last = str(err).splitlines()[0]
+            if deadline.expired():
+                raise FaultError(
+                    f"the cluster did not become healthy after the heal ({rounds} rounds): {last}"
+                ) from err
+            ctx.recorder.record(EventKind.NOTE, "restore", detail=f"round {rounds} not healthy yet: {last}")
     seconds = time.monotonic() - t0
-    ctx.recorder.record(EventKind.CLUSTER_HEALTHY, "restore", detail=f"converged {seconds:.1f}s after the heal")
+    detail = f"converged {seconds:.1f}s after the heal" + (f" ({rounds} rounds)" if rounds > 1 else "")
+    ctx.recorder.record(EventKind.CLUSTER_HEALTHY, "restore", detail=detail)
     return seconds
 
 
