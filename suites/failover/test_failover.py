@@ -11,8 +11,8 @@ the report.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -243,13 +243,21 @@ def _wait_for_outcome(
     seconds. Never fails by itself: a case that does not settle is judged on
     what the timeline shows, and the verdict says what was missing."""
     rsc = case.workload
+    members = _members(cluster, rsc)
     if case.expectation.outcome is Outcome.UNAFFECTED:
-        until = time.monotonic() + QUIET
-        wait_until(lambda: time.monotonic() >= until, timeout=QUIET + 5, what=f"{QUIET:.0f}s of watching {rsc}")
+        # Watch for QUIET seconds; anything happening to the workload ends the
+        # watch early (and the verdict will say what it was).
+        def disturbed() -> bool:
+            seen = observe(timeline.events(), rsc, target, injected, members)
+            return seen.outcome is not Outcome.UNAFFECTED or seen.fenced
+
+        # A timeout here is the expected case: nothing happened.
+        with contextlib.suppress(WaitTimeout):
+            wait_until(disturbed, timeout=QUIET * cluster.scale, what=f"anything to happen to {rsc}", interval=1.0)
         return
 
     def settled() -> bool:
-        seen = observe(timeline.events(), rsc, target, injected, _members(cluster, rsc))
+        seen = observe(timeline.events(), rsc, target, injected, members)
         if seen.outcome is Outcome.UNAFFECTED or seen.where is None:
             return False
         last = probes.last_ok(rsc)
