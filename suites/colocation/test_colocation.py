@@ -124,6 +124,9 @@ def test_returning_node_does_not_pull_resources_back(
     if stickiness == pref.score:
         pytest.skip(f"stickiness equals the location score ({stickiness}): Pacemaker may go either way")
     (target,) = cluster.state().where(pref.rsc)
+    # This test is about what happens once the node is back: always wait for
+    # the healthy cluster, even when no later test needs it.
+    fault.wait_healthy = True
     fault(PowerOff(target))
     moved_to = _settle_elsewhere(cluster, pref.rsc, target)
     late = fault.heal()  # powers the node on and waits until the cluster has converged with it
