@@ -11,19 +11,17 @@ converged), all in seconds, plus the machine facts needed to compare runs.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
 from pathlib import Path
+
+import benchlib
 
 from harness.cluster.bootstrap import Cluster
 from harness.cluster.spec import DEFAULT_SPEC, load_spec
 from harness.fleet import Fleet
 from harness.spec import FleetSpec
 from images.builder import build_image
-
-OUT = Path(__file__).parent / "results" / "cluster_up.json"
 
 
 def main() -> int:
@@ -56,18 +54,14 @@ def main() -> int:
         finally:
             fleet.down()
     result = {
-        "benchmark": "cluster_up",
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "accelerator": accel},
+        **benchlib.header("cluster_up", accelerator=accel),
         "image": {"recipe": image.recipe, "digest": image.digest},
         "spec": str(args.spec),
         "nodes": args.nodes,
         "networks": args.networks,
         "runs": runs,
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    benchlib.write(result)
     return 0
 
 

@@ -10,17 +10,14 @@ ready, total) plus the machine facts needed to compare runs.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
-from pathlib import Path
+
+import benchlib
 
 from harness.fleet import Fleet
 from harness.spec import FleetSpec
 from images.builder import build_image
-
-OUT = Path(__file__).parent / "results" / "fleet_up.json"
 
 
 def main() -> int:
@@ -44,17 +41,13 @@ def main() -> int:
             fleet.down()
             runs[-1]["teardown"] = round(time.monotonic() - t, 2)
     result = {
-        "benchmark": "fleet_up",
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "accelerator": accel},
+        **benchlib.header("fleet_up", accelerator=accel),
         "image": {"recipe": image.recipe, "digest": image.digest},
         "nodes": args.nodes,
         "networks": args.networks,
         "runs": runs,
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    benchlib.write(result)
     return 0
 
 

@@ -14,7 +14,6 @@ Writes bench/results/image_build.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -24,9 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import benchlib
+
 from images.builder import build_image, read_manifest
 
-OUT = Path(__file__).parent / "results" / "image_build.json"
 DCNLAB = Path(sys.executable).with_name("dcnlab")
 
 
@@ -67,9 +67,7 @@ def main() -> int:
         shutil.rmtree(cache, ignore_errors=True)
 
     result = {
-        "benchmark": "image_build",
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version()},
+        **benchlib.header("image_build", python=platform.python_version()),
         "recipe": image.recipe,
         "digest": image.digest,
         "cold_seconds": round(cold, 1),
@@ -80,9 +78,7 @@ def main() -> int:
         "sizes": manifest.get("sizes", {}),
         "packages": manifest.get("packages", {}),
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    benchlib.write(result)
     return 0
 
 

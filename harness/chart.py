@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
 from harness.probe import Availability
-from harness.timeline import Event, EventKind
+from harness.timeline import Event, EventKind, heal_of
 
 WIDTH = 960
 LANE = 28
@@ -137,9 +137,8 @@ def chart_of(
     """A chart of ``events`` (monotonic times) around ``fault``: from ``before``
     seconds earlier to the heal (or the last event, or ``after`` seconds)."""
     rel = [Event(e.t - fault.t, e.kind, e.source, e.node, e.resource, e.detail, None) for e in events]
-    healed = next(
-        (e.t for e in rel if e.kind is EventKind.FAULT_HEALED and e.source == fault.source and e.t >= 0), None
-    )
+    heal = heal_of(events, fault)
+    healed = heal.t - fault.t if heal is not None else None
     last_client = max((s.end for spans in clients.values() for s in spans), default=0.0)
     end = after if after is not None else max(healed or 0.0, last_client, 1.0) + 5.0
     return Chart(title, -before, end, (0.0, healed), clients, nodes, rel)

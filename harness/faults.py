@@ -505,7 +505,6 @@ def restore(ctx: FaultContext, timeout: float | None = None) -> float:
     t0 = time.monotonic()
     deadline = Deadline.after((timeout or RESTORE) * ctx.cluster.scale)
     rounds = 0
-    last = ""
     while True:
         rounds += 1
         errors = []
@@ -514,9 +513,10 @@ def restore(ctx: FaultContext, timeout: float | None = None) -> float:
                 start_member(ctx, name)
             except (libvirt.libvirtError, DcnlabError) as err:
                 errors.append(f"{name}: {str(err).splitlines()[0]}")
+        # A node that cannot even be started will not be fixed by another round.
+        if errors:
+            raise FaultError("cannot bring every node back: " + "; ".join(errors))
         try:
-            if errors:
-                raise FaultError("cannot bring every node back: " + "; ".join(errors))
             window = Deadline.after(min(deadline.remaining(), ROUND * ctx.cluster.scale))
             _wait_all_online(ctx, window)
             ctx.cluster.members()[0].run(["crm_resource", "--cleanup"], timeout=60 * ctx.cluster.scale)

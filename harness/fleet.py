@@ -15,7 +15,6 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from harness.errors import CommandError, ConfigError, DcnlabError, HypervisorErr
 from harness.hypervisor import EmbeddedHypervisor, ExternalHypervisor, Hypervisor, delete_netns, kill_run_processes
 from harness.node import Access, Node
 from harness.owner import ProcessId, RunRecord
+from harness.parallel import on_each
 from harness.proc import run_local
 from harness.seed import seed_documents, write_seed_image
 from harness.spec import FleetSpec, NodePlan
@@ -235,16 +235,13 @@ class Fleet:
         self._write_ssh_config()
         share = max(1.0, len(plans) / (os.cpu_count() or 1))
         deadline = Deadline.after(BOOT_BASE_SECONDS * self.accel.scale * share)
-        with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
-            futures = {pool.submit(self._wait_ssh, n, deadline, t0): n for n in nodes}
-            errors = []
-            for fut in as_completed(futures):
-                try:
-                    fut.result()
-                except DcnlabError as err:
-                    errors.append(err)
-        if errors:
-            raise ProvisionError("\n".join(str(e) for e in errors))
+        on_each(
+            nodes,
+            lambda n: self._wait_ssh(n, deadline, t0),
+            label=lambda n: n.name,
+            what="waiting for SSH",
+            error=ProvisionError,
+        )
         self.timings["ssh_ready"] = time.monotonic() - t0
         return nodes
 

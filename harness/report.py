@@ -16,9 +16,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.timeline import Event, Timings
+from harness.verdict import TIMING_NAMES, Verdict
+
 SCHEMA = Path(__file__).with_name("schemas") / "timing-report.schema.json"
 SCHEMA_ID = "urn:dcnlab:timing-report:1"
-TIMINGS = ("detection", "fencing", "recovery", "downtime")
+TIMINGS = TIMING_NAMES
 
 
 @dataclass(frozen=True)
@@ -45,43 +48,40 @@ class CaseRecord:
         *,
         test: str,
         suite: str,
-        verdict: dict[str, Any],
-        timings: dict[str, Any],
-        events: Iterable[dict[str, Any]],
+        verdict: Verdict,
+        timings: Timings,
+        events: Iterable[Event],
         fault_t: float,
         workload: str,
         repeat: int = 0,
         restore_seconds: float | None = None,
     ) -> CaseRecord:
-        """From ``Verdict.to_dict()``, ``Timings.to_dict()`` and the timeline's
-        event dicts (``Event.to_dict()``)."""
-        by_name = {name: timings.get(key) for name, key in _TIMING_KEYS.items()}
-        for key, value in timings.items():
-            if key.startswith("recovery"):
-                by_name["recovery"] = value
-        seconds = {name: (v or {}).get("seconds") for name, v in by_name.items()}
-        relative = [{**e, "t": round(e["t"] - fault_t, 3)} for e in events]
-        for e in relative:
-            if e.get("earliest") is not None:
-                e["earliest"] = round(e["earliest"] - fault_t, 3)
+        """A case from its verdict, its timings and its timeline (times made
+        relative to the fault at monotonic ``fault_t``)."""
+        seconds = dict(zip(TIMINGS, (t.to_dict()["seconds"] for t in timings.standard()), strict=True))
+        relative = []
+        for e in events:
+            data = e.to_dict()
+            data["t"] = round(e.t - fault_t, 3)
+            if e.earliest is not None:
+                data["earliest"] = round(e.earliest - fault_t, 3)
+            relative.append(data)
+        summary = verdict.to_dict()
         return cls(
             test=test,
             suite=suite,
-            fault=verdict["fault"],
+            fault=verdict.expectation.fault,
             workload=workload,
-            target=verdict["target"],
+            target=verdict.target,
             repeat=repeat,
-            passed=bool(verdict["passed"]),
-            expected=verdict["expected"],
+            passed=verdict.passed,
+            expected=verdict.expectation.describe(),
             seconds=seconds,
-            thresholds=dict(verdict.get("thresholds", {})),
-            findings=list(verdict.get("findings", [])),
+            thresholds=verdict.thresholds.to_dict(),
+            findings=summary["findings"],
             timeline=relative,
             restore_seconds=restore_seconds,
         )
-
-
-_TIMING_KEYS = {"detection": "detection", "fencing": "fencing", "recovery": "recovery", "downtime": "client downtime"}
 
 
 @dataclass(frozen=True)
@@ -169,12 +169,25 @@ class RunReport:
             ],
         }
 
-    def markdown(self) -> str:
-        """The summary as Markdown: one table, a row per fault and workload."""
-        repeats = any(r.runs > 1 for r in self.rows())
+    def table(self) -> list[list[str]]:
+        """The summary as rows of cells, the header first: a row per fault and
+        workload; p50/p95/max per timing when any case repeated, else the value."""
+        rows = self.rows()
+        repeats = any(r.runs > 1 for r in rows)
         head = ["fault", "workload", "runs", "failed"]
         for name in TIMINGS:
             head += [f"{name} p50", f"{name} p95", f"{name} max"] if repeats else [f"{name} (s)"]
+        out = [head]
+        for r in rows:
+            cells = [r.fault, r.workload, str(r.runs), f"{r.failed} ({r.failure_rate:.0%})"]
+            for name in TIMINGS:
+                s = r.stats[name]
+                cells += [_fmt(v) for v in ([s.p50, s.p95, s.max] if repeats else [s.max])]
+            out.append(cells)
+        return out
+
+    def markdown(self) -> str:
+        """The summary as Markdown: the environment, then :meth:`table`."""
         lines = []
         env = self.environment
         if env is not None:
@@ -183,28 +196,16 @@ class RunReport:
                 f"{env.accelerator}, hypervisor {env.hypervisor}"
             )
             lines.append("")
+        head, *rows = self.table()
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for r in self.rows():
-            cells = [r.fault, r.workload, str(r.runs), f"{r.failed} ({r.failure_rate:.0%})"]
-            for name in TIMINGS:
-                s = r.stats[name]
-                values = [s.p50, s.p95, s.max] if repeats else [s.max]
-                cells += [_fmt(v) for v in values]
-            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["| " + " | ".join(cells) + " |" for cells in rows]
         return "\n".join(lines) + "\n"
 
     def text(self) -> str:
-        """The summary for the terminal: the Markdown table, aligned."""
-        rows = [
-            [c.strip() for c in line.strip("|").split("|")]
-            for line in self.markdown().splitlines()
-            if line.startswith("|") and not line.startswith("|---")
-        ]
-        if not rows:
-            return ""
+        """The summary for the terminal: :meth:`table`, aligned."""
+        rows = self.table()
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        out = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-        return "\n".join(out)
+        return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
 
     def write(self, directory: Path) -> tuple[Path, Path]:
         directory.mkdir(parents=True, exist_ok=True)

@@ -523,8 +523,12 @@ class Timings:
     downtime: Timing
     extra: tuple[Timing, ...] = field(default=())
 
+    def standard(self) -> tuple[Timing, Timing, Timing, Timing]:
+        """Detection, fencing, recovery, downtime: the timings thresholds apply to."""
+        return (self.detection, self.fencing, self.recovery, self.downtime)
+
     def all(self) -> list[Timing]:
-        return [self.detection, self.fencing, self.recovery, self.downtime, *self.extra]
+        return [*self.standard(), *self.extra]
 
     def to_dict(self) -> dict[str, Any]:
         return {t.name: t.to_dict() for t in self.all()}
@@ -533,12 +537,15 @@ class Timings:
         return "\n".join(str(t) for t in self.all())
 
 
+def heal_of(events: Iterable[Event], fault: Event) -> Event | None:
+    """The heal of ``fault``: the first ``fault_healed`` after it from the same source."""
+    return next((e for e in select(events, EventKind.FAULT_HEALED, after=fault.t) if e.source == fault.source), None)
+
+
 def derive(events: Sequence[Event], resource: str, outages: Iterable[Span] = ()) -> Timings:
     """Every standard timing of the first fault in ``events``."""
     f = _fault(events, None)
-    healed = None
-    if f is not None:
-        healed = next((e for e in select(events, EventKind.FAULT_HEALED, after=f.t) if e.source == f.source), None)
+    healed = heal_of(events, f) if f is not None else None
     return Timings(
         detection(events, f),
         fencing(events, f),

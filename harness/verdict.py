@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.timeline import Event, EventKind, Timing, Timings, select
+from harness.timeline import Event, EventKind, Timing, Timings, heal_of, select
 
 # The faults the suites know by name, for thresholds and markers. A name is
 # what a spec's certification.thresholds and --dcn-threshold use.
@@ -116,7 +116,7 @@ def observe(events: Sequence[Event], resource: str, target: str, fault: Event, m
     For a group, pass its ``members``: a member's failure, stop or restart
     on ``target`` is the group's (the journal and failed actions name
     members; the sampler names the group)."""
-    healed = next((e for e in select(events, EventKind.FAULT_HEALED, after=fault.t) if e.source == fault.source), None)
+    healed = heal_of(events, fault)
     after = [e for e in select(events, after=fault.lower) if healed is None or e.t <= healed.t]
     ids = {resource, *members}
     started = [e for e in after if e.kind is EventKind.RESOURCE_STARTED and e.resource in ids]
@@ -130,10 +130,10 @@ def observe(events: Sequence[Event], resource: str, target: str, fault: Event, m
     fences = [e for e in after if e.kind is EventKind.FENCE_CONFIRMED and e.node == target]
     # Relocated: the resource itself (the whole group) came up elsewhere.
     elsewhere = [e for e in started if e.resource == resource and e.node not in (target, None)]
+    again = next((e for e in started if e.node == target and e.t >= trouble[0].lower), None) if trouble else None
     if elsewhere:
         outcome, evidence = Outcome.RELOCATED, elsewhere[:1]
-    elif trouble and any(e.node == target and e.t >= trouble[0].lower for e in started):
-        again = next(e for e in started if e.node == target and e.t >= trouble[0].lower)
+    elif again is not None:
         outcome, evidence = Outcome.RESTARTED, [trouble[0], again]
     else:
         outcome, evidence = Outcome.UNAFFECTED, trouble[:1]
@@ -252,8 +252,7 @@ def judge(
         "recovery": expectation.outcome is Outcome.RELOCATED,
         "downtime": True,
     }
-    measured = (timings.detection, timings.fencing, timings.recovery, timings.downtime)
-    for name, timing in zip(TIMING_NAMES, measured, strict=True):
+    for name, timing in zip(TIMING_NAMES, timings.standard(), strict=True):
         limit = getattr(thresholds, name)
         findings.extend(_check_timing(name, timing, limit, required=required[name]))
     text = excerpt(events, fault, expectation.resource, members)

@@ -28,6 +28,7 @@ from harness.cluster.pcs import (
     COROSYNC_CONF,
     PACEMAKER_AUTHKEY,
     PCS_TIMEOUT,
+    START_ARGV,
     Step,
     batch_input,
     batch_timeout,
@@ -72,6 +73,7 @@ class Cluster:
     fence: FenceEndpoint | None
     progress: Progress
     timings: dict[str, float] = field(default_factory=dict)
+    _authenticated: frozenset[str] = field(default=frozenset(), repr=False)  # nodes `pcs host auth` covered
 
     @property
     def scale(self) -> float:
@@ -211,11 +213,16 @@ class Cluster:
 
     def authenticate(self) -> None:
         """``pcs host auth`` of every member, for pcsd-backed commands (adding
-        a node). Not part of :meth:`up`: nothing there needs pcsd."""
+        a node). Not part of :meth:`up`: nothing there needs pcsd. Done again
+        only when the members changed (pcsd keeps the tokens)."""
         members = self.members()
+        names = frozenset(n.name for n in members)
+        if names <= self._authenticated:
+            return
         step = host_auth_step([n.plan for n in members], self.fleet.hacluster_password)
         self._wait_pcsd(members)
         self._run_step(self.fleet.node(step.node), step)
+        self._authenticated = names
 
     def _wait_pcsd(self, nodes: list[Node]) -> None:
         deadline = Deadline.after(PCSD_READY * self.scale)
@@ -310,7 +317,7 @@ class Cluster:
     def _update_host_map(self, via: Node) -> None:
         if self.spec.fencing.method == "none":
             return
-        plans = [self.fleet.node(n).plan for n in sorted(self.fleet.nodes, key=lambda n: self.fleet.node(n).plan.index)]
+        plans = sorted((n.plan for n in self.fleet.nodes.values()), key=lambda plan: plan.index)
         argv = ("pcs", "stonith", "update", STONITH_ID, f"pcmk_host_map={host_map(plans)}")
         self._run_step(via, Step("update the fence device's host map", via.name, argv, PCS_TIMEOUT))
 
@@ -336,17 +343,20 @@ class Cluster:
 
     def state(self, via: Node | None = None) -> ClusterState:
         """crm_mon's view, asked of ``via`` or of the first member that answers."""
-        return parse_crm_mon(self.crm_mon_xml(via))
+        return self._crm_mon(via)[1]
 
     def crm_mon_xml(self, via: Node | None = None) -> str:
         """``crm_mon --output-as=xml`` as printed, from ``via`` or the first member that answers."""
+        return self._crm_mon(via)[0]
+
+    def _crm_mon(self, via: Node | None) -> tuple[str, ClusterState]:
         candidates = [via] if via is not None else self.members()
         errors = []
         for node in candidates:
             try:
                 text = node.run(list(CRM_MON_ARGV), timeout=20 * self.scale).stdout
-                parse_crm_mon(text)  # a node that answers garbage is not an answer
-                return text
+                # Parsed here so that a node answering garbage is not an answer.
+                return text, parse_crm_mon(text)
             except DcnlabError as err:
                 errors.append(f"{node.name}: {err}".splitlines()[0])
         raise ClusterError("no node could report the cluster state: " + "; ".join(errors))
@@ -435,7 +445,7 @@ class Cluster:
         node = self.fleet.node(target)
         # corosync and pacemaker are not enabled at boot (as after a fence on a
         # real site, someone decides when a node rejoins): start them here.
-        node.run(["systemctl", "start", "corosync", "pacemaker"], timeout=60 * self.scale)
+        node.run(list(START_ARGV), timeout=START_TIMEOUT * self.scale)
         self.wait_converged(REJOIN)
         return time.monotonic() - t0
 

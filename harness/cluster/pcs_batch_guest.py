@@ -23,6 +23,7 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 MARK = "@@dcnlab-pcs "
 # Python puts the script's own directory first on sys.path; a pcs.py lying
@@ -36,9 +37,7 @@ def say(record: dict[str, object]) -> None:
     sys.stdout.flush()
 
 
-def run(argv: list[str]) -> int:
-    from pcs import app  # type: ignore[import-not-found]  # imported once, before the first fork
-
+def run(app: Any, argv: list[str]) -> int:
     pid = os.fork()
     if pid == 0:
         os.dup2(1, 2)  # one ordered stream per command
@@ -61,13 +60,13 @@ def run(argv: list[str]) -> int:
 
 
 def main() -> int:
-    from pcs import app  # noqa: F401  # pay the import once, up front
+    from pcs import app  # type: ignore[import-not-found]  # the one start-up of pcs, before any fork
 
     for index, line in enumerate(sys.stdin):
         argv = json.loads(line)
         say({"begin": index})
         t0 = time.monotonic()
-        code = run(argv)
+        code = run(app, argv)
         say({"end": index, "exit": code, "seconds": round(time.monotonic() - t0, 3)})
         if code != 0:
             return 1

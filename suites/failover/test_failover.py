@@ -210,9 +210,9 @@ def test_failover(
     record = CaseRecord.from_verdict(
         test=request.node.nodeid,
         suite="failover",
-        verdict=verdict.to_dict(),
-        timings=timings.to_dict(),
-        events=[e.to_dict() for e in events],
+        verdict=verdict,
+        timings=timings,
+        events=events,
         fault_t=injected.t,
         workload=rsc,
         repeat=dcn_repeat,

@@ -30,13 +30,11 @@ from fixtures.plugin import DcnOptions, _progress
 from harness.cluster.bootstrap import Cluster
 from harness.cluster.spec import load_spec
 from harness.faults import Isolate, PowerOff
-from harness.fleet import Fleet
 from harness.invariants import ViolationKind
 from harness.journal import record_journals
 from harness.node import Node
 from harness.probe import ClientProbe
 from harness.sampler import ClusterSampler
-from harness.spec import FleetSpec
 from harness.timeline import EventKind, Match, Recorder, chain, derive
 from harness.wait import wait_until
 
@@ -128,16 +126,7 @@ class TestWithoutFencingAndQuorum:
         cls, dcn_options: DcnOptions, dcn_image: object, pytestconfig: pytest.Config
     ) -> Iterator[Cluster]:
         say = _progress(pytestconfig)
-        base = dcn_options.spec
-        spec = FleetSpec(name=f"{base.name[:16]}-nf", nodes=2, networks=2, vcpus=base.vcpus, memory_mib=base.memory_mib)
-        fleet = Fleet.up(
-            spec,
-            dcn_image,  # type: ignore[arg-type]
-            libvirt_uri=dcn_options.libvirt_uri,
-            netns=dcn_options.netns,
-            accel=dcn_options.accel,
-            progress=say,
-        )
+        fleet = dcn_options.fleet_up(dcn_image, say, name=f"{dcn_options.spec.name[:16]}-nf", nodes=2, networks=2)
         try:
             yield Cluster.up(fleet, load_spec(BAD_SPEC), say)
         finally:

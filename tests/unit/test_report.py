@@ -26,9 +26,9 @@ def power_off_record(repeat: int = 0, passed_limit: float = 150) -> CaseRecord:
     return CaseRecord.from_verdict(
         test="suites/failover/test_failover.py::test_failover[power-off-web]",
         suite="failover",
-        verdict=verdict.to_dict(),
-        timings=timings.to_dict(),
-        events=[e.to_dict() for e in events],
+        verdict=verdict,
+        timings=timings,
+        events=events,
         fault_t=fault.t,
         workload="web",
         repeat=repeat,
