@@ -9,6 +9,7 @@ per host (kernel release, QEMU binary) in the cache directory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -98,8 +99,16 @@ def detect(
     else:
         ok, why = smoke_boot_kvm(kernel)
     accel = Accel("kvm", why) if ok else Accel("tcg", why + "; falling back to TCG (software emulation)")
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    cache_file.write_text(json.dumps({"key": key, "name": accel.name, "reason": accel.reason}))
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        cache_file.write_text(json.dumps({"key": key, "name": accel.name, "reason": accel.reason}))
+    except OSError as err:
+        # The cache only spares the next run a probe: a full or read-only
+        # cache directory must not stop this one. A half-written file would
+        # not parse, so the next run would probe again anyway; remove it.
+        with contextlib.suppress(OSError):
+            cache_file.unlink(missing_ok=True)
+        announce(f"accelerator: cannot cache the probe result in {cache_file} ({err.strerror}); probing again next run")
     return _say(accel, announce)
 
 

@@ -49,9 +49,10 @@ def resolve_image(image: str | None, recipe: str | None) -> object:
 
 
 def cmd_fleet_up(args: argparse.Namespace) -> int:
-    from harness.fleet import Fleet
+    from harness.fleet import Fleet, check_placement
 
     spec = FleetSpec(name=args.name, nodes=args.nodes, networks=args.networks, vcpus=args.vcpus, memory_mib=args.memory)
+    check_placement(args.libvirt_uri, args.netns)  # before an image build of minutes
     image = resolve_image(args.image, args.recipe)
     fleet = Fleet.up(
         spec,
@@ -224,6 +225,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.allure_report import build_report, how_to_view
+
+    index = build_report(Path(args.results), Path(args.out), progress=progress)
+    print(how_to_view(index.parent))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="dcnlab", description="Certify self-healing clusters of virtual DCNs.")
     sub = ap.add_subparsers(dest="topic", required=True)
@@ -292,6 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_ = add(sub, "compare", cmd_compare, "per-fault timing deltas between two runs' timing-report.json")
     cmp_.add_argument("a", metavar="RUN_A.json")
     cmp_.add_argument("b", metavar="RUN_B.json")
+
+    rep = add(sub, "report", cmd_report, "build the Allure HTML report of a pytest --alluredir (opens nothing)")
+    rep.add_argument("--results", required=True, metavar="DIR", help="the directory given to pytest --alluredir")
+    rep.add_argument("--out", default="dcnlab-report/html", metavar="DIR", help="(default: dcnlab-report/html)")
     return ap
 
 

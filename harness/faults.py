@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import libvirt
 
+from harness.cluster.pcs import PCSD_STOP_SH
 from harness.errors import CommandError, ConfigError, DcnlabError, FaultError
 from harness.proc import run_local
 from harness.timeline import Event, EventKind, Recorder
@@ -135,6 +136,8 @@ def start_member(ctx: FaultContext, node: str) -> None:
     active = target.run(["systemctl", "is-active", *STACK], check=False, timeout=30 * ctx.cluster.scale)
     if active.stdout.split() != ["active"] * len(STACK):
         target.run(["systemctl", "start", *STACK], timeout=60 * ctx.cluster.scale)
+        # A rebooted node starts pcsd at boot; members run without it.
+        target.run(PCSD_STOP_SH, timeout=30 * ctx.cluster.scale)
 
 
 class PowerOff(Fault):

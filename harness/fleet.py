@@ -61,6 +61,15 @@ def run_dir_of(name: str) -> Path:
     return paths.runs_dir() / name
 
 
+def check_placement(libvirt_uri: str | None, netns: str | None) -> None:
+    """Where the fleet would run, checked before anything is created (the
+    CLI calls it before it builds an image, too)."""
+    if netns is not None and libvirt_uri is None:
+        raise ConfigError("--netns only applies with --libvirt-uri (the embedded hypervisor makes its own)")
+    if netns is not None and not Path(f"/run/netns/{netns}").exists():
+        raise ConfigError(f"--netns {netns}: no such network namespace (see `ip netns list`)")
+
+
 def image_to_dict(image: BuiltImage) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(image).items()}
 
@@ -145,8 +154,7 @@ class Fleet:
         process and is garbage once this process is gone.
         """
         start = time.monotonic()
-        if netns is not None and libvirt_uri is None:
-            raise ConfigError("--netns only applies with --libvirt-uri (the embedded hypervisor makes its own)")
+        check_placement(libvirt_uri, netns)
         run_dir = run_dir_of(spec.name)
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -182,8 +190,6 @@ class Fleet:
                 hv = EmbeddedHypervisor.start(run_dir / "hv", netns_name(spec.name), record.run_id, started)
             else:
                 hv = ExternalHypervisor(libvirt_uri, netns)
-                if netns is not None and not Path(f"/run/netns/{netns}").exists():
-                    raise ConfigError(f"--netns {netns}: no such network namespace (see `ip netns list`)")
             fleet = cls(record, run_dir, hv, image, chosen, progress)
             fleet.timings["hypervisor"] = time.monotonic() - start
             fleet._create(spec)

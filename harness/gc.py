@@ -62,10 +62,20 @@ def collect(dry_run: bool = False, progress: Callable[[str], None] = print) -> G
     live = {f"dcnlab-{p.name}" for p in runs.iterdir()} if runs.exists() else set()
     for ns in _namespaces():
         if ns.startswith("dcnlab-") and ns not in live:
+            # Namespaces are machine-wide, run directories are per DCNLAB_STATE
+            # (and per $HOME): processes inside mean another state's live fleet.
+            pids = _pids_in(ns)
+            if pids:
+                report.kept.append(f"namespace {ns} (no run directory here, but pid {', '.join(pids)} in it)")
+                continue
             report.removed.append(f"namespace {ns} (no run directory)")
             if not dry_run:
                 delete_netns(ns)
     return report
+
+
+def _pids_in(ns: str) -> list[str]:
+    return run_local(["ip", "netns", "pids", ns], timeout=30, check=False).stdout.split()
 
 
 def _namespaces() -> list[str]:

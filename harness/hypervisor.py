@@ -100,6 +100,10 @@ def open_connection(uri: str, timeout: float = 30.0) -> libvirt.virConnect:
     return conn
 
 
+class HypervisorExited(HypervisorError):
+    """The embedded hypervisor ended while starting: waiting longer cannot help."""
+
+
 class ExternalHypervisor:
     """A libvirt the user already runs. ``netns`` names the namespace its
     bridges live in (the harness adds nothing to it but reaches guests there)."""
@@ -177,7 +181,7 @@ class EmbeddedHypervisor:
 
         def ready() -> bool:
             if hv._proc is not None and hv._proc.poll() is not None:
-                raise HypervisorError(f"the embedded libvirtd exited during start-up:\n{hv.log_tail()}")
+                raise HypervisorExited(f"the embedded libvirtd exited during start-up:\n{hv.log_tail()}")
             if not (root / "run" / "libvirt-sock").exists():
                 return False
             hv.connect().close()
@@ -185,7 +189,11 @@ class EmbeddedHypervisor:
 
         try:
             wait_until(
-                ready, timeout=timeout, what=f"the embedded libvirtd in namespace {netns} to answer", interval=0.2
+                ready,
+                timeout=timeout,
+                what=f"the embedded libvirtd in namespace {netns} to answer",
+                interval=0.2,
+                give_up_on=(HypervisorExited,),
             )
         except HypervisorError:
             raise

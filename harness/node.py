@@ -99,6 +99,9 @@ class Node:
         as root on this node. Raises :class:`CommandError` with the result on a
         non-zero exit (when ``check``), a timeout, or an unreachable node.
         ``stdin`` (a secret, say) is fed to the command and never logged."""
+        # pytest prints the arguments of the frame that raised: this one would
+        # show ``stdin`` (the hacluster password) in the report, junit XML and Allure.
+        __tracebackhide__ = True
         cmd = command if isinstance(command, str) else shlex.join(command)
         where = f"{self.name}@{self.address(network)}"
         conn = self.connection(network)
@@ -124,6 +127,7 @@ class Node:
     def put(self, data: bytes, path: str, mode: int = 0o600, network: int = 0) -> None:
         """Write ``data`` to ``path`` on the node over SFTP (secrets never
         appear on a command line), creating the parent directory."""
+        __tracebackhide__ = True  # as in run(): ``data`` is a secret (an authkey)
         parent = path.rsplit("/", 1)[0] or "/"
         self.run(["mkdir", "-p", parent], network=network)
         try:

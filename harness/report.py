@@ -137,6 +137,22 @@ class RunReport:
     def add(self, record: CaseRecord) -> None:
         self.cases.append(record)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunReport:
+        """The inverse of :meth:`to_dict` (the summary is derived again)."""
+        env = data.get("environment")
+        return cls(
+            environment=Environment(**env) if env else None,
+            cases=[CaseRecord(**case) for case in data.get("cases", [])],
+        )
+
+    def merge(self, other: RunReport) -> None:
+        """Take ``other``'s cases (a pytest-xdist worker's report into the
+        controller's); the first environment seen stands for the run."""
+        self.cases.extend(other.cases)
+        if self.environment is None:
+            self.environment = other.environment
+
     def rows(self) -> list[Row]:
         """One row per (fault, workload), in first-seen order."""
         keys: dict[tuple[str, str], list[CaseRecord]] = {}

@@ -5,6 +5,8 @@ per case under TCG)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from harness.verdict import FAULT_KINDS
@@ -14,6 +16,7 @@ WORKLOADS = {"web": "the floating IP + systemd service group", "app": "the podma
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "smoke: the quick set, run by CI")
+    config.addinivalue_line("markers", "certification: every case of suites/ (set by suites/conftest.py)")
     config.addinivalue_line("markers", "node_loss: the faulted node is lost and fenced (minutes per case under TCG)")
     config.addinivalue_line("markers", "grow_shrink: nodes join and leave the running cluster")
     for kind in FAULT_KINDS:
@@ -22,7 +25,15 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: cases on {what}")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Every certification case carries `certification`, so one session can
+    # run the harness's own tests and the suites' smoke set on one fleet and
+    # one cluster: `pytest tests suites -m "not certification or smoke"`
+    # (./dev test).
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here):
+            item.add_marker(pytest.mark.certification)
     # The image preflight starts and stops the workload's own service on every
     # node: it must see the fleet before the session's cluster exists and
     # Pacemaker owns those services. Stable: the order is otherwise kept.

@@ -28,6 +28,8 @@ from harness.cluster.pcs import (
     COROSYNC_CONF,
     PACEMAKER_AUTHKEY,
     PCS_TIMEOUT,
+    PCSD_START_ARGV,
+    PCSD_STOP_SH,
     START_ARGV,
     Step,
     batch_input,
@@ -107,6 +109,7 @@ class Cluster:
             # Prove the path end to end before the cluster depends on it.
             nodes[0].run(fence_virt_argv(spec, cluster.fence.address, "list"), timeout=30 * cluster.scale)
         mark("fencing_ready")
+        cluster.idle_pcsd(nodes)
         plan = bootstrap_plan(spec, [n.plan for n in nodes], fleet.plan, wait_seconds=int(120 * cluster.scale))
         first = fleet.node(plan.first)
         cluster._run_step(first, plan.setup)
@@ -212,17 +215,35 @@ class Cluster:
         )
 
     def authenticate(self) -> None:
-        """``pcs host auth`` of every member, for pcsd-backed commands (adding
-        a node). Not part of :meth:`up`: nothing there needs pcsd. Done again
-        only when the members changed (pcsd keeps the tokens)."""
+        """pcsd running on every member and ``pcs host auth`` of them all, for
+        pcsd-backed commands (adding a node). Not part of :meth:`up`: nothing
+        there needs pcsd. Auth again only when the members changed (pcsd
+        keeps the tokens); :meth:`idle_pcsd` stops pcsd afterwards."""
         members = self.members()
         names = frozenset(n.name for n in members)
+        on_each(
+            members,
+            lambda node: node.run(list(PCSD_START_ARGV), timeout=30 * self.scale),
+            label=lambda node: node.name,
+            what="starting pcsd",
+            error=ClusterError,
+        )
+        self._wait_pcsd(members)
         if names <= self._authenticated:
             return
         step = host_auth_step([n.plan for n in members], self.fleet.hacluster_password)
-        self._wait_pcsd(members)
         self._run_step(self.fleet.node(step.node), step)
         self._authenticated = names
+
+    def idle_pcsd(self, nodes: list[Node] | None = None) -> None:
+        """Stop pcsd where nothing needs it (see PCSD_STOP_SH)."""
+        on_each(
+            nodes if nodes is not None else self.members(),
+            lambda node: node.run(PCSD_STOP_SH, timeout=30 * self.scale),
+            label=lambda node: node.name,
+            what="stopping pcsd",
+            error=ClusterError,
+        )
 
     def _wait_pcsd(self, nodes: list[Node]) -> None:
         deadline = Deadline.after(PCSD_READY * self.scale)
@@ -270,12 +291,6 @@ class Cluster:
         self.progress(f"cluster {name}: joining {node.name}")
         if self.fence is not None:
             install_key([node], self.fence, self.spec.fencing.key_file)
-        # pcs refuses a node that has a corosync.conf; Debian ships an example.
-        node.run(
-            "[ ! -e /etc/corosync/corosync.conf ] || "
-            "mv /etc/corosync/corosync.conf /etc/corosync/corosync.conf.dcnlab-orig",
-            timeout=30 * self.scale,
-        )
         self.authenticate()
         via = next(n for n in self.members() if n.name != node.name)
         wait = int(120 * self.scale)
@@ -284,6 +299,7 @@ class Cluster:
         argv += ["--start", f"--wait={wait}", f"--request-timeout={int(PCSD_REQUEST * self.scale)}"]
         self._run_step(via, Step(f"add {node.name} to the cluster", via.name, tuple(argv), wait + PCS_TIMEOUT))
         self._update_host_map(via)
+        self.idle_pcsd()
         self.wait_converged(REJOIN)
         self.timings[f"add {node.name}"] = round(time.monotonic() - t0, 3)
         return node
@@ -303,6 +319,7 @@ class Cluster:
         self._run_step(via, Step(f"remove {target} from the cluster", via.name, tuple(argv), PCS_TIMEOUT * 4))
         self.fleet.remove_node(target)
         self._update_host_map(via)
+        self.idle_pcsd()
         self.wait_converged(REJOIN)
         self.timings[f"remove {target}"] = round(time.monotonic() - t0, 3)
 
@@ -446,6 +463,7 @@ class Cluster:
         # corosync and pacemaker are not enabled at boot (as after a fence on a
         # real site, someone decides when a node rejoins): start them here.
         node.run(list(START_ARGV), timeout=START_TIMEOUT * self.scale)
+        node.run(PCSD_STOP_SH, timeout=30 * self.scale)
         self.wait_converged(REJOIN)
         return time.monotonic() - t0
 

@@ -17,20 +17,35 @@ import pytest
 
 from fixtures.faults import FaultInjector
 from harness.cluster.bootstrap import Cluster
-from harness.cluster.spec import INFINITY, ClusterSpec, Colocation, Location
+from harness.cluster.spec import INFINITY, ClusterSpec, Colocation, Location, Podman, Resource, Systemd
 from harness.faults import Fault, KillProcess, PowerOff
 from harness.invariants import Violation
 from harness.sampler import ClusterSampler
 from harness.wait import wait_until
 
-pytestmark = pytest.mark.node_loss
-
 SETTLE = 180.0  # seconds before the accelerator's scale
 
-FAULTS: dict[str, Callable[[str], Fault]] = {
-    "power-off": PowerOff,
-    "kill-corosync": lambda node: KillProcess(node, "corosync"),
+# Relocating faults on the node running the colocation's anchor, given that
+# node and the dependent resource. Killing the dependent's process relocates
+# both without a node loss when its migration-threshold bans it from the node
+# (the default spec's app: 1), since the colocation can only be kept
+# elsewhere: the quick case of every smoke run.
+FAULTS: dict[str, Callable[[str, Resource], Fault]] = {
+    "power-off": lambda node, _rsc: PowerOff(node),
+    "kill-corosync": lambda node, _rsc: KillProcess(node, "corosync"),
+    "kill-workload": lambda node, rsc: _kill(node, rsc),
 }
+
+
+def _kill(node: str, rsc: Resource) -> Fault:
+    if dict(rsc.meta).get("migration-threshold") != "1":
+        pytest.skip(f"{rsc.id} has no migration-threshold of 1: a kill restarts it in place, nothing relocates")
+    # The podman agent names the container after the resource.
+    if isinstance(rsc, Podman):
+        return KillProcess(node, container=rsc.id)
+    if isinstance(rsc, Systemd):
+        return KillProcess(node, unit=rsc.unit)
+    pytest.skip(f"no process to kill for {rsc.id} ({rsc.agent}): kill-workload needs a podman or systemd resource")
 
 
 def _colocations(spec: ClusterSpec, together: bool) -> list[Colocation]:
@@ -61,7 +76,12 @@ def _no_violations(sampler: ClusterSampler, late: list[Violation]) -> None:
 
 
 @pytest.mark.parametrize(
-    "fault_kind", [pytest.param("power-off", marks=pytest.mark.smoke), pytest.param("kill-corosync")]
+    "fault_kind",
+    [
+        pytest.param("kill-workload", marks=pytest.mark.smoke),
+        pytest.param("power-off", marks=pytest.mark.node_loss),
+        pytest.param("kill-corosync", marks=pytest.mark.node_loss),
+    ],
 )
 def test_colocated_resources_move_together(
     fault_kind: str, fault_cluster: Cluster, cluster_sampler: ClusterSampler, fault: FaultInjector
@@ -71,8 +91,11 @@ def test_colocated_resources_move_together(
     if not pairs:
         pytest.skip(f"{cluster.spec.path} has no positive colocation")
     anchor = pairs[0].with_rsc
+    dependent = cluster.spec.resource(pairs[0].rsc)
+    if dependent is None:
+        pytest.skip(f"{pairs[0].rsc} is a group: kill-workload needs a primitive colocated with {anchor}")
     (target,) = cluster.state().where(anchor)
-    fault(FAULTS[fault_kind](target))
+    fault(FAULTS[fault_kind](target, dependent))
     new_home = _settle_elsewhere(cluster, anchor, target)
     for pair in pairs:
         _settle_elsewhere(cluster, pair.rsc, target)

@@ -46,6 +46,7 @@ def _assert_no_outage(availability: dict[str, Availability]) -> None:
         assert not av.outages, f"{name}: clients saw outages while the cluster changed size: {av.outages}"
 
 
+@pytest.mark.smoke
 def test_grow_then_shrink_without_downtime(watched: Cluster, timeline: Recorder, probes: ClientProbe) -> None:
     cluster = watched
     before = _placement(cluster)

@@ -70,6 +70,18 @@ def test_cluster_services_present(dcn_node: Node, family: Family) -> None:
     assert not problems, f"{dcn_node.name}: cluster services missing:\n  " + "\n  ".join(problems)
 
 
+def test_no_corosync_conf_before_the_cluster(dcn_node: Node) -> None:
+    """A node that has never been in a cluster carries no corosync.conf:
+    `pcs cluster node add` refuses such a node (grow would fail), and pcsd
+    syncs its auth tokens to the cluster that file names."""
+    path = "/etc/corosync/corosync.conf"
+    result = sh(dcn_node, f"test -e {path} && sed -n '/^totem/,/}}/p' {path}")
+    assert not result.ok, (
+        f"{dcn_node.name}: the image ships {path} (an example cluster configuration):\n{result.stdout}"
+        f"  fix: remove it when building the image (RHEL/RHDE ship none; pcs writes it when a cluster is set up)"
+    )
+
+
 # --------------------------------------------------------------------------- firewall
 
 

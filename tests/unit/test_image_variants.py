@@ -31,8 +31,8 @@ def test_default_recipe_has_podman_and_the_workloads() -> None:
         assert pkg in recipe.packages
     paths = {f.path for f in recipe.files}
     assert {"/usr/local/bin/dcn-http", "/etc/systemd/system/dcn-http.service"} <= paths
-    assert recipe.run == ("/usr/local/lib/dcnlab/dcn-http-image",)
-    assert "/usr/local/lib/dcnlab/dcn-http-image" in paths
+    assert recipe.run == ("/usr/local/lib/dcnlab/dcn-http-image", "/usr/local/lib/dcnlab/dcnlab-image-tidy")
+    assert set(recipe.run) <= paths
     # Pacemaker starts the workload; nothing enables it at boot.
     assert "dcn-http.service" not in recipe.enable
 

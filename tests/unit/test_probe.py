@@ -159,8 +159,9 @@ def test_program_probes_and_stops_by_itself(tmp_path: Path) -> None:
     t0 = time.monotonic()
     with open(out, "w") as stream:
         reason = probe_client.run(args, probe_client.Output(stream), __import__("threading").Event())
+    # Stopped by the count, not the 5 s duration (no wall-clock bound here:
+    # a loaded CI host made one flaky).
     assert reason == "max-count"
-    assert time.monotonic() - t0 < 3
     run = parse_output(out.read_text())
     assert len(run.attempts) == 10
     assert all(not a.ok and a.err == "refused" for a in run.attempts)

@@ -123,3 +123,18 @@ def test_compare_refuses_what_is_not_a_report(tmp_path: Path, capsys: pytest.Cap
     assert main(["compare", str(bad), str(bad)]) == 2
     assert "is not a dcnlab timing report" in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "missing.json"), str(bad)]) == 2
+
+
+def test_worker_reports_merge_into_one() -> None:
+    """pytest-xdist: each worker's report travels as JSON and merges into the controller's."""
+    env = Environment("dcn-debian", "abc", "/img", "default.yaml", "tcg", "embedded", {"pacemaker": "2.1.5"})
+    worker_a = RunReport(env, [power_off_record(0)])
+    worker_b = RunReport(None, [power_off_record(1, passed_limit=1)])
+    merged = RunReport()
+    for worker in (worker_a, worker_b):
+        merged.merge(RunReport.from_dict(json.loads(json.dumps(worker.to_dict()))))
+    assert merged.environment == env
+    assert [c.repeat for c in merged.cases] == [0, 1]
+    (row,) = merged.rows()
+    assert (row.runs, row.failed) == (2, 1)
+    validate(merged.to_dict())

@@ -1,0 +1,198 @@
+"""The entry points a user runs, in child processes, each in a sandbox of its
+own, and the checks that it failed with one clear error and left nothing.
+
+A sandbox is a private ``DCNLAB_STATE`` and ``DCNLAB_CACHE`` plus a ``PATH``
+that starts with guard programs: a ``mmdebstrap`` and a ``libvirtd`` that only
+fail. A bad input that were wrongly accepted then ends in a quick error too,
+instead of an image build or a hypervisor booting VMs on a shared machine.
+Every process a run starts inherits the sandbox's ``DCNLAB_STATE``, which is
+how a leftover daemon of that run is recognised, and nothing else's is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.gc import remnants
+from harness.hypervisor import delete_netns
+
+BIN = Path(sys.executable).parent  # the virtualenv the tests run in: .venv/bin
+DCNLAB = str(BIN / "dcnlab")
+PYTEST = str(BIN / "pytest")
+CHILD_TIMEOUT = 120.0
+# No libvirt answers here: a run whose bad input is wrongly accepted fails at
+# connect instead of defining anything.
+NOWHERE = "qemu:///system?socket=/nonexistent/dcnlab-robustness/libvirt-sock"
+GUARD_MESSAGE = "dcnlab robustness guard: this test must not get this far"
+BOOT_TEST = "def test_boot(fleet):\n    pass\n"
+
+_TRACEBACK = re.compile(
+    r"^Traceback \(most recent call last\)"  # Python's
+    r"|^\s*File \".*\", line \d+"  # its frames
+    r"|\.py:\d+: in \w+"  # pytest's short frames
+    r"|^>\s",  # pytest's failing source line
+    re.MULTILINE,
+)
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    root: Path
+    name: str  # the fleet name every run in the sandbox is given
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def guard_bin(self) -> Path:
+        return self.root / "guard-bin"
+
+    @classmethod
+    def create(cls, root: Path, name: str) -> Sandbox:
+        box = cls(root, name)
+        box.guard_bin.mkdir(parents=True)
+        for tool in ("mmdebstrap", "libvirtd"):
+            guard = box.guard_bin / tool
+            guard.write_text(f"#!/bin/sh\necho '{GUARD_MESSAGE} ({tool})' >&2\nexit 97\n")
+            guard.chmod(0o755)
+        return box
+
+    def env(self, path: str | None = None) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DCNLAB_STATE": str(self.state),
+            "DCNLAB_CACHE": str(self.cache),
+            "PATH": path if path is not None else f"{self.guard_bin}:{os.environ.get('PATH', '')}",
+        }
+
+    def cli(self, *args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
+        """``dcnlab ARGS`` as a user runs it."""
+        return subprocess.run(
+            [DCNLAB, *args],
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT,
+            env=self.env(path),
+            cwd=self.root,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def pytest(self, *args: str, test: str = BOOT_TEST, path: str | None = None) -> subprocess.CompletedProcess[str]:
+        """``pytest test_boot.py ARGS`` in a directory of its own (no ini file:
+        the dcnlab plugin comes from its entry point, as in a suite repository)."""
+        suite = self.root / "suite"
+        suite.mkdir(exist_ok=True)
+        (suite / "test_boot.py").write_text(test)
+        argv = [PYTEST, "-p", "no:cacheprovider", "-q", "test_boot.py", "--dcn-name", self.name, *args]
+        return subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT,
+            env=self.env(path),
+            cwd=suite,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def processes(self) -> list[int]:
+        """Live processes started by a run of this sandbox (they carry its DCNLAB_STATE)."""
+        marker = f"DCNLAB_STATE={self.state}".encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                environ = (entry / "environ").read_bytes()
+            except OSError:
+                continue  # gone, or a zombie
+            if marker in environ.split(b"\0"):
+                found.append(int(entry.name))
+        return found
+
+    def leaks(self) -> list[str]:
+        """What runs of this sandbox left: run directories, the fleet's
+        namespace, processes (libvirtd, virtlogd, hvsupervisor, QEMU...)."""
+        found = remnants(self.name)  # run directory, namespace, processes naming it
+        runs = self.state / "fleets"
+        if runs.is_dir():
+            found += [f"run directory {p}" for p in sorted(runs.iterdir()) if p.name != self.name]
+        for pid in self.processes():
+            with contextlib.suppress(OSError):
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                found.append(f"process {pid}: {cmdline[:120]}")
+        return found
+
+    def clean_up(self) -> None:
+        """After a failed test: remove what its runs left, and only that (never
+        ``dcnlab gc``, which judges every dcnlab-* namespace on the machine)."""
+        for pid in self.processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        delete_netns(f"dcnlab-{self.name}")
+
+
+def assert_no_traceback(text: str) -> None:
+    __tracebackhide__ = True
+    match = _TRACEBACK.search(text)
+    assert match is None, f"a traceback where a clear error was due ({match.group(0)!r}):\n{text}"
+
+
+def cli_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The CLI's error: exit 2 and one ``dcnlab...: error:`` message (which
+    may go on over a few lines, e.g. a log tail), no traceback."""
+    __tracebackhide__ = True
+    assert result.returncode == 2, f"exit {result.returncode}, not 2:\n{result.stdout}\n{result.stderr}"
+    assert_no_traceback(result.stderr)
+    lines = result.stderr.splitlines()
+    starts = [i for i, line in enumerate(lines) if re.match(r"^dcnlab( [\w-]+)*: error: ", line)]
+    assert len(starts) == 1, f"expected one error message:\n{result.stderr}"
+    assert GUARD_MESSAGE not in result.stderr, result.stderr
+    return "\n".join(lines[starts[0] :])
+
+
+def usage_error(result: subprocess.CompletedProcess[str]) -> str:
+    """pytest's usage error: exit 4, before any fixture ran; the message line."""
+    __tracebackhide__ = True
+    out = result.stdout + result.stderr
+    assert result.returncode == 4, f"exit {result.returncode}, not 4 (usage error):\n{out}"
+    assert_no_traceback(out)
+    lines = [line for line in result.stderr.splitlines() if "error: " in line or line.startswith("ERROR: ")]
+    messages = [line for line in lines if not line.startswith("ERROR: usage:")]
+    assert len(messages) == 1, f"expected one error message:\n{result.stderr}"
+    return messages[0]
+
+
+def setup_error(result: subprocess.CompletedProcess[str]) -> str:
+    """A harness error in a fixture: exit 1, the test errored at setup, and
+    the report is the error's message alone (no traceback into the library)."""
+    __tracebackhide__ = True
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, f"exit {result.returncode}, not 1:\n{out}"
+    assert "ERROR at setup of test_boot" in result.stdout, out
+    assert_no_traceback(out)
+    assert GUARD_MESSAGE not in out, out
+    section = result.stdout.split("ERROR at setup of test_boot", 1)[1]
+    errors = [line for line in section.splitlines() if re.match(r"harness\.[\w.]+: ", line)]
+    assert errors, f"no harness error in the report:\n{out}"
+    start = section.index(errors[0])
+    return section[start:].split("\n=====", 1)[0]
+
+
+def line_of(path: Path, needle: str) -> int:
+    """The 1-based line of ``path`` holding ``needle``."""
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if needle in line:
+            return number
+    raise AssertionError(f"{needle!r} is not in {path}")
