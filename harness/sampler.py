@@ -15,16 +15,19 @@ wall-clock ``completed`` put on the monotonic axis through the guest clock
 offsets measured when the sampler starts), failed actions, and invariant
 violations and their end.
 
-Pace: a node is sampled at most once per ``interval`` (2 s by default),
-and after each sample it is left alone for ``min_gap`` (half the interval)
+Pace: a node is sampled at most once per ``interval`` (3 s by default),
+and after each sample it is left alone for ``min_gap`` (the interval again)
 however long the sample took. Each sample costs the guest real CPU: under TCG
 crm_mon takes 0.7-0.9 s and corosync-quorumtool 0.3-1.5 s of a guest's single
 emulated vCPU, and a sample took 2-3 s end to end on a host running just one
 3-node fleet (10-15 s when the host was shared with another fleet). Sampling
 back to back, or every second, saturated the guests: monitors timed out and
 the web page stopped answering *before* any fault. Every 2 s with a rest
-after each keeps the observer's share bounded while still resolving a
-failover that takes tens of seconds under TCG; the journal
+of half that still left a guest busy with a failover short of CPU: IPaddr2
+and podman monitors timed out (20 s, 30 s) while the sampler took 2-3 s of
+every 3-4. A rest as long as the interval caps the observer near a third of
+a guest's vCPU while still resolving a failover that takes tens of seconds
+under TCG; the journal
 (:mod:`harness.journal`) then times the steps to the microsecond. Events
 from samples carry the previous sample's time as their lower bound, so the
 resolution actually achieved is in the data.
@@ -57,7 +60,7 @@ if TYPE_CHECKING:
 
     from harness.fleet import Fleet
 
-DEFAULT_INTERVAL = 2.0
+DEFAULT_INTERVAL = 3.0
 # One sample's command may take this long (seconds, before the accelerator's scale).
 SAMPLE_TIMEOUT = 5.0
 TICK = 0.1  # how often the sampling thread looks for work
@@ -456,7 +459,7 @@ class ClusterSampler:
             max_age=max_age if max_age is not None else max(5 * interval, 5.0),
             clocks=recorder.guest_clocks,
         )
-        self.min_gap = min_gap if min_gap is not None else interval / 2
+        self.min_gap = min_gap if min_gap is not None else interval
         self._due: dict[str, float] = {}
         self.samples = 0
         self.durations: list[float] = []

@@ -540,6 +540,23 @@ def _looks_like_disk(path: Path) -> bool:
     return any(head[off : off + len(magic)] == magic for off, magic in checks)
 
 
+def _check_qcow2(disk: Path) -> None:
+    """``qemu-img check``: a qcow2 whose header reads fine can still have its
+    data cut off or its backing file missing, which only shows as a guest
+    that never boots. Exit 0: clean; 3: leaked clusters only (harmless);
+    2: corrupt; 1: could not be checked (e.g. the backing file is missing)."""
+    # -U: the image may be in use by a running VM, which holds qemu's lock.
+    result = run_local(["qemu-img", "check", "-U", "--output=json", disk], timeout=120, check=False)
+    if result.exit_code in (0, 3):
+        return
+    what = "is corrupt" if result.exit_code == 2 else "cannot be checked"
+    detail = (result.stderr.strip() or result.stdout.strip()).splitlines()
+    raise ImageError(
+        f"{disk} {what} (qemu-img check exit {result.exit_code}: {detail[-1] if detail else 'no output'}); "
+        "pass a complete image (copy or build it again; a qcow2 overlay needs its backing file)"
+    )
+
+
 def image_from_path(
     disk: Path,
     kernel: Path | None = None,
@@ -575,6 +592,8 @@ def image_from_path(
             f"{disk} is not a disk image (no partition table or filesystem found); "
             "pass a qcow2 or raw disk image, e.g. one from build_image()"
         )
+    if fmt == "qcow2":
+        _check_qcow2(disk)
 
     manifest_image = _from_manifest(disk.parent)
     if kernel is None and initrd is None and (disk.parent / "vmlinuz").is_file():
