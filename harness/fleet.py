@@ -265,7 +265,6 @@ class Fleet:
                 networks,
                 ssh_public_key=public,
                 instance_id=f"{self.record.run_id}-{plan.name}",
-                hacluster_password=self.hacluster_password,
             )
             seed = write_seed_image(documents, self.run_dir / "seeds" / f"{plan.name}.iso")
         xml = domain_xml(
@@ -307,7 +306,7 @@ class Fleet:
                 # Static addresses: nothing to wait for, and waiting costs ~14 s under TCG.
                 "systemd.mask=systemd-networkd-wait-online.service",
                 f"dcnlab.ssh_key={self._pubkey_b64}",
-                f"dcnlab.hacluster_pw={base64.b64encode(self.hacluster_password.encode()).decode()}",
+                # No hacluster password here: see Cluster.authenticate.
             ]
         )
 

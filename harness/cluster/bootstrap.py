@@ -26,6 +26,7 @@ from harness.cluster.pcs import (
     BATCH_SCRIPT,
     COROSYNC_AUTHKEY,
     COROSYNC_CONF,
+    HACLUSTER_USER,
     PACEMAKER_AUTHKEY,
     PCS_TIMEOUT,
     PCSD_START_ARGV,
@@ -231,7 +232,21 @@ class Cluster:
         self._wait_pcsd(members)
         if names <= self._authenticated:
             return
-        step = host_auth_step([n.plan for n in members], self.fleet.hacluster_password)
+        # The password reaches each node over SSH, on chpasswd's stdin: never
+        # on a kernel command line, which every guest user (/proc/cmdline)
+        # and every host user (QEMU's argv) can read. SHA-512 rather than
+        # yescrypt: the latter costs a TCG guest seconds of CPU per login.
+        password = self.fleet.hacluster_password
+        on_each(
+            members,
+            lambda node: node.run(
+                ["chpasswd", "-c", "SHA512"], stdin=f"{HACLUSTER_USER}:{password}\n", timeout=60 * self.scale
+            ),
+            label=lambda node: node.name,
+            what="setting the hacluster password",
+            error=ClusterError,
+        )
+        step = host_auth_step([n.plan for n in members], password)
         self._run_step(self.fleet.node(step.node), step)
         self._authenticated = names
 

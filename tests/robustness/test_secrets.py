@@ -220,12 +220,6 @@ def test_a_failed_command_fed_a_secret_does_not_show_it(tmp_path: Path) -> None:
         assert secret not in junit.read_text(), f"the password is in the junit XML ({style})"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: the hacluster password travels base64 on the guest kernel command line, so every guest "
-    "user reads it in /proc/cmdline, every host user in QEMU's argv (ps), and libvirt's domain XML and QEMU "
-    "log in the run directory hold it; a root-only channel (SFTP after first SSH, or the seed) would not",
-)
 def test_hacluster_password_is_not_on_the_kernel_command_line(fleet: tuple[Fleet, Secrets, list[str]]) -> None:
     f, secrets, _progress = fleet
     cmdline = f.kernel_cmdline(f.nodes["dcn1"].plan)
