@@ -151,3 +151,46 @@ def client_spans(av: Availability, origin: float) -> list[Span]:
         Span(o.start - origin, (o.end if o.end is not None else o.last_failed) - origin, False) for o in av.outages
     ]
     return sorted(spans, key=lambda s: s.start)
+
+
+def distribution_svg(rows: Mapping[str, Mapping[str, tuple[Sequence[float], float]]], title: str) -> str:
+    """Repeats at a glance: one lane per ``label`` (fault and workload) and
+    timing, a dot per repeat's value on a shared seconds axis, and the p50
+    as a bar. ``rows``: label -> timing name -> (the values observed, p50)."""
+    lanes = [
+        (label, name, values, p50)
+        for label, timings in rows.items()
+        for name, (values, p50) in timings.items()
+        if values
+    ]
+    top = max((v for _l, _n, values, _p in lanes for v in values), default=1.0)
+    end = max(top * 1.05, 1.0)
+    height = TOP + LANE * max(len(lanes), 1) + BOTTOM
+
+    def x(v: float) -> float:
+        return LEFT + 60 + v / end * (WIDTH - LEFT - 80)
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
+        f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">',
+        f'<text x="{LEFT}" y="20" font-size="14">{escape(title)}</text>',
+    ]
+    y = TOP
+    for label, name, values, p50 in lanes:
+        out.append(f'<text x="8" y="{y + LANE / 2 + 4:.0f}">{escape(f"{label} {name}")}</text>')
+        out.append(f'<line x1="{x(0):.1f}" y1="{y + LANE / 2}" x2="{x(end):.1f}" y2="{y + LANE / 2}" stroke="#ddd"/>')
+        out.append(
+            f'<line class="p50" x1="{x(p50):.1f}" y1="{y + 3}" x2="{x(p50):.1f}" y2="{y + LANE - 3}" '
+            f'stroke="#000" stroke-width="2"><title>p50 {p50:.1f}s</title></line>'
+        )
+        for v in values:
+            out.append(
+                f'<circle class="value" cx="{x(v):.1f}" cy="{y + LANE / 2}" r="4" fill="#2980b9" '
+                f'fill-opacity="0.6"><title>{v:.1f}s</title></circle>'
+            )
+        y += LANE
+    for tick in _ticks(0.0, end):
+        out.append(f'<line x1="{x(tick):.1f}" y1="{y}" x2="{x(tick):.1f}" y2="{y + 5}" stroke="#000"/>')
+        out.append(f'<text x="{x(tick):.1f}" y="{y + 18}" text-anchor="middle">{tick:g}s</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.chart import distribution_svg
 from harness.timeline import Event, Timings
 from harness.verdict import TIMING_NAMES, Verdict
 
@@ -224,12 +225,31 @@ class RunReport:
         return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
 
     def write(self, directory: Path) -> tuple[Path, Path]:
+        """``timing-report.json`` and ``.md``, and with repeats the
+        distribution chart ``timing-distribution.svg``."""
         directory.mkdir(parents=True, exist_ok=True)
         json_path = directory / "timing-report.json"
         md_path = directory / "timing-report.md"
         json_path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
         md_path.write_text("# dcnlab timing report\n\n" + self.markdown())
+        if any(r.runs > 1 for r in self.rows()):
+            (directory / "timing-distribution.svg").write_text(self.distribution_svg())
         return json_path, md_path
+
+    def distribution_svg(self) -> str:
+        """Every repeat's value per fault, workload and timing (harness.chart)."""
+        values: dict[str, dict[str, list[float]]] = {}
+        for case in self.cases:
+            timings = values.setdefault(f"{case.fault} {case.workload}", {name: [] for name in TIMINGS})
+            for name in TIMINGS:
+                value = case.seconds.get(name)
+                if value is not None:
+                    timings[name].append(value)
+        rows = {
+            label: {name: (vs, Stats.of(vs).p50 or 0.0) for name, vs in timings.items()}
+            for label, timings in values.items()
+        }
+        return distribution_svg(rows, f"timings across repeats ({len(self.cases)} cases)")
 
 
 def _fmt(value: float | None) -> str:

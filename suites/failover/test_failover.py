@@ -225,6 +225,11 @@ def test_failover(
     allure_glue.attach_file(tmp_path / "verdict.json", "verdict")
     allure_glue.attach_text(before, "crm_mon before the fault", "xml")
     allure_glue.attach_text(cluster.crm_mon_xml(), "crm_mon after the heal", "xml")
+    # The affected node's side of the story: its cluster journal since the
+    # fault (when it could be read) and its serial console (boot after a fence).
+    for path in sorted((tmp_path / "journal").glob("*.txt")):
+        allure_glue.attach_file(path, f"journal of {path.name.split('.')[0]} since the fault")
+    allure_glue.attach_tail(cluster.fleet.console_log(target), f"console of {target} (last lines)")
     with allure_glue.step(f"verdict: {'PASS' if verdict.passed else 'FAIL'}"):
         assert verdict.passed, verdict.message()
         assert not cluster_sampler.violations, [str(v) for v in cluster_sampler.violations]

@@ -138,3 +138,15 @@ def test_worker_reports_merge_into_one() -> None:
     (row,) = merged.rows()
     assert (row.runs, row.failed) == (2, 1)
     validate(merged.to_dict())
+
+
+def test_repeats_write_a_distribution_chart(tmp_path: Path) -> None:
+    report = RunReport(ENV)
+    report.write(tmp_path / "one")
+    assert not (tmp_path / "one" / "timing-distribution.svg").exists()  # nothing to distribute
+    for i in range(3):
+        report.add(power_off_record(repeat=i))
+    report.write(tmp_path / "three")
+    svg = (tmp_path / "three" / "timing-distribution.svg").read_text()
+    assert svg.count('class="value"') == 3 * sum(1 for v in power_off_record().seconds.values() if v is not None)
+    assert "power-off web downtime" in svg and "39.9s" in svg
