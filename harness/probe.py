@@ -106,6 +106,17 @@ class ProbeRun:
         return sorted((a for a in self.attempts if a.target == target), key=lambda a: a.t)
 
 
+def back_after_failure(attempts: Iterable[Attempt], since: float) -> str | None:
+    """The node answering after the last failed attempt since ``since``:
+    None while attempts still fail, or when none has failed (nothing to come
+    back from). Sees a restart in place that no cluster sample caught."""
+    after = [a for a in attempts if a.t > since]
+    last_failure = max((i for i, a in enumerate(after) if not a.ok), default=None)
+    if last_failure is None:
+        return None
+    return next((a.node for a in after[last_failure + 1 :] if a.ok), None)
+
+
 def parse_output(text: str) -> ProbeRun:
     """Parse the program's JSON lines. A last line cut short (the program
     was killed mid-write) is ignored; anything else unreadable is an error."""

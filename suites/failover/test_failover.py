@@ -28,7 +28,7 @@ from harness.cluster.crm import parse_crm_mon
 from harness.errors import WaitTimeout
 from harness.faults import Fault, Freeze, HardReset, Isolate, KillProcess, NicDown, PowerOff
 from harness.journal import record_journals
-from harness.probe import ClientProbe
+from harness.probe import ClientProbe, back_after_failure
 from harness.report import CaseRecord, RunReport
 from harness.sampler import ClusterSampler
 from harness.timeline import Event, EventKind, Recorder, derive
@@ -270,19 +270,9 @@ def _wait_for_outcome(
         # then never shows the workload stopped. The client sees it: failures
         # after the fault, then answers from the same node again. (The
         # journals, read after this wait, give the verdict the stop and start.)
-        return _client_back(probes, rsc, injected.t) == target
+        return back_after_failure(probes.snapshot().of(rsc), injected.t) == target
 
     try:
         wait_until(settled, timeout=SETTLE * cluster.scale, what=f"{rsc} to settle after {case.fault}", interval=1.0)
     except WaitTimeout as err:  # judged below, on the whole timeline
         timeline.record(EventKind.NOTE, "suite", detail=str(err).splitlines()[0])
-
-
-def _client_back(probes: ClientProbe, endpoint: str, since: float) -> str | None:
-    """The node answering ``endpoint`` after the client's last failure since
-    ``since``; None while it still fails or has not failed at all."""
-    attempts = [a for a in probes.snapshot().of(endpoint) if a.t > since]
-    last_failure = max((i for i, a in enumerate(attempts) if not a.ok), default=None)
-    if last_failure is None:
-        return None
-    return next((a.node for a in attempts[last_failure + 1 :] if a.ok), None)

@@ -15,6 +15,7 @@ from harness.probe import (
     ProbeError,
     ProbeSettings,
     analyse,
+    back_after_failure,
     client_events,
     cluster_endpoints,
     parse_output,
@@ -183,3 +184,12 @@ def test_program_is_standard_library_only() -> None:
     names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert names - {"__future__"} <= set(sys.stdlib_module_names)
+
+
+def test_back_after_failure_sees_a_restart_in_place() -> None:
+    # Attempts start at t=100.0 and come every 0.1 s; the fault is at 100.15.
+    assert back_after_failure(attempts("aaaa...aa"), since=100.15) == "dcn1"  # restarted where it was
+    assert back_after_failure(attempts("aaaa...bb"), since=100.15) == "dcn2"  # came back elsewhere
+    assert back_after_failure(attempts("aaaa....."), since=100.15) is None  # still failing
+    assert back_after_failure(attempts("aaaaaaaaa"), since=100.15) is None  # nothing failed
+    assert back_after_failure(attempts("a..aaaaaa"), since=100.35) is None  # failures before the fault
