@@ -11,8 +11,9 @@
 A split brain cannot be seen in any single crm_mon: each side of a partition
 shows only itself running the resource. So the input is a set of
 :class:`View` s, one per node that answered, and :func:`merge` combines them:
-views are grouped by partition (the corosync membership their node sees) and
-the freshest of each partition speaks for it; a view's claim that a resource
+views are grouped into sides (views whose nodes count each other as members:
+the corosync memberships of one side differ while a node joins or leaves)
+and the freshest of each side speaks for it; a view's claim that a resource
 runs on a node counts only when that view shows the node online (a survivor's
 view still lists the resources of a node it has lost, marked unclean, and
 those claims are stale). The union of the partitions' claims is where each
@@ -105,13 +106,32 @@ class Violation:
         return f"{self.kind.value}: {self.detail}"
 
 
+def _same_side(a: View, b: View) -> bool:
+    # Each counts the other as a member: one side of the cluster, seen at two
+    # moments (a join or leave in progress, or corosync-quorumtool not
+    # answering one of them). Nodes on two sides of a split never do.
+    return a.observer in b.partition and b.observer in a.partition
+
+
+def sides(views: Iterable[View]) -> list[list[View]]:
+    """Views grouped into the sides of the cluster: connected by
+    :func:`_same_side`. Memberships seen at different moments differ while a
+    node joins or leaves; grouping by equal membership made one side look
+    like two and flagged a split brain that was only sampling skew."""
+    groups: list[list[View]] = []
+    for view in views:
+        touching = [g for g in groups if any(_same_side(view, other) for other in g)]
+        merged = [view, *(v for g in touching for v in g)]
+        groups = [g for g in groups if all(g is not t for t in touching)] + [merged]
+    return groups
+
+
 def merge(views: Iterable[View]) -> Placement:
     """Combine per-node views into one placement (see the module docstring)."""
     by_partition: dict[frozenset[str], View] = {}
-    for view in views:
-        current = by_partition.get(view.partition)
-        if current is None or view.t > current.t:
-            by_partition[view.partition] = view
+    for side in sides(views):
+        freshest = max(side, key=lambda v: v.t)
+        by_partition[freshest.partition] = freshest
     running: dict[str, set[str]] = {}
     claimed: dict[tuple[str, str], list[str]] = {}
     primitives: set[str] = set()

@@ -222,14 +222,7 @@ class Cluster:
         keeps the tokens); :meth:`idle_pcsd` stops pcsd afterwards."""
         members = self.members()
         names = frozenset(n.name for n in members)
-        on_each(
-            members,
-            lambda node: node.run(list(PCSD_START_ARGV), timeout=30 * self.scale),
-            label=lambda node: node.name,
-            what="starting pcsd",
-            error=ClusterError,
-        )
-        self._wait_pcsd(members)
+        self.start_pcsd(members)
         if names <= self._authenticated:
             return
         # The password reaches each node over SSH, on chpasswd's stdin: never
@@ -249,6 +242,17 @@ class Cluster:
         step = host_auth_step([n.plan for n in members], password)
         self._run_step(self.fleet.node(step.node), step)
         self._authenticated = names
+
+    def start_pcsd(self, nodes: list[Node]) -> None:
+        """pcsd running and listening on ``nodes`` (a no-op where it is)."""
+        on_each(
+            nodes,
+            lambda node: node.run(list(PCSD_START_ARGV), timeout=30 * self.scale),
+            label=lambda node: node.name,
+            what="starting pcsd",
+            error=ClusterError,
+        )
+        self._wait_pcsd(nodes)
 
     def idle_pcsd(self, nodes: list[Node] | None = None) -> None:
         """Stop pcsd where nothing needs it (see PCSD_STOP_SH)."""
@@ -302,6 +306,10 @@ class Cluster:
         converged with it."""
         t0 = time.monotonic()
         name = self.spec.cluster.name
+        # pcsd first, on the members, then the new node's boot: both at once
+        # starved TCG guests (pcsd's start is seconds of Python and Ruby).
+        self.progress(f"cluster {name}: starting pcsd on the members")
+        self.start_pcsd(self.members())
         node = self.fleet.add_node()
         self.progress(f"cluster {name}: joining {node.name}")
         if self.fence is not None:

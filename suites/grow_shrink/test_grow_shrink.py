@@ -46,7 +46,9 @@ def _assert_no_outage(availability: dict[str, Availability]) -> None:
         assert not av.outages, f"{name}: clients saw outages while the cluster changed size: {av.outages}"
 
 
-@pytest.mark.smoke
+# Not in the smoke set yet: on the 2-core TCG CI host, booting a fourth
+# node while three serve starved the guests (probe attempts over their 1 s
+# timeout, a 60 s IPaddr2 monitor timing out, pcsd not up within 4 minutes).
 def test_grow_then_shrink_without_downtime(watched: Cluster, timeline: Recorder, probes: ClientProbe) -> None:
     cluster = watched
     before = _placement(cluster)

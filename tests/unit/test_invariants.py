@@ -154,3 +154,23 @@ def test_episodes_split_on_gaps() -> None:
         (0.0, 2.0, 3),
         (30.0, 30.0, 1),
     ]
+
+
+def test_one_side_seen_at_two_moments_of_a_join_is_not_a_split_brain() -> None:
+    # dcn4 is joining: dcn1's membership still lacks it, dcn2's has it, and
+    # between their samples web moved from dcn3 to dcn1. Both claims are true
+    # at their own moment; they are one side of the cluster, not two.
+    four = [*ALL, "dcn4"]
+    before = {"vip": ["dcn3"], "http": ["dcn3"], "app": ["dcn3"], "witness": ["dcn2"]}
+    after = {"vip": ["dcn1"], "http": ["dcn1"], "app": ["dcn1"], "witness": ["dcn2"]}
+    dcn1 = view("dcn1", 30.0, ALL, ALL, before)
+    dcn2 = view("dcn2", 33.0, four, four, after)
+    placement = merge([dcn1, dcn2])
+    assert placement.observers == ("dcn2",)  # the freshest view of the side speaks
+    assert placement.nodes("vip") == {"dcn1"}
+    assert check([dcn1, dcn2]) == []
+    # A node that counts the other side as a member but is not counted back
+    # (dcn3 cut off, still listing everyone) stays a side of its own.
+    cut_off = view("dcn3", 31.0, ALL, ALL, before)
+    survivors = view("dcn2", 33.0, ["dcn1", "dcn2"], ["dcn1", "dcn2"], after, offline=["dcn3"])
+    assert len(merge([cut_off, survivors]).observers) == 2
