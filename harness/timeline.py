@@ -440,16 +440,22 @@ def _fault(events: Sequence[Event], fault: Event | None) -> Event | None:
 
 def detection(events: Sequence[Event], fault: Event | None = None) -> Timing:
     """Fault -> the cluster noticed: the faulted node seen lost by a
-    partition, or (for faults without a lost node) a membership change."""
+    partition, a membership change, or (a workload's fault, no node lost) a
+    failed action on the faulted node, whichever came first."""
     f = _fault(events, fault)
     if f is None:
         return Timing("detection", None, why="no fault_injected event")
     after = select(events, after=f.t)
     lost = next((e for e in after if e.kind is EventKind.NODE_LOST and (f.node is None or e.node == f.node)), None)
     changed = next((e for e in after if e.kind is EventKind.MEMBERSHIP_CHANGED), None)
-    candidates = [e for e in (lost, changed) if e is not None]
+    failed = next(
+        (e for e in after if e.kind is EventKind.RESOURCE_FAILED and (f.node is None or e.node == f.node)), None
+    )
+    candidates = [e for e in (lost, changed, failed) if e is not None]
     if not candidates:
-        return Timing("detection", None, start=f, why="no node_lost or membership_changed after the fault")
+        return Timing(
+            "detection", None, start=f, why="no node_lost, membership_changed or resource_failed after the fault"
+        )
     return _between("detection", f, min(candidates, key=lambda e: e.t))
 
 
@@ -469,9 +475,11 @@ def fencing(events: Sequence[Event], fault: Event | None = None) -> Timing:
     return _between("fencing", lost, fenced)
 
 
-def recovery(events: Sequence[Event], resource: str, fault: Event | None = None) -> Timing:
+def recovery(events: Sequence[Event], resource: str, fault: Event | None = None, members: Sequence[str] = ()) -> Timing:
     """Fault -> ``resource`` started on another node than the faulted one
-    (any node when the fault names none)."""
+    (any node when the fault names none); failing that, started again on the
+    faulted node after it failed or stopped there (a restart in place; for a
+    group, pass its ``members``: the journal names the member restarted)."""
     f = _fault(events, fault)
     if f is None:
         return Timing(f"recovery of {resource}", None, why="no fault_injected event")
@@ -483,10 +491,20 @@ def recovery(events: Sequence[Event], resource: str, fault: Event | None = None)
         ),
         None,
     )
-    if started is None:
-        where = f" elsewhere than {f.node}" if f.node else ""
-        return Timing(f"recovery of {resource}", None, start=f, why=f"{resource} was not seen started{where}")
-    return _between(f"recovery of {resource}", f, started)
+    if started is not None:
+        return _between(f"recovery of {resource}", f, started)
+    ids = {resource, *members}
+    after = [e for e in select(events, after=f.t) if e.resource in ids and e.node == f.node]
+    trouble = next((e for e in after if e.kind in (EventKind.RESOURCE_FAILED, EventKind.RESOURCE_STOPPED)), None)
+    again = (
+        next((e for e in after if e.kind is EventKind.RESOURCE_STARTED and e.t >= trouble.lower), None)
+        if trouble is not None
+        else None
+    )
+    if f.node is not None and again is not None:
+        return _between(f"recovery of {resource}", f, again, why=f"restarted in place on {f.node}")
+    where = f" elsewhere than {f.node}, nor again on it after a failure" if f.node else ""
+    return Timing(f"recovery of {resource}", None, start=f, why=f"{resource} was not seen started{where}")
 
 
 def client_downtime(
@@ -542,13 +560,16 @@ def heal_of(events: Iterable[Event], fault: Event) -> Event | None:
     return next((e for e in select(events, EventKind.FAULT_HEALED, after=fault.t) if e.source == fault.source), None)
 
 
-def derive(events: Sequence[Event], resource: str, outages: Iterable[Span] = ()) -> Timings:
-    """Every standard timing of the first fault in ``events``."""
+def derive(
+    events: Sequence[Event], resource: str, outages: Iterable[Span] = (), members: Sequence[str] = ()
+) -> Timings:
+    """Every standard timing of the first fault in ``events`` (``members``:
+    of ``resource`` when it is a group, see :func:`recovery`)."""
     f = _fault(events, None)
     healed = heal_of(events, f) if f is not None else None
     return Timings(
         detection(events, f),
         fencing(events, f),
-        recovery(events, resource, f),
+        recovery(events, resource, f, members),
         client_downtime(outages, f, healed),
     )

@@ -187,7 +187,7 @@ def test_failover(
         availability = probes.record(timeline)
         record_journals(cluster.fleet, timeline, since=injected.lower - 5.0, save_dir=tmp_path / "journal")
     events = timeline.events()
-    timings = derive(events, rsc, availability[rsc].outages)
+    timings = derive(events, rsc, availability[rsc].outages, _members(cluster, rsc))
     limits = thresholds_for(case.fault, thresholds)
     verdict = judge(case.expectation, events, timings, limits, target, _members(cluster, rsc))
     text = json.dumps({**verdict.to_dict(), "why": case.expectation.why, "timings": timings.to_dict()}, indent=1)

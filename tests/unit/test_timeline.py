@@ -230,3 +230,23 @@ def test_recorder_filters_and_table() -> None:
     table = rec.table()
     assert table.splitlines()[0].startswith("    +0.00s")  # relative to the fault
     assert "fence_confirmed" in table
+
+
+def test_a_restart_in_place_has_a_detection_and_a_recovery() -> None:
+    # kill -9 of the web group's service on dcn1: the monitor fails, the
+    # journal shows http stopped and started again there; no node is lost.
+    events = [
+        ev(100.0, K.FAULT_INJECTED, "dcn1", earliest=99.9, source="fault:kill-workload dcn1"),
+        ev(104.0, K.RESOURCE_FAILED, "dcn1", "http", earliest=102.0),
+        ev(105.0, K.RESOURCE_STOPPED, "dcn1", "http", earliest=105.0),
+        ev(160.0, K.RESOURCE_STARTED, "dcn1", "http", earliest=160.0),
+    ]
+    timings = derive(events, "web", members=("vip", "http"))
+    assert timings.detection.seconds == pytest.approx(4.0)
+    assert timings.recovery.seconds == pytest.approx(60.0)
+    assert "restarted in place on dcn1" in timings.recovery.why
+    assert timings.fencing.seconds is None
+    # Without the group's members the restart is not the group's.
+    assert recovery(events, "web").seconds is None
+    # A start on the node before anything failed there is no restart.
+    assert recovery([*events[:1], events[3]], "web", members=("http",)).seconds is None
