@@ -27,6 +27,7 @@ from harness.timeline import ClockAnchor, Event, EventKind, GuestClock, Recorder
 
 if TYPE_CHECKING:
     from harness.fleet import Fleet
+    from harness.node import Node
 
 UNITS = ("corosync", "pacemaker")
 # journalctl -o short-unix: "1764064992.123456 dcn2 pacemaker-controld[1187]: message"
@@ -147,6 +148,16 @@ def parse_journal(
     return events
 
 
+def journal_events(node: Node, recorder: Recorder, since: float, *, timeout: float = 60.0) -> tuple[list[Event], str]:
+    """The cluster events in ``node``'s journal since monotonic ``since``,
+    and the raw text, without adding them to ``recorder`` (whose clocks put
+    them on the timeline). Raises CommandError when the node cannot be read."""
+    since_wall = recorder.anchor.wall + (since - recorder.anchor.monotonic)
+    res = node.run(journal_argv_text(since_wall), timeout=timeout, check=False)
+    clock = recorder.guest_clocks.get(node.name)
+    return parse_journal(res.stdout, node.name, recorder.anchor, clock, since=since), res.stdout
+
+
 def record_journals(
     fleet: Fleet, recorder: Recorder, since: float, *, timeout: float = 60.0, save_dir: Path | None = None
 ) -> list[str]:
@@ -154,19 +165,18 @@ def record_journals(
     ``since`` and add its events to ``recorder`` (the raw text goes to
     ``save_dir/NODE.journal-unix.txt`` when given). Returns the nodes that
     could not be read (off, unreachable)."""
-    since_wall = recorder.anchor.wall + (since - recorder.anchor.monotonic)
     missing: list[str] = []
     for name, node in fleet.nodes.items():
         if fleet.domain_state(name) != "running":
             missing.append(name)
             continue
         try:
-            res = node.run(journal_argv_text(since_wall), timeout=timeout, check=False)
+            events, text = journal_events(node, recorder, since, timeout=timeout)
         except DcnlabError:
             missing.append(name)
             continue
         if save_dir is not None:
             save_dir.mkdir(parents=True, exist_ok=True)
-            (save_dir / f"{name}.journal-unix.txt").write_text(res.stdout)
-        recorder.extend(parse_journal(res.stdout, name, recorder.anchor, recorder.guest_clocks.get(name), since=since))
+            (save_dir / f"{name}.journal-unix.txt").write_text(text)
+        recorder.extend(events)
     return missing

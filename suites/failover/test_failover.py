@@ -27,7 +27,7 @@ from harness.cluster.bootstrap import Cluster
 from harness.cluster.crm import parse_crm_mon
 from harness.errors import WaitTimeout
 from harness.faults import Fault, Freeze, HardReset, Isolate, KillProcess, NicDown, PowerOff
-from harness.journal import record_journals
+from harness.journal import journal_events, record_journals
 from harness.probe import ClientProbe, back_after_failure
 from harness.report import CaseRecord, RunReport
 from harness.sampler import ClusterSampler
@@ -146,6 +146,8 @@ SETTLE = 180.0
 # How long "nothing happens" is watched: past corosync's token and consensus
 # and two monitor intervals of every resource (the longest is 30 s).
 QUIET = 45.0
+# How long a restart seen by the client may take to show in the journal.
+JOURNAL = 60.0
 
 
 def _marks(case: Case) -> list[pytest.MarkDecorator]:
@@ -276,3 +278,24 @@ def _wait_for_outcome(
         wait_until(settled, timeout=SETTLE * cluster.scale, what=f"{rsc} to settle after {case.fault}", interval=1.0)
     except WaitTimeout as err:  # judged below, on the whole timeline
         timeline.record(EventKind.NOTE, "suite", detail=str(err).splitlines()[0])
+        return
+    if observe(timeline.events(), rsc, target, injected, members).outcome is Outcome.UNAFFECTED:
+        # Back on the same node, and no sample caught the restart: the
+        # target's journal will, once the controller has logged the start's
+        # result (the service answers a moment before it does).
+        ids = {rsc, *members}
+        node = cluster.fleet.node(target)
+
+        def start_logged() -> bool:
+            events, _text = journal_events(node, timeline, injected.lower - 5.0, timeout=60 * cluster.scale)
+            return any(e.kind is EventKind.RESOURCE_STARTED and e.resource in ids for e in events)
+
+        try:
+            wait_until(
+                start_logged,
+                timeout=JOURNAL * cluster.scale,
+                what=f"{target}'s journal to log {rsc}'s restart",
+                interval=5.0,
+            )
+        except WaitTimeout as err:
+            timeline.record(EventKind.NOTE, "suite", detail=str(err).splitlines()[0])
