@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import libvirt
 
-from harness.cluster.pcs import PCSD_STOP_SH
+from harness.cluster.pcs import START_ARGV
 from harness.errors import CommandError, ConfigError, DcnlabError, FaultError
 from harness.proc import run_local
 from harness.timeline import Event, EventKind, Recorder
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 SHUTDOWN = 60.0  # a graceful shutdown, pacemaker migrating resources away first
 RESTORE = 240.0  # heal to converged: boot, start the stack, rejoin, settle
 ROUND = 120.0  # one round of restore() waits this long before retrying
-STACK = ("corosync", "pacemaker")
+STACK = START_ARGV[2:]  # the units `systemctl start` gets: corosync, pacemaker
 
 
 @dataclass
@@ -135,9 +135,7 @@ def start_member(ctx: FaultContext, node: str) -> None:
     target = ctx.fleet.node(node)
     active = target.run(["systemctl", "is-active", *STACK], check=False, timeout=30 * ctx.cluster.scale)
     if active.stdout.split() != ["active"] * len(STACK):
-        target.run(["systemctl", "start", *STACK], timeout=60 * ctx.cluster.scale)
-        # A rebooted node starts pcsd at boot; members run without it.
-        target.run(PCSD_STOP_SH, timeout=30 * ctx.cluster.scale)
+        ctx.cluster.start_stack(target)
 
 
 class PowerOff(Fault):

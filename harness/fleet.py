@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
@@ -27,7 +26,7 @@ from harness.domainxml import BootSpec, Owner, domain_xml, network_xml, parse_ow
 from harness.errors import CommandError, ConfigError, DcnlabError, HypervisorError, ProvisionError
 from harness.hypervisor import EmbeddedHypervisor, ExternalHypervisor, Hypervisor, delete_netns, kill_run_processes
 from harness.node import Access, Node
-from harness.owner import ProcessId, RunRecord
+from harness.owner import RunRecord
 from harness.parallel import on_each
 from harness.proc import run_local
 from harness.seed import seed_documents, write_seed_image
@@ -161,12 +160,8 @@ class Fleet:
             run_dir.mkdir()
         except FileExistsError:
             raise ConfigError(_exists_message(spec.name, run_dir)) from None
-        record = RunRecord(
-            name=spec.name,
-            run_id=f"{spec.name}-{uuid.uuid4().hex[:8]}",
-            created=time.time(),
-            owner=ProcessId.me(),
-            persistent=False,
+        record = RunRecord.new(
+            spec.name,
             uri=libvirt_uri or "",
             embedded=libvirt_uri is None,
             netns=netns,

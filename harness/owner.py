@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,19 @@ class RunRecord:
     nodes: list[int] = field(default_factory=list)  # node indexes, in order of creation
 
     FILE = "run.json"
+
+    @classmethod
+    def new(cls, name: str, **fields: Any) -> RunRecord:
+        """A fresh, non-persistent run of fleet ``name`` owned by this process,
+        with a new run id (``fields``: the rest, uri, spec, image...)."""
+        return cls(
+            name=name,
+            run_id=f"{name}-{uuid.uuid4().hex[:8]}",
+            created=time.time(),
+            owner=ProcessId.me(),
+            persistent=False,
+            **fields,
+        )
 
     def save(self, run_dir: Path) -> None:
         tmp = run_dir / (self.FILE + ".tmp")

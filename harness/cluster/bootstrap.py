@@ -243,6 +243,14 @@ class Cluster:
         self._run_step(self.fleet.node(step.node), step)
         self._authenticated = names
 
+    def start_stack(self, node: Node) -> None:
+        """Start a member's corosync and pacemaker, which are not enabled at
+        boot (as after a fence on a real site, someone decides when a node
+        rejoins), and stop the pcsd its boot started (see PCSD_STOP_SH). Does
+        not wait for the cluster to converge."""
+        node.run(list(START_ARGV), timeout=START_TIMEOUT * self.scale)
+        node.run(PCSD_STOP_SH, timeout=30 * self.scale)
+
     def start_pcsd(self, nodes: list[Node]) -> None:
         """pcsd running and listening on ``nodes`` (a no-op where it is)."""
         on_each(
@@ -482,11 +490,7 @@ class Cluster:
         cluster has converged with it again. Returns the seconds it took."""
         t0 = time.monotonic()
         self.fleet.power_on(target)
-        node = self.fleet.node(target)
-        # corosync and pacemaker are not enabled at boot (as after a fence on a
-        # real site, someone decides when a node rejoins): start them here.
-        node.run(list(START_ARGV), timeout=START_TIMEOUT * self.scale)
-        node.run(PCSD_STOP_SH, timeout=30 * self.scale)
+        self.start_stack(self.fleet.node(target))
         self.wait_converged(REJOIN)
         return time.monotonic() - t0
 

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,7 +27,7 @@ from harness.allure_report import write_results_metadata
 from harness.artifacts import collect_logs
 from harness.cluster.spec import DEFAULT_SPEC, load_spec
 from harness.fleet import Fleet, image_to_dict
-from harness.owner import ProcessId, RunRecord
+from harness.owner import RunRecord
 from harness.report import CaseRecord, RunReport
 from harness.spec import FleetSpec
 from harness.sshkeys import generate_key
@@ -95,12 +94,8 @@ def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Fleet, Secre
     run_dir = tmp_path / "state" / "fleets" / spec.name
     run_dir.mkdir(parents=True)
     image = BuiltImage("dcn-debian", "0123456789abcdef", tmp_path / "disk.qcow2", None, None, "root=/dev/vda", 0.0)
-    record = RunRecord(
-        name=spec.name,
-        run_id=f"{spec.name}-{uuid.uuid4().hex[:8]}",
-        created=time.time(),
-        owner=ProcessId.me(),
-        persistent=False,
+    record = RunRecord.new(
+        spec.name,
         uri=StandInHypervisor.uri,
         embedded=False,
         spec=asdict(spec),
