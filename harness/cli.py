@@ -51,7 +51,14 @@ def resolve_image(image: str | None, recipe: str | None) -> object:
 def cmd_fleet_up(args: argparse.Namespace) -> int:
     from harness.fleet import Fleet, check_placement
 
-    spec = FleetSpec(name=args.name, nodes=args.nodes, networks=args.networks, vcpus=args.vcpus, memory_mib=args.memory)
+    spec = FleetSpec(
+        name=args.name,
+        nodes=args.nodes,
+        networks=args.networks,
+        vcpus=args.vcpus,
+        memory_mib=args.memory,
+        boot_timeout=args.boot_timeout,
+    )
     check_placement(args.libvirt_uri, args.netns)  # before an image build of minutes
     image = resolve_image(args.image, args.recipe)
     fleet = Fleet.up(
@@ -258,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--libvirt-uri", help="use this hypervisor instead of the embedded one")
     up.add_argument("--netns", help="with --libvirt-uri: the namespace its bridges live in")
     up.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    up.add_argument(
+        "--boot-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="how long a node may take to answer SSH (default: 60 s under KVM, x4 under TCG, more on a busy host)",
+    )
 
     st = add(fsub, "status", cmd_fleet_status, "show a fleet's nodes, states and addresses")
     st.add_argument("--name", required=True, type=fleet_name)

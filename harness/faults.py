@@ -49,14 +49,26 @@ STACK = START_ARGV[2:]  # the units `systemctl start` gets: corosync, pacemaker
 
 @dataclass
 class FaultContext:
-    """What a fault acts on and where it records."""
+    """What a fault acts on and where it records. The hypervisor-side faults
+    (power, freeze, NICs, partitions) need only the fleet; their heals and the
+    in-guest faults need the cluster too (:meth:`of`)."""
 
-    cluster: Cluster
+    fleet: Fleet
     recorder: Recorder
+    member_of: Cluster | None = None
+
+    @classmethod
+    def of(cls, cluster: Cluster, recorder: Recorder) -> FaultContext:
+        return cls(cluster.fleet, recorder, cluster)
 
     @property
-    def fleet(self) -> Fleet:
-        return self.cluster.fleet
+    def cluster(self) -> Cluster:
+        if self.member_of is None:
+            raise FaultError(
+                f"this step needs the Pacemaker cluster, and the fault context has only fleet {self.fleet.name}: "
+                "build it with FaultContext.of(cluster, recorder)"
+            )
+        return self.member_of
 
     def domain(self, node: str) -> libvirt.virDomain:
         return self.fleet.conn.lookupByName(self.fleet.node(node).domain)

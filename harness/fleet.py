@@ -20,11 +20,18 @@ from typing import Any
 
 import libvirt
 
-from harness import paths
+from harness import interrupts, paths
 from harness.accel import Accel, detect
 from harness.domainxml import BootSpec, Owner, domain_xml, network_xml, parse_owner
 from harness.errors import CommandError, ConfigError, DcnlabError, HypervisorError, ProvisionError
-from harness.hypervisor import EmbeddedHypervisor, ExternalHypervisor, Hypervisor, delete_netns, kill_run_processes
+from harness.hypervisor import (
+    EmbeddedHypervisor,
+    ExternalHypervisor,
+    Hypervisor,
+    HypervisorExited,
+    delete_netns,
+    kill_run_processes,
+)
 from harness.node import Access, Node
 from harness.owner import RunRecord
 from harness.parallel import on_each
@@ -110,6 +117,7 @@ class Fleet:
             self.nodes[plan.name] = Node(plan, self.access)
         self.timings: dict[str, float] = {}
         self._conn: libvirt.virConnect | None = None
+        self.closing = False  # set by the teardown; waits for its nodes stop at once
 
     @property
     def name(self) -> str:
@@ -234,8 +242,7 @@ class Fleet:
             nodes.append(node)
         self.timings["define_start"] = time.monotonic() - t0
         self._write_ssh_config()
-        share = max(1.0, len(plans) / (os.cpu_count() or 1))
-        deadline = Deadline.after(BOOT_BASE_SECONDS * self.accel.scale * share)
+        deadline = Deadline.after(self.boot_seconds(len(plans)))
         on_each(
             nodes,
             lambda n: self._wait_ssh(n, deadline, t0),
@@ -245,6 +252,15 @@ class Fleet:
         )
         self.timings["ssh_ready"] = time.monotonic() - t0
         return nodes
+
+    def boot_seconds(self, booting: int) -> float:
+        """How long ``booting`` nodes booting at once may take to answer SSH:
+        the spec's ``boot_timeout``, else scaled by the accelerator and by how
+        many guests share each host core."""
+        if self.spec.boot_timeout is not None:
+            return self.spec.boot_timeout
+        share = max(1.0, booting / (os.cpu_count() or 1))
+        return BOOT_BASE_SECONDS * self.accel.scale * share
 
     def _define_and_start(self, plan: NodePlan) -> None:
         disk = self.run_dir / "disks" / f"{plan.name}.qcow2"
@@ -311,6 +327,8 @@ class Fleet:
 
     def _wait_ssh(self, node: Node, deadline: Deadline, t0: float) -> None:
         def answers() -> bool:
+            if self.closing:
+                raise ProvisionError(f"fleet {self.name} is being torn down")
             state = self.domain_state(node.name)
             if state not in ("running", "blocked"):
                 raise ProvisionError(f"{node.name} is {state}, not running")
@@ -327,14 +345,28 @@ class Fleet:
                 timeout=deadline,
                 what=f"{node.name} to answer SSH on {node.address()}",
                 interval=1.0,
-                describe_failure=lambda: (
-                    f"console log tail ({self.console_log(node.name)}):\n" + self.console_tail(node.name)
-                ),
-                give_up_on=(ProvisionError,),  # the domain is not running: it will not answer
+                describe_failure=lambda: self._boot_failure(node.name),
+                give_up_on=(ProvisionError, HypervisorExited),  # not running, or no hypervisor: it will not answer
             )
         except DcnlabError as err:
             raise ProvisionError(str(err)) from err
         self.progress(f"fleet {self.name}: {node.name} answers SSH after {time.monotonic() - t0:.1f}s")
+
+    def _boot_failure(self, name: str) -> str:
+        """What a user needs when a node never answered SSH: its console, and
+        what to change."""
+        log = self.console_log(name)
+        if not log.exists() or log.stat().st_size == 0:
+            seen = (
+                f"{name} printed nothing on its serial console ({log}): is the image bootable, "
+                "and does its boot loader and kernel log to ttyS0?"
+            )
+        else:
+            seen = f"console log tail ({log}):\n{self.console_tail(name)}"
+        return (
+            f"{seen}\nIf the host is only slow, allow more time: --boot-timeout SECONDS "
+            "(pytest: --dcn-boot-timeout SECONDS)."
+        )
 
     def _write_ssh_config(self) -> None:
         text = ssh_config_text([n.plan for n in self.nodes.values()], self.access)
@@ -382,15 +414,26 @@ class Fleet:
                 dom.create()
             except libvirt.libvirtError as err:
                 raise ProvisionError(f"cannot power on {name} (domain {node.domain}): {err}") from err
-        self._wait_ssh(node, Deadline.after(BOOT_BASE_SECONDS * self.accel.scale), t0)
+        self._wait_ssh(node, Deadline.after(self.boot_seconds(1)), t0)
 
     # -- reading ------------------------------------------------------------
 
     def domain_state(self, name: str) -> str:
+        domain = self.node(name).domain
         try:
-            state, _reason = self.conn.lookupByName(self.node(name).domain).state()
-        except libvirt.libvirtError:
-            return "absent"
+            state, _reason = self.conn.lookupByName(domain).state()
+        except libvirt.libvirtError as err:
+            if self._conn is not None and not self._conn.isAlive():
+                # The connection broke, which says nothing about the domain:
+                # reconnect (or learn the hypervisor is gone) and look again.
+                try:
+                    state, _reason = self.conn.lookupByName(domain).state()
+                except libvirt.libvirtError:
+                    return "absent"
+            elif err.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return "absent"
+            else:
+                raise HypervisorError(f"cannot read the state of {name} (domain {domain}): {err}") from err
         return STATE_NAMES.get(state, str(state))
 
     def console_log(self, name: str) -> Path:
@@ -488,7 +531,14 @@ def _owned_domains(conn: libvirt.virConnect, run_id: str) -> Iterable[libvirt.vi
 
 def _teardown(record: RunRecord, run_dir: Path, fleet: Fleet | None, progress: Progress) -> None:
     """Remove everything of one run; every step runs even if an earlier one
-    failed, and the failures are raised together at the end."""
+    failed, and the failures are raised together at the end. A first Ctrl-C
+    meanwhile is held until it is done (:mod:`harness.interrupts`)."""
+    progress(f"fleet {record.name}: tearing down")
+    with interrupts.deferred(f"fleet {record.name}: teardown", progress):
+        _remove_all(record, run_dir, fleet, progress)
+
+
+def _remove_all(record: RunRecord, run_dir: Path, fleet: Fleet | None, progress: Progress) -> None:
     errors: list[str] = []
 
     def step(what: str, fn: Callable[[], object]) -> None:
@@ -498,10 +548,12 @@ def _teardown(record: RunRecord, run_dir: Path, fleet: Fleet | None, progress: P
             errors.append(f"{what}: {err}")
 
     if fleet is not None:
+        fleet.closing = True  # threads still waiting for a node give up at their next look
         for node in fleet.nodes.values():
             node.close()
     hv = fleet.hv if fleet is not None else _hypervisor_of(record, run_dir)
-    reachable = not isinstance(hv, EmbeddedHypervisor) or hv.alive()
+    # An embedded hypervisor whose libvirtd died is on its way out: nothing to ask.
+    reachable = not isinstance(hv, EmbeddedHypervisor) or (hv.alive() and hv.libvirtd_alive())
     # A fleet that never opened its connection created nothing in libvirt.
     never_connected = fleet is not None and fleet._conn is None
     if reachable and record.uri and not never_connected:

@@ -132,7 +132,27 @@ class EmbeddedHypervisor:
         self.uri = f"qemu:///system?socket={root / 'run' / 'libvirt-sock'}"
 
     def connect(self) -> libvirt.virConnect:
-        return open_connection(self.uri)
+        try:
+            return open_connection(self.uri)
+        except HypervisorError as err:
+            if self.libvirtd_alive():
+                raise
+            # Not a URI to check: our own daemon is gone, and its VMs with it.
+            raise HypervisorExited(
+                f"the embedded libvirtd (namespace {self.name}) is gone: killed, or it crashed; "
+                f"the fleet's VMs went with it. Its logs:\n{self.log_tail()}"
+            ) from err
+
+    def libvirtd_alive(self) -> bool:
+        try:
+            pid = int((self.root / "run" / "libvirtd.pid").read_text().strip())
+        except (OSError, ValueError):
+            return False
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state != "Z"
 
     # -- life cycle ---------------------------------------------------------
 

@@ -31,18 +31,28 @@ def on_each(
     thread outlives the call. If any failed with a :class:`DcnlabError`, one
     ``error`` is raised naming ``what`` and every item that failed, with its
     message; other exceptions (bugs) propagate unchanged.
+
+    Interrupted (Ctrl-C: ``KeyboardInterrupt`` in the calling thread), it
+    returns at once instead of waiting out the others' deadlines: the caller's
+    cleanup must then stop what they act on (a fleet's teardown makes its
+    nodes' SSH waits give up), and they end on their own.
     """
     if not items:
         return []
-    with ThreadPoolExecutor(max_workers=len(items), thread_name_prefix="on-each") as pool:
+    pool = ThreadPoolExecutor(max_workers=len(items), thread_name_prefix="on-each")
+    results: list[R] = []
+    failures: list[str] = []
+    try:
         futures = [pool.submit(fn, item) for item in items]
-        results: list[R] = []
-        failures: list[str] = []
         for item, fut in zip(items, futures, strict=True):
             try:
                 results.append(fut.result())
             except DcnlabError as err:
                 failures.append(f"{label(item)}: {err}")
+    except BaseException as err:
+        pool.shutdown(wait=not isinstance(err, KeyboardInterrupt), cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     if failures:
         raise error(f"{what} failed on {len(failures)} of {len(items)}:\n" + "\n".join(failures))
     return results

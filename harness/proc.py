@@ -72,6 +72,10 @@ def run_local(
             env=dict(env) if env is not None else None,
             cwd=cwd,
             stdin=None if input is not None else subprocess.DEVNULL,
+            # A terminal's Ctrl-C reaches the harness alone, which decides what
+            # to finish (a teardown completes its steps: harness.interrupts);
+            # were we interrupted meanwhile, subprocess.run kills the child.
+            start_new_session=True,
         )
     except subprocess.TimeoutExpired as err:
         out = err.stdout.decode(errors="replace") if isinstance(err.stdout, bytes) else (err.stdout or "")

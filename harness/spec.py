@@ -16,6 +16,7 @@ from harness.errors import ConfigError
 FLEET_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 MAX_NODES = 32
 MAX_NETWORKS = 8
+MAX_BOOT_TIMEOUT = 3 * 3600
 MIN_MEMORY_MIB = 768  # FACTS.md: 512 MiB boots but leaves ~100 MB free once the cluster runs
 
 
@@ -43,9 +44,17 @@ class FleetSpec:
     vcpus: int = 1
     memory_mib: int = 1024
     subnet: str = "10.77.0.0/16"
+    # Seconds a boot may take to answer SSH; None: scaled from the accelerator
+    # and the host's load (Fleet.boot_seconds).
+    boot_timeout: float | None = None
 
     def __post_init__(self) -> None:
         check_fleet_name(self.name)
+        if self.boot_timeout is not None and not 1 <= self.boot_timeout <= MAX_BOOT_TIMEOUT:
+            raise ConfigError(
+                f"--boot-timeout {self.boot_timeout:g}: use 1 to {MAX_BOOT_TIMEOUT} seconds "
+                "(or leave it out for the default)"
+            )
         if not 1 <= self.nodes <= MAX_NODES:
             raise ConfigError(f"--nodes {self.nodes}: a fleet needs 1 to {MAX_NODES} nodes")
         if not 1 <= self.networks <= MAX_NETWORKS:

@@ -25,6 +25,14 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: cases on {what}")
 
 
+@pytest.fixture(autouse=True)
+def _repeated(dcn_repeat: int) -> int:
+    """Puts ``dcn_repeat`` into every case's fixtures, so ``--dcn-repeat N``
+    repeats every certification case (bench/flakiness.py), not only those
+    that ask for it to label their timings."""
+    return dcn_repeat
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Every certification case carries `certification`, so one session can
     # run the harness's own tests and the suites' smoke set on one fleet and

@@ -1,18 +1,22 @@
 """The robustness matrix (issue 9): bad inputs and faults of the harness's own,
 each run through the entry point a user runs, each expecting one clear error
-and nothing left behind. The rows here boot no VM."""
+and nothing left behind. Most rows boot no VM; those in test_boot_failures,
+test_interrupts and test_libvirtd_dies boot one node each (``vm_sandbox``)."""
 
 from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.robustness.sandbox import Sandbox
+from tests.robustness.sandbox import Child, Sandbox
 
 HERE = Path(__file__).parent
 _serial = itertools.count(1)
@@ -47,3 +51,33 @@ def tiny_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     disk = tmp_path_factory.mktemp("images") / "tiny.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True, timeout=60)
     return disk
+
+
+@pytest.fixture
+def vm_sandbox(dcn_image: Any, sandbox: Sandbox) -> Iterator[VmSandbox]:
+    """A sandbox whose runs boot real VMs: the session's default image (built
+    or cached before the sandbox hid the cache) and the machine's accelerator
+    verdict, so no run builds an image or probes KVM again."""
+    real_cache = Path(dcn_image.disk).parents[2]  # CACHE/images/NAME-DIGEST/disk.qcow2
+    sandbox.cache.mkdir(parents=True, exist_ok=True)
+    if (real_cache / "accel.json").is_file():
+        shutil.copy(real_cache / "accel.json", sandbox.cache / "accel.json")
+    yield VmSandbox(sandbox, Path(dcn_image.disk))
+    if sandbox.leaks():
+        sandbox.clean_up()
+
+
+@dataclass(frozen=True)
+class VmSandbox:
+    box: Sandbox
+    disk: Path  # the default image's disk; its kernel and initrd lie next to it
+
+    @property
+    def name(self) -> str:
+        return self.box.name
+
+    def spawn(self, *args: str, test: str) -> Child:
+        """A one-node pytest run of ``test`` on the default image."""
+        return self.box.spawn_pytest(
+            "--dcn-image", str(self.disk), "--dcn-nodes", "1", *args, test=test, path=self.box.vm_path()
+        )

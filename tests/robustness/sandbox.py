@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +109,33 @@ class Sandbox:
             stdin=subprocess.DEVNULL,
         )
 
+    def spawn_pytest(self, *args: str, test: str = BOOT_TEST, path: str | None = None) -> Child:
+        """Like :meth:`pytest`, but running: its output is read as it comes
+        and it can be signalled as a terminal would (its process group)."""
+        suite = self.root / "suite"
+        suite.mkdir(exist_ok=True)
+        (suite / "test_boot.py").write_text(test)
+        argv = [PYTEST, "-p", "no:cacheprovider", "-q", "-s", "test_boot.py", "--dcn-name", self.name, *args]
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=self.env(path),
+            cwd=suite,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group, as a job in a terminal
+        )
+        return Child(proc)
+
+    def vm_path(self) -> str:
+        """A PATH for runs that boot VMs: the real tools, but no image build."""
+        guard = self.root / "guard-build-bin"
+        if not guard.is_dir():
+            guard.mkdir()
+            (guard / "mmdebstrap").symlink_to(self.guard_bin / "mmdebstrap")
+        return f"{guard}:{os.environ.get('PATH', '')}"
+
     def processes(self) -> list[int]:
         """Live processes started by a run of this sandbox (they carry its DCNLAB_STATE)."""
         marker = f"DCNLAB_STATE={self.state}".encode()
@@ -141,6 +171,68 @@ class Sandbox:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         delete_netns(f"dcnlab-{self.name}")
+
+
+class Child:
+    """A pytest run in progress."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.output: list[str] = []
+        self._reader = threading.Thread(target=self._read, name="child-output", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+            self.lines.put(line)
+        self.lines.put(None)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.output)
+
+    def wait_for(self, needle: str, timeout: float) -> str:
+        """The first line (from here on) holding ``needle``."""
+        __tracebackhide__ = True
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                raise AssertionError(f"the run ended (exit {self.proc.wait()}) before {needle!r}:\n{self.text}")
+            if needle in line:
+                return line
+        raise AssertionError(f"no {needle!r} within {timeout:.0f}s:\n{self.text}")
+
+    def signal(self, sig: int) -> None:
+        """``sig`` to the run's process group, as a terminal sends Ctrl-C. The
+        group is stopped while the signal goes out, so it lands where the run
+        was when the caller saw its last line, not a moment later."""
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+        os.killpg(self.proc.pid, sig)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGCONT)
+
+    def finish(self, timeout: float) -> int:
+        """Wait for the run to end; its exit status (negative: the signal)."""
+        __tracebackhide__ = True
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"the run did not end within {timeout:.0f}s:\n{self.text}") from None
+        self._reader.join(timeout=10)
+        return code
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
 
 
 def assert_no_traceback(text: str) -> None:

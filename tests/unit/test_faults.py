@@ -121,7 +121,7 @@ class Flaky(Fault):
 
 
 def ctx() -> FaultContext:
-    return FaultContext(cluster=None, recorder=Recorder(ClockAnchor(0.0, 0.0)))  # type: ignore[arg-type]
+    return FaultContext(fleet=None, recorder=Recorder(ClockAnchor(0.0, 0.0)))  # type: ignore[arg-type]
 
 
 def test_a_fault_records_its_own_times_and_heals_once() -> None:

@@ -1,4 +1,5 @@
 import threading
+import time
 
 import pytest
 
@@ -44,3 +45,21 @@ def test_bugs_are_not_turned_into_harness_errors() -> None:
 
 def test_nothing_to_do() -> None:
     assert on_each([], lambda n: n, label=str, what="x") == []
+
+
+def test_interrupted_returns_without_waiting_for_the_others() -> None:
+    # Ctrl-C while nodes boot must not sit out every node's SSH deadline.
+    release = threading.Event()
+
+    def step(item: int) -> int:
+        if item == 0:
+            raise KeyboardInterrupt
+        release.wait(timeout=30)
+        return item
+
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        on_each([0, 1], step, label=str, what="step")
+    took = time.monotonic() - start
+    release.set()
+    assert took < 5, f"on_each waited {took:.1f}s for a thread after the interrupt"

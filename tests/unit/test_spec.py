@@ -24,6 +24,8 @@ def test_defaults_are_three_nodes_on_two_networks() -> None:
         ({"name": "t", "subnet": "nonsense"}, "not an IPv4 network"),
         ({"name": "t", "subnet": "10.0.0.0/24"}, "at most /21"),
         ({"name": "t", "subnet": "8.8.0.0/16"}, "private range"),
+        ({"name": "t", "boot_timeout": 0.5}, "--boot-timeout 0.5: use 1 to 10800 seconds"),
+        ({"name": "t", "boot_timeout": 99999}, "--boot-timeout 99999"),
     ],
 )
 def test_invalid_specs_name_the_problem(kwargs: dict[str, object], needle: str) -> None:

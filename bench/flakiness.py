@@ -1,0 +1,159 @@
+"""Benchmark: how stable are the smoke set's verdicts on one image and spec?
+
+    .venv/bin/python bench/flakiness.py [--runs 10] [--fresh] [PYTEST ARGS...]
+
+Default: one pytest session, ``pytest suites -m smoke --dcn-repeat RUNS``:
+one fleet and one cluster, and every smoke case run RUNS times in a row, each
+run healed back to a verified healthy cluster before the next (the way a
+certification session runs). ``--fresh``: RUNS separate sessions instead,
+each booting its own fleet and cluster (under TCG, ~6 minutes of set-up each).
+Extra arguments go to pytest (e.g. ``--dcn-image``, ``--dcn-cluster-spec``).
+
+Writes bench/results/flakiness.json: for each case the verdict of every run
+(passed, failed, error, skipped) and whether they are all the same, the
+harness errors (a harness exception or a fixture error, not a verdict about
+the product: these must be zero), and the failover timings' p50/p95/max over
+the runs from the timing report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import benchlib
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTEST = Path(sys.executable).parent / "pytest"
+# The id --dcn-repeat adds: test_x[r3], test_x[case-r3].
+REPEAT_ID = re.compile(r"(?:\[r(\d+)\]|-r(\d+)\])$")
+HARNESS_ERROR = re.compile(r"^harness\.[\w.]+: ")  # as harness/allure_report.py's categories
+
+
+@dataclass(frozen=True)
+class Outcome:
+    case: str  # the case without its repeat id
+    run: int
+    verdict: str  # passed, failed, error, skipped
+    harness_error: bool
+    message: str
+
+
+def case_and_run(name: str, session: int) -> tuple[str, int]:
+    """``test_x[case-r3]`` -> (``test_x[case]``, 3); without a repeat id the
+    run is the session's number (--fresh)."""
+    match = REPEAT_ID.search(name)
+    if match is None:
+        return name, session
+    run = int(match.group(1) or match.group(2))
+    base = name[: match.start()]
+    return (base if match.group(1) else base + "]"), run
+
+
+def outcomes(junit: Path, session: int) -> list[Outcome]:
+    found = []
+    for tc in ET.parse(junit).getroot().iter("testcase"):
+        case, run = case_and_run(f"{tc.get('classname')}::{tc.get('name')}", session)
+        verdict, message, harness = "passed", "", False
+        for child in tc:
+            if child.tag in ("failure", "error", "skipped"):
+                verdict = {"failure": "failed", "error": "error", "skipped": "skipped"}[child.tag]
+                message = (child.get("message") or "").strip()
+                # An error (setup or teardown) never is a verdict; a failure is
+                # one unless the harness raised it.
+                harness = child.tag == "error" or bool(HARNESS_ERROR.match(message))
+                if child.tag != "skipped":
+                    break
+        found.append(Outcome(case, run, verdict, harness, message[:500]))
+    return found
+
+
+def run_pytest(args: list[str], junit: Path, report: Path, log: Path) -> int:
+    argv = [str(PYTEST), "suites", "-m", "smoke", "-p", "no:cacheprovider", f"--junitxml={junit}"]
+    argv += ["--dcn-report", str(report), *args]
+    print(f"[flakiness] {' '.join(argv)}  (log: {log})", flush=True)
+    with log.open("a") as out:
+        # No timeout: every wait inside the harness has its own deadline.
+        proc = subprocess.run(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=False)
+    return proc.returncode
+
+
+def summarise(found: list[Outcome], runs: int) -> dict[str, Any]:
+    by_case: dict[str, dict[int, Outcome]] = defaultdict(dict)
+    for o in found:
+        by_case[o.case][o.run] = o
+    cases = {}
+    for case, seen in sorted(by_case.items()):
+        verdicts = [seen[r].verdict if r in seen else "missing" for r in range(runs)]
+        cases[case] = {
+            "verdicts": verdicts,
+            "stable": len(set(verdicts)) == 1,
+            "problems": {r: seen[r].message for r in sorted(seen) if seen[r].verdict in ("failed", "error")},
+        }
+    stable = sum(1 for c in cases.values() if c["stable"])
+    return {
+        "cases": cases,
+        "stable_cases": f"{stable}/{len(cases)}",
+        "all_identical": stable == len(cases) and bool(cases),
+        "harness_errors": sum(1 for o in found if o.harness_error),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=10, help="runs of every smoke case (default 10)")
+    ap.add_argument("--fresh", action="store_true", help="one pytest session (own fleet and cluster) per run")
+    args, pytest_args = ap.parse_known_args()
+    if args.runs < 2:
+        ap.error("--runs: stability needs at least 2 runs")
+    results = benchlib.RESULTS
+    results.mkdir(parents=True, exist_ok=True)
+    log = results / "flakiness.log"
+    log.write_text("")
+    start = time.monotonic()
+    found: list[Outcome] = []
+    codes = []
+    summary = None
+    with tempfile.TemporaryDirectory(prefix="dcnlab-flakiness-") as tmp:
+        work = Path(tmp)
+        sessions = range(args.runs) if args.fresh else range(1)
+        for session in sessions:
+            junit, report = work / f"junit-{session}.xml", work / f"report-{session}"
+            extra = pytest_args if args.fresh else ["--dcn-repeat", str(args.runs), *pytest_args]
+            codes.append(run_pytest(extra, junit, report, log))
+            if junit.exists():
+                found += outcomes(junit, session)
+            timing = report / "timing-report.json"
+            if timing.exists() and not args.fresh:  # fresh sessions each have their own
+                summary = json.loads(timing.read_text())["summary"]
+    result = benchlib.header("flakiness")
+    result.update(
+        {
+            "mode": "fresh sessions" if args.fresh else "one session, --dcn-repeat",
+            "runs": args.runs,
+            "pytest_args": pytest_args,
+            "pytest_exit_codes": codes,
+            "wall_seconds": round(time.monotonic() - start, 1),
+            **summarise(found, args.runs),
+            "failover_timings": summary,
+            "log": str(log.relative_to(ROOT)),
+        }
+    )
+    benchlib.write(result)
+    # Stability is the measure: ten identical FAILs are stable (and the exit
+    # codes say the image failed); a harness error never is acceptable.
+    return 0 if result["all_identical"] and result["harness_errors"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
