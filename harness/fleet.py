@@ -533,8 +533,8 @@ def _teardown(record: RunRecord, run_dir: Path, fleet: Fleet | None, progress: P
     """Remove everything of one run; every step runs even if an earlier one
     failed, and the failures are raised together at the end. A first Ctrl-C
     meanwhile is held until it is done (:mod:`harness.interrupts`)."""
-    progress(f"fleet {record.name}: tearing down")
     with interrupts.deferred(f"fleet {record.name}: teardown", progress):
+        progress(f"fleet {record.name}: tearing down")  # once Ctrl-C is held
         _remove_all(record, run_dir, fleet, progress)
 
 

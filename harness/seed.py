@@ -3,11 +3,11 @@ NoCloud seed.
 
 The Debian stand-in gets its identity on the kernel command line (direct
 kernel boot). An RHDE / RHEL qcow2 boots its own boot loader, so the same
-facts (hostname, one static address per NIC, root's SSH key, the hacluster
-password) travel on a small ISO 9660 volume labelled CIDATA, attached as a
-read-only CD-ROM (``domain_xml(..., seed=PATH)``). cloud-init's NoCloud
-datasource finds it by that label and reads ``meta-data``, ``user-data`` and
-``network-config`` from its root.
+facts (hostname, one static address per NIC, root's SSH key) travel on a
+small ISO 9660 volume labelled CIDATA, attached as a read-only CD-ROM
+(``domain_xml(..., seed=PATH)``). cloud-init's NoCloud datasource finds it
+by that label and reads ``meta-data``, ``user-data`` and ``network-config``
+from its root.
 
 :func:`seed_documents` is pure (unit tested); :func:`write_seed_image` runs
 genisoimage (Debian package ``genisoimage``) or, failing that, xorriso.
@@ -61,7 +61,6 @@ def seed_documents(
     *,
     ssh_public_key: str,
     instance_id: str,
-    hacluster_password: str | None = None,
 ) -> Seed:
     """The NoCloud seed that gives ``node`` the identity the kernel command line gives the stand-in.
 
@@ -69,8 +68,9 @@ def seed_documents(
       ``f"{run_id}-{node.name}"``: cloud-init reruns its per-instance steps
       when it changes) and ``local-hostname``.
     - user-data: hostname; root may log in with ``ssh_public_key`` only
-      (``disable_root: false``, ``ssh_pwauth: false``, no default user);
-      ``hacluster``'s password through ``chpasswd`` when given.
+      (``disable_root: false``, ``ssh_pwauth: false``, no default user).
+      No password: the seed is readable by every guest user; hacluster's is
+      set over SSH when pcs needs pcsd (``Cluster.authenticate``).
     - network-config v2: each NIC matched by its MAC, renamed ``eth<i>`` as on
       the stand-in, one static address, no DHCP, no gateway (the fleet
       networks are isolated).
@@ -80,8 +80,6 @@ def seed_documents(
         raise ConfigError("ssh_public_key must be one OpenSSH public key line (type AAAA... comment)")
     if not instance_id or "\n" in instance_id:
         raise ConfigError("instance_id must be a non-empty single line")
-    if hacluster_password is not None and (not hacluster_password or "\n" in hacluster_password):
-        raise ConfigError("the hacluster password must be a non-empty single line")
     missing = sorted({nic.network for nic in node.nics} - set(networks))
     if missing:
         raise ConfigError(f"{node.name} has NICs on networks {missing} that are not in the networks given")
@@ -98,11 +96,6 @@ def seed_documents(
         "ssh_authorized_keys": [key],
         "ssh_pwauth": False,
     }
-    if hacluster_password is not None:
-        user["chpasswd"] = {
-            "expire": False,
-            "users": [{"name": "hacluster", "password": hacluster_password, "type": "text"}],
-        }
     ethernets: dict[str, _Json] = {}
     for nic in node.nics:
         prefix = networks[nic.network].cidr.prefixlen
@@ -123,7 +116,7 @@ def seed_documents(
 
 
 def write_seed_image(seed: Seed, dest: Path, *, timeout: float = 60.0) -> Path:
-    """Write ``seed`` as an ISO 9660 image labelled CIDATA at ``dest`` (mode 0600: it holds a password).
+    """Write ``seed`` as an ISO 9660 image labelled CIDATA at ``dest`` (mode 0600: it holds the run's identity).
 
     The file appears atomically (written beside ``dest``, then renamed).
     """

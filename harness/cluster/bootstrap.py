@@ -9,11 +9,13 @@ fence counts only when libvirt reports the domain off.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +79,7 @@ class Cluster:
     progress: Progress
     timings: dict[str, float] = field(default_factory=dict)
     _authenticated: frozenset[str] = field(default=frozenset(), repr=False)  # nodes `pcs host auth` covered
+    _pcsd_kept: int = field(default=0, repr=False)  # depth of pcsd_kept() blocks
 
     @property
     def scale(self) -> float:
@@ -272,6 +275,32 @@ class Cluster:
             error=ClusterError,
         )
 
+    @contextlib.contextmanager
+    def pcsd_kept(self) -> Iterator[None]:
+        """pcsd running on every member for a series of pcsd-backed changes
+        (grow, then shrink...), stopped once at the end instead of after each.
+        Starting it costs a TCG guest minutes while the cluster serves and is
+        watched: start it here, before the observers arm."""
+        self.start_pcsd(self.members())
+        self._pcsd_kept += 1
+        try:
+            yield
+        finally:
+            self._pcsd_kept -= 1
+            if not self._pcsd_kept:
+                self.idle_pcsd()
+
+    def _idle_pcsd_unless_kept(self) -> None:
+        if not self._pcsd_kept:
+            self.idle_pcsd()
+
+    def _quietest(self, candidates: list[Node]) -> Node:
+        """The candidate running the fewest workloads: a pcs command costs a
+        TCG guest tens of seconds of CPU, better not taken from a service."""
+        state = self.state()
+        load = Counter(where for rsc in self.spec.resources for where in state.where(rsc.id))
+        return min(candidates, key=lambda node: (load[node.name], node.plan.index))
+
     def _wait_pcsd(self, nodes: list[Node]) -> None:
         deadline = Deadline.after(PCSD_READY * self.scale)
         netns = self.fleet.access.netns
@@ -323,14 +352,14 @@ class Cluster:
         if self.fence is not None:
             install_key([node], self.fence, self.spec.fencing.key_file)
         self.authenticate()
-        via = next(n for n in self.members() if n.name != node.name)
+        via = self._quietest([n for n in self.members() if n.name != node.name])
         wait = int(120 * self.scale)
         links = self.spec.link_networks(self.fleet.spec.networks)
         argv = ["pcs", "cluster", "node", "add", node.name, *(f"addr={node.address(net)}" for net in links)]
         argv += ["--start", f"--wait={wait}", f"--request-timeout={int(PCSD_REQUEST * self.scale)}"]
         self._run_step(via, Step(f"add {node.name} to the cluster", via.name, tuple(argv), wait + PCS_TIMEOUT))
         self._update_host_map(via)
-        self.idle_pcsd()
+        self._idle_pcsd_unless_kept()
         self.wait_converged(REJOIN)
         self.timings[f"add {node.name}"] = round(time.monotonic() - t0, 3)
         return node
@@ -344,19 +373,19 @@ class Cluster:
         others = [n for n in self.members() if n.name != target]
         if not others:
             raise ClusterError(f"cannot remove {target}: it is the last node")
-        via = others[0]
+        via = self._quietest(others)
         self.authenticate()
         argv = ["pcs", "cluster", "node", "remove", target, f"--request-timeout={int(PCSD_REQUEST * self.scale)}"]
         self._run_step(via, Step(f"remove {target} from the cluster", via.name, tuple(argv), PCS_TIMEOUT * 4))
         self.fleet.remove_node(target)
         self._update_host_map(via)
-        self.idle_pcsd()
+        self._idle_pcsd_unless_kept()
         self.wait_converged(REJOIN)
         self.timings[f"remove {target}"] = round(time.monotonic() - t0, 3)
 
     def standby(self, target: str, on: bool = True) -> None:
         """Move every resource off ``target`` (or let them back) and wait."""
-        via = next(n for n in self.members() if n.name != target) if on else self.fleet.node(target)
+        via = self._quietest([n for n in self.members() if n.name != target]) if on else self.fleet.node(target)
         verb = "standby" if on else "unstandby"
         wait = int(CONVERGE * self.scale)
         argv = ("pcs", "node", verb, target, f"--wait={wait}")

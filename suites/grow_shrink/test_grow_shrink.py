@@ -21,9 +21,19 @@ pytestmark = pytest.mark.grow_shrink
 
 
 @pytest.fixture
-def watched(fault_cluster: Cluster, timeline: Recorder, cluster_sampler: ClusterSampler) -> Iterator[Cluster]:
+def managed(fault_cluster: Cluster) -> Iterator[Cluster]:
+    """The cluster with pcsd up on its members for the whole case: ``pcs
+    cluster node add/remove`` need it, and starting it (seconds of Ruby and
+    Python, minutes for a TCG guest that serves and is watched) happens here,
+    before the observers arm."""
+    with fault_cluster.pcsd_kept():
+        yield fault_cluster
+
+
+@pytest.fixture
+def watched(managed: Cluster, timeline: Recorder, cluster_sampler: ClusterSampler) -> Iterator[Cluster]:
     """The cluster, with the sampler checking invariants throughout."""
-    yield fault_cluster
+    yield managed
     assert not cluster_sampler.violations, [str(v) for v in cluster_sampler.violations]
 
 

@@ -125,6 +125,9 @@ class Sandbox:
             cwd=suite,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group, as a job in a terminal
+            # A foreground job's Ctrl-C: this process may run in the background
+            # of a script, where SIGINT is ignored and the child would inherit that.
+            preexec_fn=_default_sigint,
         )
         return Child(proc)
 
@@ -171,6 +174,10 @@ class Sandbox:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         delete_netns(f"dcnlab-{self.name}")
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class Child:

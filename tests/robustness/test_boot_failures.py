@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -14,6 +15,12 @@ from tests.robustness.sandbox import setup_error
 # busy 2-core host (~60 s alone), so the console shows a node that is up.
 BOOTED = 150
 BOOT_BUDGET = 600.0  # the whole child run: hypervisor, boot deadline, teardown
+
+
+def _waited(error: str) -> int:
+    match = re.search(r"waited (\d+)s for dcn1 to answer SSH on ", error)
+    assert match is not None, error
+    return int(match.group(1))
 
 
 def test_a_non_bootable_image_times_out_and_says_its_console_was_silent(
@@ -28,7 +35,7 @@ def test_a_non_bootable_image_times_out_and_says_its_console_was_silent(
     result = subprocess.CompletedProcess(child.proc.args, code, child.text, "")
     error = setup_error(result)
     assert error.startswith("harness.errors.ProvisionError: waiting for SSH failed on 1 of 1:"), error
-    assert "waited 20s for dcn1 to answer SSH on " in error
+    assert 20 <= _waited(error) < 60, error  # the deadline, plus the last probe in flight
     assert "dcn1 printed nothing on its serial console" in error
     assert "is the image bootable, and does its boot loader and kernel log to ttyS0?" in error
     assert "--dcn-boot-timeout SECONDS" in error
@@ -50,7 +57,7 @@ def test_a_node_whose_ssh_never_answers_times_out_with_its_console(vm_sandbox: V
     code = child.finish(timeout=BOOT_BUDGET)
     error = setup_error(subprocess.CompletedProcess(child.proc.args, code, child.text, ""))
     assert error.startswith("harness.errors.ProvisionError: waiting for SSH failed on 1 of 1:"), error
-    assert f"waited {BOOTED}s for dcn1 to answer SSH on " in error
+    assert BOOTED <= _waited(error) < BOOTED + 60, error
     assert "console log tail (" in error
     assert "login:" in error, f"the console tail does not show the node up:\n{error}"
     assert vm_sandbox.box.leaks() == []

@@ -30,14 +30,13 @@ def load(text: str) -> Any:
     return as_yaml
 
 
-def _seed(password: str | None = "s3cret: pw #1") -> Seed:
+def _seed(instance_id: str = "t1-abc-dcn2") -> Seed:
     plan = FleetSpec(name="t1").plan()
     return seed_documents(
         plan.node(2, networks=2),
         {i: plan.network(i) for i in range(2)},
         ssh_public_key=KEY + "\n",
-        instance_id="t1-abc-dcn2",
-        hacluster_password=password,
+        instance_id=instance_id,
     )
 
 
@@ -56,14 +55,9 @@ def test_user_data_is_cloud_config_for_root_key_only() -> None:
     assert user["disable_root"] is False
     assert user["ssh_authorized_keys"] == [KEY]
     assert user["ssh_pwauth"] is False
-    assert user["chpasswd"] == {
-        "expire": False,
-        "users": [{"name": "hacluster", "password": "s3cret: pw #1", "type": "text"}],
-    }
-
-
-def test_user_data_without_password_has_no_chpasswd() -> None:
-    assert "chpasswd" not in load(_seed(password=None).user_data)
+    # No secret in a seed every guest user can read: hacluster's password is
+    # set over SSH when pcsd is needed (Cluster.authenticate).
+    assert "chpasswd" not in user
 
 
 def test_network_config_v2_matches_nics_by_mac() -> None:
@@ -86,7 +80,6 @@ def test_network_config_v2_matches_nics_by_mac() -> None:
         ({"ssh_public_key": "not a key"}, "OpenSSH public key"),
         ({"ssh_public_key": KEY + "\n" + KEY}, "OpenSSH public key"),
         ({"instance_id": ""}, "instance_id"),
-        ({"hacluster_password": "a\nb"}, "password"),
     ],
 )
 def test_bad_input_is_config_error(kwargs: dict[str, str], fragment: str) -> None:
@@ -104,10 +97,8 @@ def test_nic_on_unknown_network_is_config_error() -> None:
 
 def test_strings_cannot_break_the_documents() -> None:
     tricky = "x\n#cloud-config\nusers: [evil] \"q\" 'q' ünï \t"
-    seed = _seed(password=tricky.replace("\n", " "))
-    user = load(seed.user_data)
-    assert user["chpasswd"]["users"][0]["password"] == tricky.replace("\n", " ")
-    assert [line for line in seed.user_data.splitlines() if line.startswith("#")] == ["#cloud-config"]
+    seed = _seed(instance_id=tricky.replace("\n", " "))
+    assert load(seed.meta_data)["instance-id"] == tricky.replace("\n", " ")
 
 
 @pytest.mark.skipif(not (shutil.which("genisoimage") or shutil.which("xorriso")), reason="needs genisoimage or xorriso")
