@@ -120,6 +120,11 @@ class Node:
             self.close(network)
             raise CommandError(f"[{where}] cannot run `{cmd}`: {type(err).__name__}: {err}", result) from err
         result = Result(cmd, res.exited, res.stdout, res.stderr, time.monotonic() - start, where)
+        if res.exited == -1 and result.duration >= timeout:
+            # invoke's timer closed the channel (no exit status: -1) but its
+            # thread was still alive when invoke asked whether it had fired.
+            self.close(network)
+            raise CommandError(f"[{where}] `{cmd}` did not finish within {timeout:.0f}s", result)
         if check and not result.ok:
             raise CommandError(result.describe(), result)
         return result

@@ -44,7 +44,11 @@ class NoDomains:
         return True
 
     def lookupByName(self, name: str) -> object:
-        raise libvirt.libvirtError(f"Domain not found: no domain with matching name '{name}'")
+        message = f"Domain not found: no domain with matching name '{name}'"
+        err = libvirt.libvirtError(message)
+        # What libvirt attaches to a real one (virGetLastError's tuple): the code says "no such domain".
+        err.err = (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_FROM_QEMU, message, libvirt.VIR_ERR_ERROR)
+        raise err
 
 
 class StandInHypervisor:
