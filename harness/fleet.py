@@ -421,20 +421,17 @@ class Fleet:
     def domain_state(self, name: str) -> str:
         domain = self.node(name).domain
         try:
-            state, _reason = self.conn.lookupByName(domain).state()
+            return _state_name(self.conn, domain)
         except libvirt.libvirtError as err:
+            failure = err
             if self._conn is not None and not self._conn.isAlive():
-                # The connection broke, which says nothing about the domain:
-                # reconnect (or learn the hypervisor is gone) and look again.
+                # A broken connection says nothing about the domain: look again
+                # through a new one (self.conn reconnects, or says the hypervisor is gone).
                 try:
-                    state, _reason = self.conn.lookupByName(domain).state()
-                except libvirt.libvirtError:
-                    return "absent"
-            elif err.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                return "absent"
-            else:
-                raise HypervisorError(f"cannot read the state of {name} (domain {domain}): {err}") from err
-        return STATE_NAMES.get(state, str(state))
+                    return _state_name(self.conn, domain)
+                except libvirt.libvirtError as again:
+                    failure = again
+        raise HypervisorError(f"cannot read the state of {name} (domain {domain}): {failure}") from failure
 
     def console_log(self, name: str) -> Path:
         return self.run_dir / "logs" / f"{name}.console.log"
@@ -501,6 +498,17 @@ class Fleet:
             )
         accel = Accel("kvm" if record.domain_type == "kvm" else "tcg", "as recorded when the fleet was created")
         return cls(record, run_dir, hv, image_from_dict(record.image), accel, progress)
+
+
+def _state_name(conn: libvirt.virConnect, domain: str) -> str:
+    """The domain's state as a word; "absent" when libvirt knows no such domain."""
+    try:
+        state, _reason = conn.lookupByName(domain).state()
+    except libvirt.libvirtError as err:
+        if err.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            return "absent"
+        raise
+    return STATE_NAMES.get(state, str(state))
 
 
 def _hypervisor_of(record: RunRecord, run_dir: Path) -> Hypervisor:

@@ -148,11 +148,8 @@ class EmbeddedHypervisor:
             pid = int((self.root / "run" / "libvirtd.pid").read_text().strip())
         except (OSError, ValueError):
             return False
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            return False
-        return state != "Z"
+        proc = ProcessId.of(pid)
+        return proc is not None and proc.alive()
 
     # -- life cycle ---------------------------------------------------------
 
@@ -272,13 +269,14 @@ class EmbeddedHypervisor:
         delete_netns(self.name)
 
 
-def kill_run_processes(run_dir: Path, run_id: str) -> list[int]:
+def kill_run_processes(run_dir: Path, run_id: str | None) -> list[int]:
     """SIGKILL every process of one run: those whose command line names
     ``run_dir`` (QEMU with our disks, the supervisor, ProxyCommands) and those
-    whose environment carries ``DCNLAB_RUN=run_id`` (libvirtd, virtlogd). Used
-    after a crash, when the supervisor that would have stopped them is gone."""
+    whose environment carries ``DCNLAB_RUN=run_id`` (libvirtd, virtlogd; not
+    looked for without a run id). Used after a crash, when the supervisor
+    that would have stopped them is gone."""
     in_cmdline = (str(run_dir).rstrip("/") + "/").encode()  # ".../t1/" must not match ".../t10/"
-    in_environ = f"DCNLAB_RUN={run_id}".encode()
+    in_environ = f"DCNLAB_RUN={run_id}".encode() if run_id else None
     killed = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
@@ -288,7 +286,7 @@ def kill_run_processes(run_dir: Path, run_id: str) -> list[int]:
             environ = Path(f"/proc/{entry}/environ").read_bytes()
         except OSError:
             continue
-        if in_cmdline in cmdline or in_environ in environ.split(b"\0"):
+        if in_cmdline in cmdline or (in_environ is not None and in_environ in environ.split(b"\0")):
             try:
                 os.kill(int(entry), signal.SIGKILL)
                 killed.append(int(entry))

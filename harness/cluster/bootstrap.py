@@ -287,8 +287,7 @@ class Cluster:
             yield
         finally:
             self._pcsd_kept -= 1
-            if not self._pcsd_kept:
-                self.idle_pcsd()
+            self._idle_pcsd_unless_kept()
 
     def _idle_pcsd_unless_kept(self) -> None:
         if not self._pcsd_kept:

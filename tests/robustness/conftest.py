@@ -54,7 +54,7 @@ def tiny_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def vm_sandbox(dcn_image: Any, sandbox: Sandbox) -> Iterator[VmSandbox]:
+def vm_sandbox(dcn_image: Any, sandbox: Sandbox) -> VmSandbox:
     """A sandbox whose runs boot real VMs: the session's default image (built
     or cached before the sandbox hid the cache) and the machine's accelerator
     verdict, so no run builds an image or probes KVM again."""
@@ -62,9 +62,7 @@ def vm_sandbox(dcn_image: Any, sandbox: Sandbox) -> Iterator[VmSandbox]:
     sandbox.cache.mkdir(parents=True, exist_ok=True)
     if (real_cache / "accel.json").is_file():
         shutil.copy(real_cache / "accel.json", sandbox.cache / "accel.json")
-    yield VmSandbox(sandbox, Path(dcn_image.disk))
-    if sandbox.leaks():
-        sandbox.clean_up()
+    return VmSandbox(sandbox, Path(dcn_image.disk))
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.gc import remnants
-from harness.hypervisor import delete_netns
+from harness.hypervisor import delete_netns, kill_run_processes
 
 BIN = Path(sys.executable).parent  # the virtualenv the tests run in: .venv/bin
 DCNLAB = str(BIN / "dcnlab")
@@ -95,10 +95,7 @@ class Sandbox:
     def pytest(self, *args: str, test: str = BOOT_TEST, path: str | None = None) -> subprocess.CompletedProcess[str]:
         """``pytest test_boot.py ARGS`` in a directory of its own (no ini file:
         the dcnlab plugin comes from its entry point, as in a suite repository)."""
-        suite = self.root / "suite"
-        suite.mkdir(exist_ok=True)
-        (suite / "test_boot.py").write_text(test)
-        argv = [PYTEST, "-p", "no:cacheprovider", "-q", "test_boot.py", "--dcn-name", self.name, *args]
+        argv, suite = self._pytest_run(args, test)
         return subprocess.run(
             argv,
             capture_output=True,
@@ -109,13 +106,17 @@ class Sandbox:
             stdin=subprocess.DEVNULL,
         )
 
-    def spawn_pytest(self, *args: str, test: str = BOOT_TEST, path: str | None = None) -> Child:
-        """Like :meth:`pytest`, but running: its output is read as it comes
-        and it can be signalled as a terminal would (its process group)."""
+    def _pytest_run(self, args: tuple[str, ...], test: str, *extra: str) -> tuple[list[str], Path]:
         suite = self.root / "suite"
         suite.mkdir(exist_ok=True)
         (suite / "test_boot.py").write_text(test)
-        argv = [PYTEST, "-p", "no:cacheprovider", "-q", "-s", "test_boot.py", "--dcn-name", self.name, *args]
+        argv = [PYTEST, "-p", "no:cacheprovider", "-q", *extra, "test_boot.py", "--dcn-name", self.name, *args]
+        return argv, suite
+
+    def spawn_pytest(self, *args: str, test: str = BOOT_TEST, path: str | None = None) -> Child:
+        """Like :meth:`pytest`, but running: its output is read as it comes
+        and it can be signalled as a terminal would (its process group)."""
+        argv, suite = self._pytest_run(args, test, "-s")  # -s: the test's own prints come as they happen
         proc = subprocess.Popen(
             argv,
             stdout=subprocess.PIPE,
@@ -173,6 +174,9 @@ class Sandbox:
         for pid in self.processes():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        # QEMU carries no DCNLAB_STATE (libvirtd starts it with a clean
+        # environment) but names its disks in the run directory.
+        kill_run_processes(self.state / "fleets" / self.name, None)
         delete_netns(f"dcnlab-{self.name}")
 
 

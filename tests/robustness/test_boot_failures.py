@@ -27,13 +27,9 @@ def test_a_non_bootable_image_times_out_and_says_its_console_was_silent(
     vm_sandbox: VmSandbox, tiny_image: Path
 ) -> None:
     # A blank qcow2 passes every image check; the BIOS finds nothing to boot.
-    child = vm_sandbox.box.spawn_pytest(
-        "--dcn-image", str(tiny_image), "--dcn-nodes", "1", "--dcn-boot-timeout", "20",
-        path=vm_sandbox.box.vm_path(),
-    )  # fmt: skip
-    code = child.finish(timeout=BOOT_BUDGET)
-    result = subprocess.CompletedProcess(child.proc.args, code, child.text, "")
-    error = setup_error(result)
+    box = vm_sandbox.box
+    args = ("--dcn-image", str(tiny_image), "--dcn-nodes", "1", "--dcn-boot-timeout", "20")
+    error = setup_error(box.pytest(*args, path=box.vm_path()))
     assert error.startswith("harness.errors.ProvisionError: waiting for SSH failed on 1 of 1:"), error
     assert 20 <= _waited(error) < 60, error  # the deadline, plus the last probe in flight
     assert "dcn1 printed nothing on its serial console" in error
