@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,8 +36,10 @@ import benchlib
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTEST = Path(sys.executable).parent / "pytest"
-# The id --dcn-repeat adds: test_x[r3], test_x[case-r3].
-REPEAT_ID = re.compile(r"(?:\[r(\d+)\]|-r(\d+)\])$")
+# The id --dcn-repeat adds, first or last among a case's parameters (pytest
+# orders them as they were parametrized): test_x[r3], test_x[r3-case], test_x[case-r3].
+PARAMS = re.compile(r"^(?P<base>.*)\[(?P<params>[^\]]*)\]$")
+REPEAT = re.compile(r"r(\d+)")
 HARNESS_ERROR = re.compile(r"^harness\.[\w.]+: ")  # as harness/allure_report.py's categories
 
 
@@ -50,14 +53,19 @@ class Outcome:
 
 
 def case_and_run(name: str, session: int) -> tuple[str, int]:
-    """``test_x[case-r3]`` -> (``test_x[case]``, 3); without a repeat id the
-    run is the session's number (--fresh)."""
-    match = REPEAT_ID.search(name)
+    """``test_x[case-r3]`` or ``test_x[r3-case]`` -> (``test_x[case]``, 3);
+    ``test_x[r3]`` -> (``test_x``, 3); without a repeat id the run is the
+    session's number (--fresh)."""
+    match = PARAMS.match(name)
     if match is None:
         return name, session
-    run = int(match.group(1) or match.group(2))
-    base = name[: match.start()]
-    return (base if match.group(1) else base + "]"), run
+    params = match.group("params").split("-")
+    for i in (0, len(params) - 1):
+        repeat = REPEAT.fullmatch(params[i])
+        if repeat is not None:
+            rest = "-".join(params[:i] + params[i + 1 :])
+            return (f"{match.group('base')}[{rest}]" if rest else match.group("base")), int(repeat.group(1))
+    return name, session
 
 
 def outcomes(junit: Path, session: int) -> list[Outcome]:
@@ -133,6 +141,7 @@ def main() -> int:
             codes.append(run_pytest(extra, junit, report, log))
             if junit.exists():
                 found += outcomes(junit, session)
+                shutil.copy(junit, results / f"flakiness-junit-{session}.xml")
             timing = report / "timing-report.json"
             if timing.exists() and not args.fresh:  # fresh sessions each have their own
                 summary = json.loads(timing.read_text())["summary"]

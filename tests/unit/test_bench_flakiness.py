@@ -31,6 +31,13 @@ def test_repeat_ids_fold_into_their_case() -> None:
     assert flakiness.case_and_run(case, 0) == ("m::test_failover[kill-workload-web]", 3)
     assert flakiness.case_and_run("m::test_quorum[r12]", 0) == ("m::test_quorum", 12)
     assert flakiness.case_and_run("m::test_quorum[dcn1]", 4) == ("m::test_quorum[dcn1]", 4)  # --fresh: session's run
+    # Where pytest puts it when --dcn-repeat parametrizes first (seen in a real run).
+    assert flakiness.case_and_run("m::test_failover[r7-kill-workload-web]", 0) == (
+        "m::test_failover[kill-workload-web]",
+        7,
+    )
+    assert flakiness.case_and_run("m::test_x[dcn1-r2]", 0) == ("m::test_x[dcn1]", 2)
+    assert flakiness.case_and_run("m::test_x[run-r1x]", 5) == ("m::test_x[run-r1x]", 5)  # not a repeat id
 
 
 def test_verdicts_per_case_and_harness_errors_apart(tmp_path: Path) -> None:
