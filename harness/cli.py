@@ -224,6 +224,36 @@ def cmd_image_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ready_list(args: argparse.Namespace) -> int:
+    from harness import readystate
+
+    found = readystate.entries()
+    for state in found:
+        size = sum(f.stat().st_size for f in state.path.iterdir() if f.is_file())
+        saved = time.strftime("%Y-%m-%d %H:%M", time.localtime(state.saved_at))
+        key = state.key
+        print(
+            f"{state.path.name}  {len(state.nodes)} nodes  {size / 2**30:.1f} GiB  saved {saved} by {state.saved_by}  "
+            f"image {key.get('image')}  spec {key.get('cluster_spec')}  {key.get('domain_type')}"
+        )
+    if not found:
+        print(f"no cached cluster-ready states in {readystate.ready_dir()}")
+    return 0
+
+
+def cmd_ready_clear(args: argparse.Namespace) -> int:
+    from harness import readystate
+
+    found = readystate.entries()
+    for state in found:
+        readystate.remove(state.path)
+        print(f"removed {state.path}")
+    readystate.evict()  # and leftovers of saves that never finished
+    if not found:
+        print(f"no cached cluster-ready states in {readystate.ready_dir()}")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.report import compare, load_report
 
@@ -310,6 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     ib.add_argument("--recipe", default="dcn-debian")
     ib.add_argument("--force", action="store_true", help="rebuild even if cached")
     add(isub, "list", cmd_image_list, "list cached images")
+
+    rdy = sub.add_parser("ready", help="the cached cluster-ready states (restored instead of rebuilt)")
+    rsub = rdy.add_subparsers(dest="action", required=True)
+    add(rsub, "list", cmd_ready_list, "list the cached cluster-ready states")
+    add(rsub, "clear", cmd_ready_clear, "remove every cached cluster-ready state (the next session builds its cluster)")
 
     cmp_ = add(sub, "compare", cmd_compare, "per-fault timing deltas between two runs' timing-report.json")
     cmp_.add_argument("a", metavar="RUN_A.json")

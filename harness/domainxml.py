@@ -29,6 +29,9 @@ def network_xml(net: NetworkPlan) -> str:
     root = ET.Element("network")
     ET.SubElement(root, "name").text = net.name
     ET.SubElement(root, "bridge", name=net.bridge, stp="off", delay="0")
+    # A fixed bridge MAC: a guest restored from a cached state (harness.readystate)
+    # still holds the gateway in its ARP cache, which must stay right.
+    ET.SubElement(root, "mac", address=net.mac)
     ET.SubElement(root, "dns", enable="no")
     ET.SubElement(root, "ip", address=str(net.gateway), prefix=str(net.cidr.prefixlen))
     return ET.tostring(root, encoding="unicode")
@@ -71,12 +74,17 @@ def domain_xml(
     boot: BootSpec,
     networks: dict[int, NetworkPlan],
     seed: Path | None = None,
+    uuid: str | None = None,
 ) -> str:
     """The domain of one node. ``seed``: a cloud-init NoCloud image (see
     :mod:`harness.seed`) attached as a read-only CD-ROM, for images that boot
-    from their own disk and take their identity from cloud-init."""
+    from their own disk and take their identity from cloud-init. ``uuid``: the
+    domain's UUID (libvirt makes one up when None); a domain restored from a
+    save image must have the saved one (harness.readystate)."""
     root = ET.Element("domain", type=domain_type)
     ET.SubElement(root, "name").text = node.domain
+    if uuid is not None:
+        ET.SubElement(root, "uuid").text = uuid
     ET.SubElement(root, "title").text = f"dcnlab fleet {owner.fleet} node {node.name}"
     root.append(owner_metadata(owner, node.name))
     ET.SubElement(root, "memory", unit="MiB").text = str(memory_mib)

@@ -20,7 +20,7 @@ from typing import Any
 
 import libvirt
 
-from harness import interrupts, paths
+from harness import interrupts, paths, readystate
 from harness.accel import Accel, detect
 from harness.domainxml import BootSpec, Owner, domain_xml, network_xml, parse_owner
 from harness.errors import CommandError, ConfigError, DcnlabError, HypervisorError, ProvisionError
@@ -36,6 +36,7 @@ from harness.node import Access, Node
 from harness.owner import RunRecord
 from harness.parallel import on_each
 from harness.proc import run_local
+from harness.readystate import ReadyState
 from harness.seed import seed_documents, write_seed_image
 from harness.spec import FleetSpec, NodePlan
 from harness.sshkeys import generate_key, ssh_config_text
@@ -153,13 +154,22 @@ class Fleet:
         accel: str = "auto",
         persistent: bool = False,
         progress: Progress = print,
+        restore: ReadyState | None = None,
+        before_resume: Callable[[Fleet], None] | None = None,
     ) -> Fleet:
         """Create the fleet and return when every node answers SSH.
 
         With ``persistent`` the fleet is handed to the user once it is up
         (``dcnlab gc`` then leaves it alone); otherwise it belongs to this
         process and is garbage once this process is gone.
+
+        With ``restore`` the nodes are not booted: they come back from a
+        cached cluster-ready state (:mod:`harness.readystate`), with this
+        fleet's names, disks and SSH key; ``before_resume`` runs once they
+        are restored and still paused (start what they will talk to first).
         """
+        if restore is not None and libvirt_uri is not None:
+            raise ConfigError("a cached cluster-ready state restores only on the embedded hypervisor")
         start = time.monotonic()
         check_placement(libvirt_uri, netns)
         run_dir = run_dir_of(spec.name)
@@ -195,7 +205,7 @@ class Fleet:
                 hv = ExternalHypervisor(libvirt_uri, netns)
             fleet = cls(record, run_dir, hv, image, chosen, progress)
             fleet.timings["hypervisor"] = time.monotonic() - start
-            fleet._create(spec)
+            fleet._create(spec, restore, before_resume)
             fleet.timings["total"] = time.monotonic() - start
             if persistent:
                 fleet.release()
@@ -211,7 +221,9 @@ class Fleet:
                 progress(f"fleet {spec.name}: {cleanup}")
             raise
 
-    def _create(self, spec: FleetSpec) -> None:
+    def _create(
+        self, spec: FleetSpec, restore: ReadyState | None = None, before_resume: Callable[[Fleet], None] | None = None
+    ) -> None:
         t0 = time.monotonic()
         generate_key(self.access.key, f"dcnlab-{self.record.run_id}")
         (self.run_dir / "disks").mkdir()
@@ -229,8 +241,50 @@ class Fleet:
             except libvirt.libvirtError as err:
                 raise ProvisionError(f"cannot create network {net.name} (bridge {net.bridge}): {err}") from err
         self.timings["networks"] = time.monotonic() - t0
+        plans = [self.plan.node(i, spec.networks) for i in range(1, spec.nodes + 1)]
+        if restore is not None:
+            self.progress(
+                f"fleet {self.name}: {spec.networks} network(s) up; restoring {spec.nodes} node(s) "
+                f"from the cached cluster-ready state saved by fleet {restore.saved_by}"
+            )
+            self._restore(plans, restore, before_resume)
+            return
         self.progress(f"fleet {self.name}: {spec.networks} network(s) up; booting {spec.nodes} node(s)")
-        self._boot([self.plan.node(i, spec.networks) for i in range(1, spec.nodes + 1)])
+        self._boot(plans)
+
+    def _restore(self, plans: list[NodePlan], state: ReadyState, before_resume: Callable[[Fleet], None] | None) -> None:
+        """Define this fleet's domains with the saved UUIDs on copies of the
+        saved disks, restore them from their save images, and resume them
+        together; then give them this run's SSH key (readystate.rekey)."""
+        t0 = time.monotonic()
+        for plan in plans:
+            saved = state.node(plan.name)
+            macs = tuple(nic.mac for nic in plan.nics)
+            if macs != saved.macs:  # the key rules this out; a hand-made entry might not
+                raise ProvisionError(
+                    f"cached state {state.path}: {plan.name} was saved with MACs {', '.join(saved.macs)}, "
+                    f"this fleet plans {', '.join(macs)}"
+                )
+            disk = self.run_dir / "disks" / f"{plan.name}.qcow2"
+            readystate.copy_disk(state.disk(plan.name), disk)
+            self._define(plan, disk, uuid=saved.uuid)
+            self.nodes[plan.name] = Node(plan, self.access)
+        self._write_ssh_config()
+        self.timings["define_start"] = time.monotonic() - t0
+        if before_resume is not None:
+            before_resume(self)
+        self.timings["restore"] = readystate.resume_saved(self, state, same_fleet=False)
+        self.progress(f"fleet {self.name}: {len(plans)} node(s) restored and resumed; handing them this run's SSH key")
+        readystate.rekey(self, state.ssh_key)
+        deadline = Deadline.after(self.boot_seconds(len(plans)))
+        on_each(
+            list(self.nodes.values()),
+            lambda n: self._wait_ssh(n, deadline, t0),
+            label=lambda n: n.name,
+            what="waiting for SSH with this run's key",
+            error=ProvisionError,
+        )
+        self.timings["ssh_ready"] = time.monotonic() - t0
 
     def _boot(self, plans: list[NodePlan]) -> list[Node]:
         t0 = time.monotonic()
@@ -265,6 +319,15 @@ class Fleet:
     def _define_and_start(self, plan: NodePlan) -> None:
         disk = self.run_dir / "disks" / f"{plan.name}.qcow2"
         run_local(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", self.image.disk, disk], timeout=60)
+        dom = self._define(plan, disk)
+        try:
+            dom.create()
+        except libvirt.libvirtError as err:
+            raise ProvisionError(f"cannot start node {plan.name} (domain {plan.domain}): {err}") from err
+        self.progress(f"fleet {self.name}: {plan.name} started ({', '.join(str(n.address) for n in plan.nics)})")
+
+    def _define(self, plan: NodePlan, disk: Path, uuid: str | None = None) -> libvirt.virDomain:
+        """Define ``plan``'s domain on ``disk`` (recorded at once, for gc)."""
         networks = {i: self.plan.network(i) for i in range(self.spec.networks)}
         seed = None
         if self.image.kernel is None:
@@ -289,15 +352,15 @@ class Fleet:
             boot=BootSpec(self.image.kernel, self.image.initrd, self.kernel_cmdline(plan)),
             networks=networks,
             seed=seed,
+            uuid=uuid,
         )
         try:
             dom = self.conn.defineXML(xml)
-            self.record.nodes.append(plan.index)
-            self.record.save(self.run_dir)
-            dom.create()
         except libvirt.libvirtError as err:
-            raise ProvisionError(f"cannot start node {plan.name} (domain {plan.domain}): {err}") from err
-        self.progress(f"fleet {self.name}: {plan.name} started ({', '.join(str(n.address) for n in plan.nics)})")
+            raise ProvisionError(f"cannot define node {plan.name} (domain {plan.domain}): {err}") from err
+        self.record.nodes.append(plan.index)
+        self.record.save(self.run_dir)
+        return dom
 
     @property
     def _pubkey_b64(self) -> str:
@@ -371,6 +434,31 @@ class Fleet:
     def _write_ssh_config(self) -> None:
         text = ssh_config_text([n.plan for n in self.nodes.values()], self.access)
         self.access.ssh_config.write_text(text)
+
+    # -- replacing every node ------------------------------------------------
+
+    def renew_nodes(
+        self, restore: ReadyState | None = None, before_resume: Callable[[Fleet], None] | None = None
+    ) -> None:
+        """Replace every node by a new one, on the same names and addresses:
+        restored from ``restore`` (a cached cluster-ready state), or booted
+        fresh from the image. The fleet's networks and hypervisor stay."""
+        plans = [self.plan.node(i, self.spec.networks) for i in range(1, self.spec.nodes + 1)]
+        for node in list(self.nodes.values()):
+            node.close()
+            self._remove_domain(node.domain)
+            if node.plan.index in self.record.nodes:
+                self.record.nodes.remove(node.plan.index)
+            (self.run_dir / "disks" / f"{node.name}.qcow2").unlink(missing_ok=True)
+            (self.run_dir / "seeds" / f"{node.name}.iso").unlink(missing_ok=True)
+            del self.nodes[node.name]
+        self.record.save(self.run_dir)
+        if restore is not None:
+            self.progress(f"fleet {self.name}: restoring {len(plans)} node(s) saved by fleet {restore.saved_by}")
+            self._restore(plans, restore, before_resume)
+        else:
+            self.progress(f"fleet {self.name}: booting {len(plans)} new node(s)")
+            self._boot(plans)
 
     # -- growing and shrinking ----------------------------------------------
 

@@ -17,6 +17,7 @@ FLEET_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 MAX_NODES = 32
 MAX_NETWORKS = 8
 MAX_BOOT_TIMEOUT = 3 * 3600
+MAC_PREFIX = "52:54:00:dc"  # QEMU's locally administered OUI, then "dc"
 MIN_MEMORY_MIB = 768  # FACTS.md: 512 MiB boots but leaves ~100 MB free once the cluster runs
 
 
@@ -86,6 +87,7 @@ class NetworkPlan:
     bridge: str
     cidr: ipaddress.IPv4Network
     gateway: ipaddress.IPv4Address  # the namespace side of the bridge
+    mac: str  # the bridge's (the gateway's) MAC
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,13 @@ class NodePlan:
 @dataclass(frozen=True)
 class AddressPlan:
     """Deterministic names, MACs and addresses: node k on network i is always
-    ``<subnet>.i.(10+k)`` with MAC ``52:54:00:<fleet>:<i>:<k>`` on guest ``eth<i>``."""
+    ``<subnet>.i.(10+k)`` with MAC ``52:54:00:dc:<i>:<k>`` on guest ``eth<i>``,
+    and the gateway ``<subnet>.i.1`` has MAC ``52:54:00:dc:<i>:00``.
+
+    Addresses and MACs do not depend on the fleet's name: every fleet has its
+    own bridges (in its own namespace), and a guest saved in one fleet
+    (harness.readystate) keeps its MAC, a part of its ABI, when another fleet
+    restores it. Names (domains, networks, bridges, taps) carry the fleet's."""
 
     fleet: str
     subnet: ipaddress.IPv4Network
@@ -129,18 +137,18 @@ class AddressPlan:
             bridge=f"{fleet_tag(self.fleet)}br{index}",
             cidr=cidr,
             gateway=cidr.network_address + 1,
+            mac=f"{MAC_PREFIX}:{index:02x}:00",
         )
 
     def node(self, index: int, networks: int) -> NodePlan:
         if not 1 <= index <= 255 - self.FIRST_HOST - 1:
             raise ConfigError(f"node index {index} is outside the address plan (1..244)")
-        fleet_byte = hashlib.sha256(self.fleet.encode()).digest()[0]
         name = f"dcn{index}"
         nics = tuple(
             NicPlan(
                 network=i,
                 guest_dev=f"eth{i}",
-                mac=f"52:54:00:{fleet_byte:02x}:{i:02x}:{index:02x}",
+                mac=f"{MAC_PREFIX}:{i:02x}:{index:02x}",
                 tap=f"{fleet_tag(self.fleet)}{index}n{i}",
                 address=self.network(i).cidr.network_address + self.FIRST_HOST + index,
                 pci_slot=self.FIRST_NIC_SLOT + i,

@@ -150,6 +150,73 @@ class Cluster:
         say(f"cluster {name}: converged after {cluster.timings['converged']:.0f}s ({marks})")
         return cluster
 
+    @classmethod
+    def restored(
+        cls, fleet: Fleet, spec: ClusterSpec, fence: FenceEndpoint | None, progress: Progress | None = None
+    ) -> Cluster:
+        """The cluster of a fleet restored from a cached cluster-ready state
+        (:mod:`harness.readystate`): its fence device pointed at this fleet's
+        domains, then the health check a built cluster passes
+        (:meth:`verify_ready`). Raises when the restored cluster fails it."""
+        say = progress or fleet.progress
+        nodes = list(fleet.nodes.values())
+        spec.check_against(fleet.spec.networks, max(n.plan.index for n in nodes), fleet.plan)
+        cluster = cls(fleet, spec, fence, say)
+        t0 = time.monotonic()
+        # Resumed guests sit out one token timeout before they agree again;
+        # a CIB update waits for that, so wait here, where it is named.
+        cluster.wait_members([n.name for n in nodes])
+        cluster.timings["members_joined"] = round(time.monotonic() - t0, 3)
+        if spec.fencing.method != "none":
+            # crm_resource, not pcs: one CIB update without pcs's start-up (seconds under TCG).
+            value = host_map(sorted((n.plan for n in nodes), key=lambda plan: plan.index))
+            argv = [
+                "crm_resource",
+                "--resource",
+                STONITH_ID,
+                "--set-parameter",
+                "pcmk_host_map",
+                "--parameter-value",
+                value,
+            ]
+            nodes[0].run(argv, timeout=30 * cluster.scale)
+        cluster.timings["host_map_updated"] = round(time.monotonic() - t0, 3)
+        cluster.verify_ready()
+        cluster.timings["converged"] = round(time.monotonic() - t0, 3)
+        say(f"cluster {spec.cluster.name}: restored and verified after {cluster.timings['converged']:.0f}s")
+        return cluster
+
+    def verify_ready(self) -> ClusterState:
+        """The health check that makes a cluster fit for tests, built or
+        restored: the fence path answers and knows every member's domain,
+        every knet link of every member is connected, and the cluster has
+        converged (every node online, every resource started, no failed
+        action, no transition pending)."""
+        members = self.members()
+        if self.fence is not None:
+            argv = fence_virt_argv(self.spec, self.fence.address, "list")
+            listed = members[0].run(argv, timeout=30 * self.scale).stdout
+            missing = [n.domain for n in members if n.domain not in listed.split()]
+            if missing:
+                raise ClusterError(
+                    f"fence_virt on {members[0].name} does not list {', '.join(missing)}:\n{listed.strip()}"
+                )
+        box: dict[str, str] = {}
+
+        def linked() -> bool:
+            down = [n.name for n in members if not self.links(n).all_connected()]
+            box["why"] = f"links down on {', '.join(down)}" if down else ""
+            return not down
+
+        wait_until(
+            linked,
+            timeout=MEMBERSHIP * self.scale,
+            what=f"every knet link of {', '.join(n.name for n in members)} to be connected",
+            interval=2.0,
+            describe_failure=lambda: box.get("why", ""),
+        )
+        return self.wait_converged()
+
     def _run_batch(self, node: Node, steps: Sequence[Step]) -> None:
         """``steps`` (pcs commands) in one run of the batch script on ``node``:
         pcs starts once instead of once per step (see pcs_batch_guest.py)."""

@@ -1,0 +1,178 @@
+"""The ready-state cache's pure parts: what its key covers and ignores, which
+entries it trusts, what it evicts, and the XML that lets a saved guest come
+back under another fleet's names."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from harness import readystate
+from harness.cluster.spec import parse_spec
+from harness.domainxml import BootSpec, Owner, domain_xml, network_xml
+from harness.readystate import ReadyState, SavedNode, ready_key
+from harness.spec import FleetSpec
+from images.builder import BuiltImage
+
+SPEC = """
+cluster: {name: dcn}
+workloads:
+  - id: vip
+    type: ipaddr2
+    network: 0
+    address: 10.77.0.100
+"""
+
+IMAGE = BuiltImage(
+    recipe="dcn-debian",
+    digest="d997512adccc9979",
+    disk=Path("/cache/images/dcn-debian-d997512adccc9979/disk.qcow2"),
+    kernel=None,
+    initrd=None,
+    cmdline="root=/dev/vda rw",
+    built_seconds=0.0,
+)
+
+
+def _key(**changes: object) -> readystate.ReadyKey:
+    args: dict[str, object] = {
+        "image": IMAGE,
+        "fleet": FleetSpec(name="pt1"),
+        "cluster": parse_spec(SPEC, "a.yaml"),
+        "domain_type": "qemu",
+        "hypervisor_versions": "libvirt 9000000; QEMU emulator version 7.2.0",
+        "sources": "abc",
+    }
+    args.update(changes)
+    return ready_key(**args)  # type: ignore[arg-type]
+
+
+def test_key_ignores_the_fleet_name_and_where_the_spec_lives() -> None:
+    base = _key()
+    assert _key(fleet=FleetSpec(name="other", boot_timeout=500)) == base
+    assert _key(cluster=parse_spec("# a comment moves every line\n" + SPEC, "elsewhere.yaml")) == base
+    thresholds = SPEC + "certification:\n  thresholds:\n    default: {downtime: 30}\n"
+    assert _key(cluster=parse_spec(thresholds, "a.yaml")).digest == base.digest
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"image": dataclasses.replace(IMAGE, digest="0000000000000000")},
+        {"image": dataclasses.replace(IMAGE, disk=Path("/elsewhere/disk.qcow2"))},
+        {"fleet": FleetSpec(name="pt1", nodes=4)},
+        {"fleet": FleetSpec(name="pt1", networks=3)},
+        {"fleet": FleetSpec(name="pt1", memory_mib=2048)},
+        {"cluster": parse_spec(SPEC.replace("10.77.0.100", "10.77.0.101"), "a.yaml")},
+        {"domain_type": "kvm"},
+        {"hypervisor_versions": "libvirt 9000000; QEMU emulator version 8.0.0"},
+        {"sources": "abd"},
+    ],
+    ids=["image", "image-path", "nodes", "networks", "memory", "spec", "accelerator", "qemu", "harness"],
+)
+def test_key_changes_with_what_shapes_the_saved_guests(change: dict[str, object]) -> None:
+    assert _key(**change).digest != _key().digest
+
+
+def test_sources_digest_follows_the_files(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    (tmp_path / "b.py").write_text("y = 1\n")
+    first = readystate.sources_digest(tmp_path, ("pkg", "b.py"))
+    assert readystate.sources_digest(tmp_path, ("pkg", "b.py")) == first
+    (tmp_path / "pkg" / "a.py").write_text("x = 2\n")
+    assert readystate.sources_digest(tmp_path, ("pkg", "b.py")) != first
+
+
+def _entry(root: Path, key: readystate.ReadyKey, *, skip: str = "", used: float = 0.0) -> Path:
+    path = root / key.digest
+    path.mkdir(parents=True)
+    nodes = [SavedNode("dcn1", 1, "0b6c6a52-5a4e-4c1e-9d1e-3f6a1c2b3d4e", ("52:54:00:dc:00:01",))]
+    for name in ("dcn1.save", "dcn1.qcow2", readystate.KEY_FILE):
+        if name != skip:
+            (path / name).write_bytes(b"x")
+    state = ReadyState(path, key.as_dict(), tuple(nodes), 1.0, "pt1", 2.5)
+    (path / readystate.MANIFEST).write_text(json.dumps(state.to_dict()))
+    if used:
+        os.utime(path / readystate.MANIFEST, (used, used))
+    return path
+
+
+def test_an_entry_is_used_only_whole_and_for_its_own_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DCNLAB_CACHE", str(tmp_path))
+    key = _key()
+    assert readystate.lookup(key) is None
+    _entry(readystate.ready_dir(), key)
+    found = readystate.lookup(key)
+    assert found is not None
+    assert found.node("dcn1").uuid.startswith("0b6c")
+    # Same directory, other inputs (a collision or a hand edit): not trusted.
+    manifest = readystate.ready_dir() / key.digest / readystate.MANIFEST
+    data = json.loads(manifest.read_text())
+    data["key"]["image"] = "dcn-debian-0000000000000000"
+    manifest.write_text(json.dumps(data))
+    assert readystate.lookup(key) is None
+
+
+@pytest.mark.parametrize("missing", ["dcn1.save", "dcn1.qcow2", readystate.KEY_FILE])
+def test_a_half_written_entry_is_not_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
+    monkeypatch.setenv("DCNLAB_CACHE", str(tmp_path))
+    _entry(readystate.ready_dir(), _key(), skip=missing)
+    assert readystate.lookup(_key()) is None
+
+
+def test_an_entry_of_another_format_is_not_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DCNLAB_CACHE", str(tmp_path))
+    path = _entry(readystate.ready_dir(), _key())
+    data = json.loads((path / readystate.MANIFEST).read_text())
+    data["format"] = readystate.FORMAT + 1
+    (path / readystate.MANIFEST).write_text(json.dumps(data))
+    assert readystate.lookup(_key()) is None
+
+
+def test_evict_keeps_the_most_recently_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DCNLAB_CACHE", str(tmp_path))
+    root = readystate.ready_dir()
+    paths = [_entry(root, _key(sources=f"s{i}"), used=1_000_000 + i) for i in range(5)]
+    stale_tmp = root / ".abc.run.tmp"
+    stale_tmp.mkdir()
+    os.utime(stale_tmp, (1.0, 1.0))
+    fresh_tmp = root / ".def.run.tmp"  # a save running now
+    fresh_tmp.mkdir()
+    removed = readystate.evict(keep=2)
+    assert sorted(removed) == sorted([stale_tmp, *paths[:3]])
+    assert [p.exists() for p in paths] == [False, False, False, True, True]
+    assert fresh_tmp.exists()
+
+
+def test_macs_and_gateway_macs_do_not_depend_on_the_fleet_name() -> None:
+    a, b = FleetSpec(name="pt1").plan(), FleetSpec(name="pt2").plan()
+    assert [n.mac for n in a.node(2, networks=2).nics] == ["52:54:00:dc:00:02", "52:54:00:dc:01:02"]
+    assert [n.mac for n in a.node(2, networks=2).nics] == [n.mac for n in b.node(2, networks=2).nics]
+    assert a.network(1).mac == b.network(1).mac == "52:54:00:dc:01:00"
+    assert a.network(1).bridge != b.network(1).bridge  # names stay per fleet
+    assert ET.fromstring(network_xml(a.network(1))).find("mac").get("address") == "52:54:00:dc:01:00"  # type: ignore[union-attr]
+
+
+def test_a_restored_domain_keeps_the_saved_uuid() -> None:
+    plan = FleetSpec(name="pt2").plan()
+    xml = domain_xml(
+        plan.node(1, networks=2),
+        owner=Owner("run", "pt2"),
+        domain_type="qemu",
+        vcpus=1,
+        memory_mib=1024,
+        disk=Path("/d.qcow2"),
+        console_log=Path("/c.log"),
+        boot=BootSpec(None, None, ""),
+        networks={i: plan.network(i) for i in range(2)},
+        uuid="0b6c6a52-5a4e-4c1e-9d1e-3f6a1c2b3d4e",
+    )
+    root = ET.fromstring(xml)
+    assert root.findtext("uuid") == "0b6c6a52-5a4e-4c1e-9d1e-3f6a1c2b3d4e"
+    assert root.findtext("name") == "dcnlab-pt2-dcn1"
