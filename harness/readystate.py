@@ -66,8 +66,9 @@ FORMAT = 1
 MANIFEST = "manifest.json"
 KEY_FILE = "id_ed25519"  # the SSH key the saved guests accept
 FENCE_KEY_FILE = "fence_xvm.key"
-# Entries kept; the least recently used go first (each is ~0.4 GB per node).
-KEEP = 3
+# Entries kept (the default spec, and the bad-spec fixtures of the meta-test);
+# the least recently used go first.
+KEEP = 6
 # Sources that decide what a saved guest holds: how it was booted and named,
 # and how its cluster was built. Editing one of them invalidates every entry.
 SHAPING_SOURCES = (
@@ -395,23 +396,17 @@ def resume_saved(fleet: Fleet, state: ReadyState, *, same_fleet: bool) -> float:
     return time.monotonic() - t0
 
 
-def set_clocks(fleet: Fleet, key: Path | None = None) -> None:
-    """Set every guest's clock from the host's (a restored guest's clock stands
-    at its save time). ``key``: the SSH key the guests accept, when it is not
-    yet this run's."""
-    access = fleet.access if key is None else dataclasses.replace(fleet.access, key=key)
-    nodes = [Node(n.plan, access) for n in fleet.nodes.values()]
-    try:
-        on_each(
-            nodes,
-            lambda node: node.run(f"date -u -s @{time.time():.3f} >/dev/null", timeout=60 * fleet.accel.scale),
-            label=lambda node: node.name,
-            what="setting the guest clocks",
-            error=ProvisionError,
-        )
-    finally:
-        for node in nodes:
-            node.close()
+def set_clocks(fleet: Fleet) -> None:
+    """Set every guest's clock from the host's: a restored or resumed guest's
+    clock stands where it was when it stopped."""
+    on_each(
+        list(fleet.nodes.values()),
+        # The time is read when the command is sent, not when the list was made.
+        lambda node: node.run(f"date -u -s @{time.time():.3f} >/dev/null", timeout=60 * fleet.accel.scale),
+        label=lambda node: node.name,
+        what="setting the guest clocks",
+        error=ProvisionError,
+    )
 
 
 def rekey(fleet: Fleet, old_key: Path) -> None:

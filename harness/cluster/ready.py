@@ -93,6 +93,8 @@ def _fence_first(cluster_spec: ClusterSpec, state: ReadyState, out: list[FenceEn
         # monitor due at resume must find it, with the key the guests hold.
         if cluster_spec.fencing.method != "fence_virt":
             return
+        if not state.fence_key.is_file():
+            raise ProvisionError(f"cached state {state.path} holds no fence key, and the spec fences with fence_virt")
         d = fleet.run_dir / "fence"
         d.mkdir(exist_ok=True)
         key = d / "fence_xvm.key"

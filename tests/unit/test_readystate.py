@@ -9,6 +9,7 @@ import json
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -176,3 +177,21 @@ def test_a_restored_domain_keeps_the_saved_uuid() -> None:
     root = ET.fromstring(xml)
     assert root.findtext("uuid") == "0b6c6a52-5a4e-4c1e-9d1e-3f6a1c2b3d4e"
     assert root.findtext("name") == "dcnlab-pt2-dcn1"
+
+
+def test_the_fleet_comes_up_restored_only_when_its_first_user_needs_the_cluster() -> None:
+    from types import SimpleNamespace
+
+    from fixtures.plugin import _first_fleet_user_needs_a_cluster
+
+    def session(*tests: tuple[str, ...]) -> Any:
+        return SimpleNamespace(items=[SimpleNamespace(fixturenames=names) for names in tests])
+
+    unit = ("tmp_path",)
+    preflight = ("fleet", "dcn_host")
+    failover = ("fleet", "cluster", "fault_cluster")
+    assert _first_fleet_user_needs_a_cluster(session(unit, failover, preflight))
+    assert _first_fleet_user_needs_a_cluster(session(("fault_cluster", "cluster", "fleet")))
+    # A preflight first wants freshly booted nodes: the cluster comes later, restored over them.
+    assert not _first_fleet_user_needs_a_cluster(session(unit, preflight, failover))
+    assert not _first_fleet_user_needs_a_cluster(session(unit))
