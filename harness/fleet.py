@@ -110,7 +110,7 @@ class Fleet:
         self.accel = accel
         self.progress = progress
         self.spec = FleetSpec(**record.spec)
-        self.plan = self.spec.plan()
+        self.plan = self.spec.plan(private_hypervisor=record.embedded)
         self.access = Access(netns=hv.netns, key=run_dir / "id_ed25519", ssh_config=run_dir / "ssh_config")
         self.nodes: dict[str, Node] = {}
         for index in record.nodes:

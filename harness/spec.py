@@ -76,8 +76,10 @@ class FleetSpec:
         if not net.is_private:
             raise ConfigError(f"subnet {self.subnet!r} must be a private range (fleet addresses stay in a namespace)")
 
-    def plan(self) -> AddressPlan:
-        return AddressPlan(self.name, ipaddress.IPv4Network(self.subnet))
+    def plan(self, private_hypervisor: bool = False) -> AddressPlan:
+        """The address plan; ``private_hypervisor``: the fleet has a libvirtd
+        of its own (the embedded one), where domain names need no fleet name."""
+        return AddressPlan(self.name, ipaddress.IPv4Network(self.subnet), private_hypervisor)
 
 
 @dataclass(frozen=True)
@@ -120,10 +122,14 @@ class AddressPlan:
     Addresses and MACs do not depend on the fleet's name: every fleet has its
     own bridges (in its own namespace), and a guest saved in one fleet
     (harness.readystate) keeps its MAC, a part of its ABI, when another fleet
-    restores it. Names (domains, networks, bridges, taps) carry the fleet's."""
+    restores it. Networks, bridges and taps carry the fleet's name; domains
+    carry it only on a shared hypervisor: on a private one (the embedded
+    libvirtd) a domain is ``dcnlab-dcn<k>`` whatever the fleet, because
+    libvirt checks a restored domain's name against the saved one."""
 
     fleet: str
     subnet: ipaddress.IPv4Network
+    private_hypervisor: bool = False
 
     FIRST_HOST = 10
     FIRST_NIC_SLOT = 3  # PCI slots 0-2 are the host bridge, ISA bridge and VGA-less gap
@@ -155,4 +161,5 @@ class AddressPlan:
             )
             for i in range(networks)
         )
-        return NodePlan(index=index, name=name, domain=f"dcnlab-{self.fleet}-{name}", nics=nics)
+        domain = f"dcnlab-{name}" if self.private_hypervisor else f"dcnlab-{self.fleet}-{name}"
+        return NodePlan(index=index, name=name, domain=domain, nics=nics)

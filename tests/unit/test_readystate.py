@@ -179,6 +179,13 @@ def test_a_restored_domain_keeps_the_saved_uuid() -> None:
     assert root.findtext("name") == "dcnlab-pt2-dcn1"
 
 
+def test_domain_names_carry_the_fleet_name_only_on_a_shared_hypervisor() -> None:
+    # libvirt refuses a restore whose domain name differs from the saved one.
+    assert FleetSpec(name="pt1").plan(private_hypervisor=True).node(1, 2).domain == "dcnlab-dcn1"
+    assert FleetSpec(name="pt2").plan(private_hypervisor=True).node(1, 2).domain == "dcnlab-dcn1"
+    assert FleetSpec(name="pt1").plan().node(1, 2).domain == "dcnlab-pt1-dcn1"
+
+
 def test_the_fleet_comes_up_restored_only_when_its_first_user_needs_the_cluster() -> None:
     from types import SimpleNamespace
 
