@@ -65,8 +65,7 @@ def main() -> int:
     fleet = Fleet.up(shape, image, progress=print)
     try:
         cold_fleet_up = time.monotonic() - t0
-        cluster = Cluster.up(fleet, spec, print)
-        cluster.verify_ready()
+        cluster = Cluster.up(fleet, spec, print)  # ends with verify_ready, as a restore does
         cold_ready = time.monotonic() - t0
         cold = {"fleet": _rounded(fleet.timings), "cluster": cluster.timings}
         t1 = time.monotonic()

@@ -97,6 +97,23 @@ class Environment:
 
 
 @dataclass(frozen=True)
+class ClusterStart:
+    """How a session got a cluster: ``built`` with pcs, ``restored`` from the
+    ready-state cache (harness.readystate), and when: for the session
+    (``before`` empty) or renewed before a test (a destructive test, or the
+    test after one)."""
+
+    how: str  # "built" or "restored"
+    seconds: float  # until verified healthy (Cluster.verify_ready)
+    before: str = ""  # the pytest node id it was renewed for; "" for the session's first
+    why: str = ""
+
+    def describe(self) -> str:
+        when = f" before {self.before} ({self.why})" if self.before else ""
+        return f"{self.how} in {self.seconds:.0f}s{when}"
+
+
+@dataclass(frozen=True)
 class Stats:
     count: int  # observed values
     p50: float | None
@@ -134,6 +151,7 @@ class Row:
 class RunReport:
     environment: Environment | None = None
     cases: list[CaseRecord] = field(default_factory=list)
+    clusters: list[ClusterStart] = field(default_factory=list)
 
     def add(self, record: CaseRecord) -> None:
         self.cases.append(record)
@@ -145,12 +163,14 @@ class RunReport:
         return cls(
             environment=Environment(**env) if env else None,
             cases=[CaseRecord(**case) for case in data.get("cases", [])],
+            clusters=[ClusterStart(**start) for start in data.get("clusters", [])],
         )
 
     def merge(self, other: RunReport) -> None:
         """Take ``other``'s cases (a pytest-xdist worker's report into the
         controller's); the first environment seen stands for the run."""
         self.cases.extend(other.cases)
+        self.clusters.extend(other.clusters)
         if self.environment is None:
             self.environment = other.environment
 
@@ -173,6 +193,7 @@ class RunReport:
             "$schema": SCHEMA_ID,
             "environment": asdict(self.environment) if self.environment else None,
             "cases": [asdict(c) for c in self.cases],
+            "clusters": [asdict(c) for c in self.clusters],
             "summary": [
                 {
                     "fault": r.fault,
@@ -212,6 +233,9 @@ class RunReport:
                 f"Image {env.image_recipe} {env.image_digest}, spec {env.spec}, "
                 f"{env.accelerator}, hypervisor {env.hypervisor}"
             )
+            lines.append("")
+        if self.clusters:
+            lines.append("Clusters: " + "; ".join(c.describe() for c in self.clusters))
             lines.append("")
         head, *rows = self.table()
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

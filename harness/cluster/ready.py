@@ -87,6 +87,23 @@ def restore_into(fleet: Fleet, state: ReadyState, cluster_spec: ClusterSpec, pro
     return Cluster.restored(fleet, cluster_spec, fences[0] if fences else None, progress)
 
 
+def renew(
+    fleet: Fleet, state: ReadyState | None, cluster_spec: ClusterSpec, progress: Progress
+) -> tuple[Cluster, bool]:
+    """A fresh cluster on ``fleet``, and whether it was restored: every node
+    replaced (same names and addresses), restored from ``state`` when given,
+    else booted from the image and built with pcs. An entry that fails is
+    removed from the cache and the cluster built instead."""
+    if state is not None:
+        try:
+            return restore_into(fleet, state, cluster_spec, progress), True
+        except DcnlabError as err:
+            readystate.remove(state.path)
+            progress(f"the cached cluster-ready state {state.path.name} failed, removed it; building: {err}")
+    fleet.renew_nodes()
+    return Cluster.up(fleet, cluster_spec, progress), False
+
+
 def _fence_first(cluster_spec: ClusterSpec, state: ReadyState, out: list[FenceEndpoint]) -> Callable[[Fleet], None]:
     def before_resume(fleet: Fleet) -> None:
         # fence_virtd answers before the guests run again: a fence device

@@ -6,7 +6,7 @@ import jsonschema
 import pytest
 
 from harness.probe import analyse, parse_output
-from harness.report import SCHEMA, CaseRecord, Environment, RunReport, Stats
+from harness.report import SCHEMA, CaseRecord, ClusterStart, Environment, RunReport, Stats
 from harness.timeline import Recorder, derive
 from harness.verdict import Expectation, Outcome, Thresholds, judge
 
@@ -58,6 +58,23 @@ def test_report_validates_against_the_schema(tmp_path: Path) -> None:
     validate(data)
     assert data["summary"][0]["timings"]["downtime"]["max"] == 39.903
     assert "| power-off | web | 1 | 0 (0%) |" in md_path.read_text()
+
+
+def test_how_the_run_got_its_clusters_is_reported_and_merged(tmp_path: Path) -> None:
+    worker = RunReport(ENV, [power_off_record()], [ClusterStart("built", 263.4)])
+    worker.clusters.append(ClusterStart("restored", 41.2, "suites/x.py::test_y", "destructive"))
+    controller = RunReport()
+    controller.merge(RunReport.from_dict(json.loads(json.dumps(worker.to_dict()))))
+    data = controller.to_dict()
+    validate(data)
+    assert data["clusters"] == [
+        {"how": "built", "seconds": 263.4, "before": "", "why": ""},
+        {"how": "restored", "seconds": 41.2, "before": "suites/x.py::test_y", "why": "destructive"},
+    ]
+    assert "Clusters: built in 263s; restored in 41s before suites/x.py::test_y (destructive)" in controller.markdown()
+    data["clusters"][0]["how"] = "cloned"
+    with pytest.raises(jsonschema.ValidationError):
+        validate(data)
 
 
 def test_the_schema_rejects_a_malformed_report() -> None:
