@@ -25,7 +25,8 @@ What differs after a restore, and who mends it:
   replaces it at once (:func:`rekey`), so the harness still reaches guests
   with a key made for this run only;
 - the fence device's ``pcmk_host_map`` names the saving fleet's domains:
-  updated (:meth:`harness.cluster.bootstrap.Cluster.restored`);
+  rewritten if this fleet's differ (they do not under the embedded
+  hypervisor: :meth:`harness.cluster.bootstrap.Cluster.restored`);
 - corosync's, pacemaker's and fence_virt's keys are the cached cluster's own
   (on its disks): they stay, and fence_virtd of the new run gets the same key.
 
