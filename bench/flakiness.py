@@ -22,11 +22,9 @@ import argparse
 import json
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +32,7 @@ from typing import Any
 
 import benchlib
 
-ROOT = Path(__file__).resolve().parents[1]
-PYTEST = Path(sys.executable).parent / "pytest"
+ROOT = benchlib.ROOT
 # The id --dcn-repeat adds, first or last among a case's parameters (pytest
 # orders them as they were parametrized): test_x[r3], test_x[r3-case], test_x[case-r3].
 PARAMS = re.compile(r"^(?P<base>.*)\[(?P<params>[^\]]*)\]$")
@@ -70,30 +67,13 @@ def case_and_run(name: str, session: int) -> tuple[str, int]:
 
 def outcomes(junit: Path, session: int) -> list[Outcome]:
     found = []
-    for tc in ET.parse(junit).getroot().iter("testcase"):
-        case, run = case_and_run(f"{tc.get('classname')}::{tc.get('name')}", session)
-        verdict, message, harness = "passed", "", False
-        for child in tc:
-            if child.tag in ("failure", "error", "skipped"):
-                verdict = {"failure": "failed", "error": "error", "skipped": "skipped"}[child.tag]
-                message = (child.get("message") or "").strip()
-                # An error (setup or teardown) never is a verdict; a failure is
-                # one unless the harness raised it.
-                harness = child.tag == "error" or bool(HARNESS_ERROR.match(message))
-                if child.tag != "skipped":
-                    break
+    for name, verdict, message in benchlib.junit_verdicts(junit):
+        case, run = case_and_run(name, session)
+        # An error (set-up or teardown) never is a verdict; a failure is one
+        # unless the harness raised it.
+        harness = verdict == "error" or (verdict == "failed" and bool(HARNESS_ERROR.match(message)))
         found.append(Outcome(case, run, verdict, harness, message[:500]))
     return found
-
-
-def run_pytest(args: list[str], junit: Path, report: Path, log: Path) -> int:
-    argv = [str(PYTEST), "suites", "-m", "smoke", "-p", "no:cacheprovider", f"--junitxml={junit}"]
-    argv += ["--dcn-report", str(report), *args]
-    print(f"[flakiness] {' '.join(argv)}  (log: {log})", flush=True)
-    with log.open("a") as out:
-        # No timeout: every wait inside the harness has its own deadline.
-        proc = subprocess.run(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=False)
-    return proc.returncode
 
 
 def summarise(found: list[Outcome], runs: int) -> dict[str, Any]:
@@ -138,7 +118,7 @@ def main() -> int:
         for session in sessions:
             junit, report = work / f"junit-{session}.xml", work / f"report-{session}"
             extra = pytest_args if args.fresh else ["--dcn-repeat", str(args.runs), *pytest_args]
-            codes.append(run_pytest(extra, junit, report, log))
+            codes.append(benchlib.run_smoke(extra, junit, report, log))
             if junit.exists():
                 found += outcomes(junit, session)
                 shutil.copy(junit, results / f"flakiness-junit-{session}.xml")

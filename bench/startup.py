@@ -52,12 +52,7 @@ def main() -> int:
     tag = f"sb{os.getpid() % 100000}"
 
     # 1. The floor.
-    t0 = time.monotonic()
-    floor_fleet = Fleet.up(FleetSpec(name=f"{tag}-floor", nodes=1, networks=args.networks), image, progress=print)
-    floor = time.monotonic() - t0
-    floor_phases = _rounded(floor_fleet.timings)
-    accel = floor_fleet.accel
-    floor_fleet.down()
+    floor, floor_phases, accel = benchlib.measure_floor(image, args.networks, tag)
 
     # 2. Before: boot and build.
     shape = FleetSpec(name=f"{tag}-cold", nodes=args.nodes, networks=args.networks)
@@ -99,7 +94,7 @@ def main() -> int:
     after_ready = statistics.median(r["cluster_ready"] for r in restores)
 
     def vs_floor(seconds: float) -> dict[str, float]:
-        return {"seconds": round(seconds, 2), "x_floor": round(seconds / floor, 2)}
+        return benchlib.vs_floor(seconds, floor)
 
     result = {
         **benchlib.header("startup", accelerator=accel.name),

@@ -62,3 +62,17 @@ def test_a_missing_run_is_not_stable(tmp_path: Path) -> None:
     junit.write_text(JUNIT)
     result = flakiness.summarise(flakiness.outcomes(junit, 0), runs=3)
     assert result["cases"]["suites.colocation.test_colocation::test_quorum"]["verdicts"][2] == "missing"
+
+
+def test_bench_smoke_reads_every_verdict(tmp_path: Path) -> None:
+    import smoke
+
+    junit = tmp_path / "junit.xml"
+    both = '<testcase classname="s" name="t"><skipped message="no"/><failure message="teardown"/></testcase>'
+    junit.write_text(JUNIT.replace("</testsuite>", both + "</testsuite>"))
+    found = smoke.verdicts(junit)
+    assert found["suites.failover.test_failover::test_failover[kill-workload-web-r0]"] == "passed"
+    assert found["suites.failover.test_failover::test_failover[kill-workload-web-r1]"] == "failed"
+    assert found["suites.colocation.test_colocation::test_quorum[r0]"] == "error"
+    assert found["s::t"] == "failed"  # a failure reported after a skip wins
+    assert smoke.verdicts(tmp_path / "missing.xml") == {}
