@@ -202,3 +202,16 @@ def test_the_fleet_comes_up_restored_only_when_its_first_user_needs_the_cluster(
     # A preflight first wants freshly booted nodes: the cluster comes later, restored over them.
     assert not _first_fleet_user_needs_a_cluster(session(unit, preflight, failover))
     assert not _first_fleet_user_needs_a_cluster(session(unit))
+
+
+def test_when_a_test_gets_a_fresh_cluster() -> None:
+    from fixtures.plugin import SessionCluster
+
+    sc = SessionCluster(current=None, state=None)  # type: ignore[arg-type]
+    assert sc.renewal_needed(destructive=True) == ""  # nothing ran on it yet: it is fresh
+    sc.used = True
+    assert sc.renewal_needed(destructive=False) == ""
+    assert sc.renewal_needed(destructive=True) == "destructive test"
+    sc.spoiled = True
+    assert sc.renewal_needed(destructive=False) == "after a destructive test"
+    assert sc.renewal_needed(destructive=True) == "after a destructive test"
