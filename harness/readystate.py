@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -101,6 +102,13 @@ def sources_digest(root: Path = ROOT, sources: Iterable[str] = SHAPING_SOURCES) 
     return h.hexdigest()[:16]
 
 
+@functools.cache
+def _running_sources_digest() -> str:
+    # Read once per process: it describes the code that runs, which an edit
+    # made meanwhile does not change (and each key lookup re-read every file).
+    return sources_digest()
+
+
 def _without_lines(value: Any) -> Any:
     """A spec as plain data, minus what does not shape the cluster: source line
     numbers and the file's path."""
@@ -153,7 +161,7 @@ def ready_key(
         ("cluster_spec", spec_digest(cluster)),
         ("domain_type", domain_type),
         ("hypervisor", hypervisor_versions),
-        ("harness", sources if sources is not None else sources_digest()),
+        ("harness", sources if sources is not None else _running_sources_digest()),
     )
     return ReadyKey(parts)
 
@@ -253,6 +261,13 @@ def remove(state_path: Path) -> None:
     shutil.rmtree(state_path, ignore_errors=True)
 
 
+def discard(state: ReadyState, err: Exception, progress: Progress) -> None:
+    """Remove an entry that failed to restore or to pass the health check,
+    saying why: the caller builds the cluster instead."""
+    remove(state.path)
+    progress(f"the cached cluster-ready state {state.path.name} failed, removed it; building instead: {err}")
+
+
 def evict(keep: int = KEEP) -> list[Path]:
     """Remove all but the ``keep`` most recently used entries, and leftovers
     of saves that did not finish."""
@@ -293,10 +308,7 @@ def save(fleet: Fleet, key: ReadyKey, fence_key: Path | None, progress: Progress
     try:
         doms = [fleet.conn.lookupByName(n.domain) for n in nodes]
         progress(f"fleet {fleet.name}: saving the converged cluster to the ready-state cache ({root})")
-        for node in nodes:
-            node.close()  # its SSH sessions would not survive the save
-        for dom in doms:
-            dom.suspend()
+        _suspend_all(fleet)  # its SSH sessions would not survive the save either
         saved = []
         for node, dom in zip(nodes, doms, strict=True):
             try:
@@ -350,14 +362,20 @@ def paused(fleet: Fleet) -> Iterator[None]:
     """Every node of ``fleet`` paused for the block (its cluster frozen whole,
     as in a save), then resumed together with its clocks set: a second fleet
     can run meanwhile without the first one's nodes starving each other."""
-    for node in fleet.nodes.values():
-        node.close()
-        fleet.conn.lookupByName(node.domain).suspend()
+    _suspend_all(fleet)
     try:
         yield
     finally:
         ensure_running(fleet)
         set_clocks(fleet)
+
+
+def _suspend_all(fleet: Fleet) -> None:
+    """Every node paused (the cluster frozen whole), its SSH sessions closed
+    first: they would not survive."""
+    for node in fleet.nodes.values():
+        node.close()
+        fleet.conn.lookupByName(node.domain).suspend()
 
 
 def ensure_running(fleet: Fleet) -> None:

@@ -98,8 +98,7 @@ def renew(
         try:
             return restore_into(fleet, state, cluster_spec, progress), True
         except DcnlabError as err:
-            readystate.remove(state.path)
-            progress(f"the cached cluster-ready state {state.path.name} failed, removed it; building: {err}")
+            readystate.discard(state, err, progress)
     fleet.renew_nodes()
     return Cluster.up(fleet, cluster_spec, progress), False
 
