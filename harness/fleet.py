@@ -380,7 +380,7 @@ class Fleet:
                 # Static addresses: nothing to wait for, and waiting costs ~14 s under TCG.
                 "systemd.mask=systemd-networkd-wait-online.service",
                 f"dcnlab.ssh_key={self._pubkey_b64}",
-                # No hacluster password here: see Cluster.authenticate.
+                # No hacluster password here: it goes over SSH (pcs.host_auth_step).
             ]
         )
 

@@ -359,23 +359,32 @@ def _bring_back(fleet: Fleet, tmp: Path, stopped: list[str]) -> None:
 
 @contextlib.contextmanager
 def paused(fleet: Fleet) -> Iterator[None]:
-    """Every node of ``fleet`` paused for the block (its cluster frozen whole,
-    as in a save), then resumed together with its clocks set: a second fleet
-    can run meanwhile without the first one's nodes starving each other."""
-    _suspend_all(fleet)
+    """Every running node of ``fleet`` paused for the block (its cluster
+    frozen whole, as in a save), then resumed together with its clocks set:
+    a second fleet, or a node booting into this one, gets the host's CPUs
+    meanwhile. Nodes the block adds run on, untouched."""
+    frozen = _suspend_all(fleet)
     try:
         yield
     finally:
         ensure_running(fleet)
-        set_clocks(fleet)
+        set_clocks(fleet, frozen)
 
 
-def _suspend_all(fleet: Fleet) -> None:
-    """Every node paused (the cluster frozen whole), its SSH sessions closed
-    first: they would not survive."""
+def _suspend_all(fleet: Fleet) -> list[str]:
+    """Every running node paused (the cluster frozen whole), its SSH sessions
+    closed first: they would not survive. Returns the names paused."""
+    import libvirt
+
+    frozen = []
     for node in fleet.nodes.values():
+        dom = fleet.conn.lookupByName(node.domain)
+        if dom.state()[0] != libvirt.VIR_DOMAIN_RUNNING:
+            continue
         node.close()
-        fleet.conn.lookupByName(node.domain).suspend()
+        dom.suspend()
+        frozen.append(node.name)
+    return frozen
 
 
 def ensure_running(fleet: Fleet) -> None:
@@ -415,11 +424,11 @@ def resume_saved(fleet: Fleet, state: ReadyState, *, same_fleet: bool) -> float:
     return time.monotonic() - t0
 
 
-def set_clocks(fleet: Fleet) -> None:
-    """Set every guest's clock from the host's: a restored or resumed guest's
-    clock stands where it was when it stopped."""
+def set_clocks(fleet: Fleet, names: Iterable[str] | None = None) -> None:
+    """Set the guests' clocks (every node's, or ``names``') from the host's: a
+    restored or resumed guest's clock stands where it was when it stopped."""
     on_each(
-        list(fleet.nodes.values()),
+        [fleet.node(name) for name in names] if names is not None else list(fleet.nodes.values()),
         lambda node: node.run(_clock_command(), timeout=60 * fleet.accel.scale),
         label=lambda node: node.name,
         what="setting the guest clocks",

@@ -70,7 +70,7 @@ def seed_documents(
     - user-data: hostname; root may log in with ``ssh_public_key`` only
       (``disable_root: false``, ``ssh_pwauth: false``, no default user).
       No password: the seed is readable by every guest user; hacluster's is
-      set over SSH when pcs needs pcsd (``Cluster.authenticate``).
+      set over SSH, should pcsd be wanted (``pcs.host_auth_step``).
     - network-config v2: each NIC matched by its MAC, renamed ``eth<i>`` as on
       the stand-in, one static address, no DHCP, no gateway (the fleet
       networks are isolated).

@@ -9,18 +9,26 @@ fence counts only when libvirt reports the domain off.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
 import shlex
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import invariants
-from harness.cluster.corosync import LinkStatus, QuorumStatus, parse_cfgtool, parse_quorumtool
+from harness import invariants, readystate
+from harness.cluster.corosync import (
+    LinkStatus,
+    QuorumStatus,
+    parse_cfgtool,
+    parse_quorumtool,
+    with_node,
+    without_node,
+)
 from harness.cluster.crm import CRM_MON_ARGV, ClusterState, parse_crm_mon
 from harness.cluster.fencing import FenceEndpoint, fence_virt_argv, install_key, start_fence_virtd
 from harness.cluster.pcs import (
@@ -29,17 +37,16 @@ from harness.cluster.pcs import (
     BATCH_SCRIPT,
     COROSYNC_AUTHKEY,
     COROSYNC_CONF,
-    HACLUSTER_USER,
     PACEMAKER_AUTHKEY,
     PCS_TIMEOUT,
-    PCSD_START_ARGV,
     PCSD_STOP_SH,
+    RELOAD_ARGV,
     START_ARGV,
+    STOP_ARGV,
     Step,
     batch_input,
     batch_timeout,
     bootstrap_plan,
-    host_auth_step,
     host_map,
     parse_batch,
 )
@@ -48,18 +55,14 @@ from harness.errors import ClusterError, CommandError, ConfigError, DcnlabError
 from harness.fleet import Fleet
 from harness.node import Node
 from harness.parallel import on_each
-from harness.proc import Result, run_local
+from harness.proc import Result
 from harness.wait import Deadline, wait_until
 
 Progress = Callable[[str], None]
-PCSD_PORT = 2224
 # Seconds under KVM; multiplied by the accelerator's scale (x4 under TCG).
-PCSD_READY = 60.0
 CONVERGE = 90.0
 MEMBERSHIP = 60.0
 START_TIMEOUT = 60.0
-# pcs's own default is 60 s per pcsd request, which loaded TCG guests miss.
-PCSD_REQUEST = 75.0
 FENCE_CONFIRM = 30.0
 REJOIN = 120.0
 
@@ -79,8 +82,7 @@ class Cluster:
     fence: FenceEndpoint | None
     progress: Progress
     timings: dict[str, float] = field(default_factory=dict)
-    _authenticated: frozenset[str] = field(default=frozenset(), repr=False)  # nodes `pcs host auth` covered
-    _pcsd_kept: int = field(default=0, repr=False)  # depth of pcsd_kept() blocks
+    _spares: set[str] = field(default_factory=set, repr=False)  # booted, not joined (boot_spare)
 
     @property
     def scale(self) -> float:
@@ -285,34 +287,6 @@ class Cluster:
             describe_failure=lambda: box.get("why", ""),
         )
 
-    def authenticate(self) -> None:
-        """pcsd running on every member and ``pcs host auth`` of them all, for
-        pcsd-backed commands (adding a node). Not part of :meth:`up`: nothing
-        there needs pcsd. Auth again only when the members changed (pcsd
-        keeps the tokens); :meth:`idle_pcsd` stops pcsd afterwards."""
-        members = self.members()
-        names = frozenset(n.name for n in members)
-        self.start_pcsd(members)
-        if names <= self._authenticated:
-            return
-        # The password reaches each node over SSH, on chpasswd's stdin: never
-        # on a kernel command line, which every guest user (/proc/cmdline)
-        # and every host user (QEMU's argv) can read. SHA-512 rather than
-        # yescrypt: the latter costs a TCG guest seconds of CPU per login.
-        password = self.fleet.hacluster_password
-        on_each(
-            members,
-            lambda node: node.run(
-                ["chpasswd", "-c", "SHA512"], stdin=f"{HACLUSTER_USER}:{password}\n", timeout=60 * self.scale
-            ),
-            label=lambda node: node.name,
-            what="setting the hacluster password",
-            error=ClusterError,
-        )
-        step = host_auth_step([n.plan for n in members], password)
-        self._run_step(self.fleet.node(step.node), step)
-        self._authenticated = names
-
     def start_stack(self, node: Node) -> None:
         """Start a member's corosync and pacemaker, which are not enabled at
         boot (as after a fence on a real site, someone decides when a node
@@ -320,17 +294,6 @@ class Cluster:
         not wait for the cluster to converge."""
         node.run(list(START_ARGV), timeout=START_TIMEOUT * self.scale)
         node.run(PCSD_STOP_SH, timeout=30 * self.scale)
-
-    def start_pcsd(self, nodes: list[Node]) -> None:
-        """pcsd running and listening on ``nodes`` (a no-op where it is)."""
-        on_each(
-            nodes,
-            lambda node: node.run(list(PCSD_START_ARGV), timeout=30 * self.scale),
-            label=lambda node: node.name,
-            what="starting pcsd",
-            error=ClusterError,
-        )
-        self._wait_pcsd(nodes)
 
     def idle_pcsd(self, nodes: list[Node] | None = None) -> None:
         """Stop pcsd where nothing needs it (see PCSD_STOP_SH)."""
@@ -342,24 +305,6 @@ class Cluster:
             error=ClusterError,
         )
 
-    @contextlib.contextmanager
-    def pcsd_kept(self) -> Iterator[None]:
-        """pcsd running on every member for a series of pcsd-backed changes
-        (grow, then shrink...), stopped once at the end instead of after each.
-        Starting it costs a TCG guest minutes while the cluster serves and is
-        watched: start it here, before the observers arm."""
-        self.start_pcsd(self.members())
-        self._pcsd_kept += 1
-        try:
-            yield
-        finally:
-            self._pcsd_kept -= 1
-            self._idle_pcsd_unless_kept()
-
-    def _idle_pcsd_unless_kept(self) -> None:
-        if not self._pcsd_kept:
-            self.idle_pcsd()
-
     def _quietest(self, candidates: list[Node]) -> Node:
         """The candidate running the fewest workloads: a pcs command costs a
         TCG guest tens of seconds of CPU, better not taken from a service."""
@@ -367,87 +312,111 @@ class Cluster:
         load = Counter(where for rsc in self.spec.resources for where in state.where(rsc.id))
         return min(candidates, key=lambda node: (load[node.name], node.plan.index))
 
-    def _wait_pcsd(self, nodes: list[Node]) -> None:
-        deadline = Deadline.after(PCSD_READY * self.scale)
-        netns = self.fleet.access.netns
-        for node in nodes:
-            probe = ["nc", "-z", "-w", "2", node.address(), str(PCSD_PORT)]
-            restarted = False
-
-            def listening(node: Node = node, probe: list[str] = probe) -> bool:
-                nonlocal restarted
-                if run_local(probe, netns=netns, timeout=10, check=False).ok:
-                    return True
-                # pcsd's first start makes its TLS key; on a loaded TCG host it
-                # can outlast systemd's start timeout once. Retry once, loudly.
-                failed = node.run(["systemctl", "is-failed", "--quiet", "pcsd"], check=False, timeout=30)
-                if failed.ok:
-                    if restarted:
-                        journal = node.run("journalctl -u pcsd --no-pager | tail -5", check=False).stdout
-                        raise ClusterError(f"pcsd on {node.name} failed twice:\n{journal}")
-                    self.progress(f"cluster: pcsd on {node.name} failed to start; restarting it once")
-                    node.run(["systemctl", "reset-failed", "pcsd"], check=False, timeout=30)
-                    node.run(["systemctl", "start", "--no-block", "pcsd"], timeout=30)
-                    restarted = True
-                return False
-
-            wait_until(
-                listening,
-                timeout=deadline,
-                what=f"pcsd on {node.name} to listen on {node.address()}:{PCSD_PORT}",
-                interval=2.0,
-                give_up_on=(ClusterError,),
-            )
-
     # -- growing and shrinking ------------------------------------------------
 
-    def add_node(self) -> Node:
-        """Boot one more node and join it to the running cluster with ``pcs
-        cluster node add`` (pcsd-backed: pcs sends it corosync.conf and the
-        authkeys, and updates and reloads the others' corosync.conf). The fence
-        device's host map is extended to it. Returns once the cluster has
-        converged with it."""
+    @property
+    def spares(self) -> list[str]:
+        """Nodes booted for the cluster (:meth:`boot_spare`) that have not joined it."""
+        return sorted(self._spares)
+
+    def boot_spare(self) -> Node:
+        """Boot one more node for :meth:`add_node`; it stays out of
+        :meth:`members` until it joins. Under TCG the members are paused while
+        it boots (frozen whole, their clocks set after, as when a cached
+        cluster is restored): on two host cores a guest's boot starved the
+        serving guests (client probes over their 1 s timeout, an IPaddr2
+        monitor over its 60 s), a cost of the lab, not of joining a node."""
         t0 = time.monotonic()
-        name = self.spec.cluster.name
-        # pcsd first, on the members, then the new node's boot: both at once
-        # starved TCG guests (pcsd's start is seconds of Python and Ruby).
-        self.progress(f"cluster {name}: starting pcsd on the members")
-        self.start_pcsd(self.members())
-        node = self.fleet.add_node()
-        self.progress(f"cluster {name}: joining {node.name}")
-        if self.fence is not None:
-            install_key([node], self.fence, self.spec.fencing.key_file)
-        self.authenticate()
-        via = self._quietest([n for n in self.members() if n.name != node.name])
-        wait = int(120 * self.scale)
+        say = self.progress
+        frozen = contextlib.nullcontext() if self.fleet.accel.name == "kvm" else readystate.paused(self.fleet)
+        with frozen:
+            if self.fleet.accel.name != "kvm":
+                say(f"cluster {self.spec.cluster.name}: members paused while a spare node boots (TCG)")
+            node = self.fleet.add_node()
+            self._spares.add(node.name)
+            # Its boot's tail (units still starting, pcsd which the image
+            # enables) finishes while the others are frozen too.
+            node.run(["systemctl", "is-system-running", "--wait"], timeout=START_TIMEOUT * self.scale, check=False)
+            node.run(PCSD_STOP_SH, timeout=30 * self.scale)
+            if self.fence is not None:
+                install_key([node], self.fence, self.spec.fencing.key_file)
+        self.wait_converged()
+        self.timings[f"boot spare {node.name}"] = round(time.monotonic() - t0, 3)
+        say(f"cluster {self.spec.cluster.name}: spare {node.name} up in {time.monotonic() - t0:.0f}s")
+        return node
+
+    def drop_spare(self, name: str) -> None:
+        """Power off and delete a spare that did not join."""
+        if name not in self._spares:
+            raise ClusterError(f"{name} is not a spare of cluster {self.spec.cluster.name} (spares: {self.spares})")
+        self.fleet.remove_node(name)
+        self._spares.discard(name)
+
+    def add_node(self, node: Node | None = None) -> Node:
+        """Join ``node`` (a spare from :meth:`boot_spare`; one is booted when
+        None) to the running cluster, in the steps of ``pcs cluster node add
+        --start`` (pcs lib/commands/cluster/node_add.py): the cluster's
+        corosync.conf with the node added and the authkeys go to the node, the
+        new corosync.conf to every member and one ``corosync-cfgtool -R``
+        (every member reloads it), then the node's corosync and pacemaker
+        start. Over SSH rather than through pcsd, as in :meth:`up`: under TCG
+        pcsd took minutes to start listening and ``pcs host auth`` minutes
+        more. The fence device's host map is extended to the node. Returns
+        once the cluster has converged with it."""
+        node = node if node is not None else self.boot_spare()
+        if node.name not in self._spares:
+            raise ClusterError(f"{node.name} is not a spare of cluster {self.spec.cluster.name}: boot_spare() first")
+        t0 = time.monotonic()
+        members = self.members()
+        via = self._quietest(members)
         links = self.spec.link_networks(self.fleet.spec.networks)
-        argv = ["pcs", "cluster", "node", "add", node.name, *(f"addr={node.address(net)}" for net in links)]
-        argv += ["--start", f"--wait={wait}", f"--request-timeout={int(PCSD_REQUEST * self.scale)}"]
-        self._run_step(via, Step(f"add {node.name} to the cluster", via.name, tuple(argv), wait + PCS_TIMEOUT))
+        read = 30 * self.scale
+        conf = with_node(_read_text(via, COROSYNC_CONF, read), node.name, [node.address(net) for net in links])
+        keys = (_read_bytes(via, COROSYNC_AUTHKEY, read), _read_bytes(via, PACEMAKER_AUTHKEY, read))
+        self.progress(f"cluster {self.spec.cluster.name}: joining {node.name} (corosync.conf reloaded via {via.name})")
+        _install_cluster_files(node, conf, *keys)
+        self._put_conf(members, conf)
+        via.run(list(RELOAD_ARGV), timeout=60 * self.scale)
+        self._spares.discard(node.name)
+        self.start_stack(node)
+        self.wait_members([n.name for n in self.members()])
         self._update_host_map(via)
-        self._idle_pcsd_unless_kept()
         self.wait_converged(REJOIN)
         self.timings[f"add {node.name}"] = round(time.monotonic() - t0, 3)
         return node
 
     def remove_node(self, target: str) -> None:
-        """Take ``target`` out of the cluster with ``pcs cluster node remove``
-        (it stops the node's stack, then updates and reloads the others'
-        corosync.conf), shrink the fence device's host map, and delete the VM.
-        Drain it first (:meth:`standby`) if it runs resources."""
+        """Take ``target`` out of the cluster in the steps of ``pcs cluster
+        node remove`` (pcs lib/commands/cluster/node_remove.py): its
+        pacemaker and corosync stopped, corosync.conf without it to the others
+        and one ``corosync-cfgtool -R``, its node entries out of pacemaker
+        (``crm_node -R``); then the fence device's host map shrunk and the VM
+        deleted. Drain it first (:meth:`standby`) if it runs resources."""
         t0 = time.monotonic()
         others = [n for n in self.members() if n.name != target]
         if not others:
             raise ClusterError(f"cannot remove {target}: it is the last node")
         via = self._quietest(others)
-        self.authenticate()
-        argv = ["pcs", "cluster", "node", "remove", target, f"--request-timeout={int(PCSD_REQUEST * self.scale)}"]
-        self._run_step(via, Step(f"remove {target} from the cluster", via.name, tuple(argv), PCS_TIMEOUT * 4))
+        conf = without_node(_read_text(via, COROSYNC_CONF, 30 * self.scale), target)  # fails before anything changed
+        self.progress(f"cluster {self.spec.cluster.name}: removing {target} (corosync.conf reloaded via {via.name})")
+        # One transaction: systemd stops pacemaker (which needs corosync) first.
+        self.fleet.node(target).run(list(STOP_ARGV), timeout=2 * START_TIMEOUT * self.scale)
+        self._put_conf(others, conf)
+        via.run(list(RELOAD_ARGV), timeout=60 * self.scale)
+        via.run(["crm_node", "--remove", target, "--force"], timeout=60 * self.scale)
         self.fleet.remove_node(target)
         self._update_host_map(via)
-        self._idle_pcsd_unless_kept()
         self.wait_converged(REJOIN)
         self.timings[f"remove {target}"] = round(time.monotonic() - t0, 3)
+
+    def _put_conf(self, nodes: list[Node], conf: str) -> None:
+        on_each(
+            nodes,
+            lambda node: node.put(conf.encode(), COROSYNC_CONF, mode=0o644),
+            label=lambda node: node.name,
+            what="writing corosync.conf",
+            error=ClusterError,
+        )
 
     def standby(self, target: str, on: bool = True) -> None:
         """Move every resource off ``target`` (or let them back) and wait."""
@@ -481,8 +450,13 @@ class Cluster:
     # -- reading ------------------------------------------------------------
 
     def members(self) -> list[Node]:
-        """Nodes that should be cluster members: running domains of the fleet."""
-        return [n for n in self.fleet.nodes.values() if self.fleet.domain_state(n.name) == "running"]
+        """Nodes that should be cluster members: running domains of the fleet,
+        spares that have not joined yet aside."""
+        return [
+            n
+            for n in self.fleet.nodes.values()
+            if n.name not in self._spares and self.fleet.domain_state(n.name) == "running"
+        ]
 
     def state(self, via: Node | None = None) -> ClusterState:
         """crm_mon's view, asked of ``via`` or of the first member that answers."""
@@ -584,6 +558,15 @@ def _install_cluster_files(node: Node, conf: str, corosync_key: bytes, pacemaker
     node.put(corosync_key, COROSYNC_AUTHKEY, mode=0o400)
     node.put(pacemaker_key, PACEMAKER_AUTHKEY, mode=0o400)
     node.run(["chown", "hacluster:haclient", PACEMAKER_AUTHKEY])
+
+
+def _read_text(node: Node, path: str, timeout: float) -> str:
+    return node.run(["cat", path], timeout=timeout).stdout
+
+
+def _read_bytes(node: Node, path: str, timeout: float) -> bytes:
+    """A binary file (an authkey), base64 over the SSH session's text."""
+    return base64.b64decode(node.run(["base64", "-w0", path], timeout=timeout).stdout)
 
 
 def not_converged(spec: ClusterSpec, state: ClusterState, expected_nodes: Sequence[str]) -> str | None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.cluster.spec import ClusterSpec
 from harness.errors import ClusterError, ConfigError
@@ -304,3 +304,123 @@ def _section(name: str, attrs: list[tuple[str, str]], children: Sequence[str] = 
         lines += child.rstrip("\n").split("\n")
     body = [f"    {line}" if line else line for line in lines]
     return "\n".join([f"{name} {{", *body, "}"]) + "\n"
+
+
+# ------------------------------------------------ editing a live corosync.conf
+
+
+@dataclass
+class ConfSection:
+    """One ``name { ... }`` block of corosync.conf: its ``key: value`` lines in
+    order and its sub-blocks in order (the root block has no name)."""
+
+    name: str
+    attrs: list[tuple[str, str]] = field(default_factory=list)
+    children: list[ConfSection] = field(default_factory=list)
+
+    def get(self, key: str) -> str | None:
+        return next((value for k, value in self.attrs if k == key), None)
+
+    def set(self, key: str, value: str | None) -> None:
+        """Replace ``key``'s value in place, append it, or (None) drop it."""
+        if value is None:
+            self.attrs = [(k, v) for k, v in self.attrs if k != key]
+        elif self.get(key) is None:
+            self.attrs.append((key, value))
+        else:
+            self.attrs = [(k, value if k == key else v) for k, v in self.attrs]
+
+    def child(self, name: str) -> ConfSection:
+        found = next((c for c in self.children if c.name == name), None)
+        if found is None:
+            raise ConfigError(f"corosync.conf has no {name} section")
+        return found
+
+    def render(self) -> str:
+        return _section(self.name, self.attrs, [c.render() for c in self.children])
+
+
+def parse_conf(text: str) -> ConfSection:
+    """corosync.conf as nested sections. Comments and blank lines are dropped
+    (pcs's own parser drops them too when it rewrites the file)."""
+    root = ConfSection("")
+    stack = [root]
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if line.endswith("{"):
+            section = ConfSection(line[:-1].strip())
+            stack[-1].children.append(section)
+            stack.append(section)
+        elif line == "}":
+            if len(stack) == 1:
+                raise ConfigError(f"corosync.conf line {number}: '}}' closes no section")
+            stack.pop()
+        else:
+            key, sep, value = line.partition(":")
+            if not sep:
+                raise ConfigError(f"corosync.conf line {number}: expected 'key: value', got {raw.strip()!r}")
+            stack[-1].attrs.append((key.strip(), value.strip()))
+    if len(stack) != 1:
+        raise ConfigError(f"corosync.conf: section {stack[-1].name!r} is not closed")
+    return root
+
+
+def render_conf(root: ConfSection) -> str:
+    """The file again, laid out as pcs writes it (:func:`corosync_conf`)."""
+    top = [f"{k}: {v}\n" for k, v in root.attrs]
+    return "\n".join(top + [c.render() for c in root.children])
+
+
+def conf_node_names(text: str) -> list[str]:
+    """The ``name`` of every node in corosync.conf's nodelist, in order."""
+    return [n.get("name") or f"nodeid {n.get('nodeid')}" for n in parse_conf(text).child("nodelist").children]
+
+
+def with_node(text: str, name: str, addresses: Sequence[str]) -> str:
+    """``text`` (a live corosync.conf) with node ``name`` added on the next
+    free nodeid, ``addresses[i]`` being its ``ringi_addr``: one per knet link,
+    as many as the other nodes have."""
+    root = parse_conf(text)
+    nodes = root.child("nodelist").children
+    if any(n.get("name") == name for n in nodes):
+        raise ConfigError(f"{name} is already in corosync.conf's nodelist")
+    links = [k for k, _ in nodes[0].attrs if re.fullmatch(r"ring\d+_addr", k)] if nodes else []
+    if nodes and len(addresses) != len(links):
+        raise ConfigError(
+            f"{name} has {len(addresses)} address(es) for a cluster on {len(links)} knet link(s) ({', '.join(links)})"
+        )
+    nodeid = max((int(n.get("nodeid") or 0) for n in nodes), default=0) + 1
+    attrs = [(f"ring{i}_addr", addr) for i, addr in enumerate(addresses)]
+    nodes.append(ConfSection("node", [*attrs, ("name", name), ("nodeid", str(nodeid))]))
+    _after_membership_change(root)
+    return render_conf(root)
+
+
+def without_node(text: str, name: str) -> str:
+    """``text`` (a live corosync.conf) without node ``name``."""
+    root = parse_conf(text)
+    nodelist = root.child("nodelist")
+    kept = [n for n in nodelist.children if n.get("name") != name]
+    if len(kept) == len(nodelist.children):
+        raise ConfigError(f"{name} is not in corosync.conf's nodelist ({', '.join(conf_node_names(text))})")
+    if not kept:
+        raise ConfigError(f"cannot remove {name}: it is the last node in corosync.conf")
+    nodelist.children = kept
+    _after_membership_change(root)
+    return render_conf(root)
+
+
+def _after_membership_change(root: ConfSection) -> None:
+    """What pcs adjusts when the node count changes: ``two_node: 1`` exactly
+    for two nodes without a quorum device (corosync applies a change on
+    reload, wait_for_all with it: corosync pull request #521, 2020), and the config version."""
+    quorum = root.child("quorum")
+    qdevice = any(c.name == "device" for c in quorum.children)
+    two = len(root.child("nodelist").children) == 2 and not qdevice
+    quorum.set("two_node", "1" if two else None)
+    totem = root.child("totem")
+    version = totem.get("config_version")
+    if version is not None:
+        totem.set("config_version", str(int(version) + 1))

@@ -18,8 +18,9 @@ The plan, and why it is shaped this way:
    setup`` (0.11.5) takes no ``--request-timeout``. Local mode leaves to the
    caller what pcs lists as skipped: copy corosync.conf and fresh corosync and
    pacemaker authkeys (256 random bytes each, as pcs makes them: pcs
-   settings.py) to every node, and ``pcs host auth`` when a pcsd-backed
-   command is needed later (adding a node, say).
+   settings.py) to every node (and ``pcs host auth``, should a pcsd-backed
+   command be wanted later: :func:`host_auth_step`; growing and shrinking
+   take pcs's steps over SSH instead, :meth:`Cluster.add_node`).
 2. ``systemctl start corosync pacemaker`` on every node: exactly what a local
    ``pcs cluster start`` does (pcs cluster.py ``start_cluster``: corosync, then
    pacemaker), without paying pcs's own start-up (20-40 s under TCG) on every
@@ -73,10 +74,14 @@ AUTHKEY_BYTES = 256
 # What a local `pcs cluster start` runs, in its order (systemd starts the
 # listed units in dependency order: pacemaker.service requires corosync).
 START_ARGV = ("systemctl", "start", "corosync", "pacemaker")
-# pcsd is only needed by pcsd-backed commands (host auth, node add/remove):
-# idle, it took ~15% of a TCG guest's single vCPU (top: 3:13 CPU minutes in
-# 21 minutes of uptime), time that monitors and failovers then lack. The
-# harness stops it on members and starts it when pcs needs it. Two units on
+STOP_ARGV = ("systemctl", "stop", "pacemaker", "corosync")
+# Every corosync of the cluster reads its corosync.conf again (corosync-cfgtool(8) -R).
+RELOAD_ARGV = ("corosync-cfgtool", "-R")
+# pcsd is only needed by pcsd-backed commands (host auth, networked node
+# add/remove), none of which the harness runs (Cluster.add_node/remove_node
+# take pcs's steps over SSH): idle, it took ~15% of a TCG guest's single vCPU
+# (top: 3:13 CPU minutes in 21 minutes of uptime), time that monitors and
+# failovers then lack. The harness stops it on every node. Two units on
 # pcs 0.11 (pcsd and its Ruby half); --no-block: nobody waits for the stop.
 PCSD_STOP_SH = "systemctl stop --no-block pcsd.service; systemctl stop --no-block pcsd-ruby.service 2>/dev/null; true"
 PCSD_START_ARGV = ("systemctl", "start", "--no-block", "pcsd.service")

@@ -1,9 +1,15 @@
 """Grow and shrink a running cluster while clients watch.
 
-A node is booted and joined with ``pcs cluster node add``, then drained and
-removed with ``pcs cluster node remove``; at every size the quorum must count
-exactly the members, the workloads must not move (none of the spec's
-constraints asks them to), and the client probes must see no outage at all.
+A spare node is booted before the observers arm (:meth:`Cluster.boot_spare`:
+under TCG the members are paused meanwhile, the host's two cores being the
+lab's limit, not the cluster's), then joined to the running cluster and later
+drained and removed, in the steps of ``pcs cluster node add/remove``. At every
+size the quorum must count exactly the members, the workloads must not move
+(none of the spec's constraints asks them to), and the client probes must see
+no outage at all.
+
+Both cases change the membership: they are ``destructive``, so the next test
+gets a fresh cluster of the spec's size.
 """
 
 from __future__ import annotations
@@ -13,27 +19,33 @@ from collections.abc import Iterator
 import pytest
 
 from harness.cluster.bootstrap import Cluster
+from harness.cluster.spec import IPaddr2
+from harness.node import Node
 from harness.probe import Availability, ClientProbe
 from harness.sampler import ClusterSampler
-from harness.timeline import Recorder
+from harness.timeline import EventKind, Recorder
 
-pytestmark = pytest.mark.grow_shrink
-
-
-@pytest.fixture
-def managed(fault_cluster: Cluster) -> Iterator[Cluster]:
-    """The cluster with pcsd up on its members for the whole case: ``pcs
-    cluster node add/remove`` need it, and starting it (seconds of Ruby and
-    Python, minutes for a TCG guest that serves and is watched) happens here,
-    before the observers arm."""
-    with fault_cluster.pcsd_kept():
-        yield fault_cluster
+pytestmark = [pytest.mark.grow_shrink, pytest.mark.destructive]
 
 
 @pytest.fixture
-def watched(managed: Cluster, timeline: Recorder, cluster_sampler: ClusterSampler) -> Iterator[Cluster]:
-    """The cluster, with the sampler checking invariants throughout."""
-    yield managed
+def spare(fault_cluster: Cluster) -> Iterator[Node]:
+    """A node booted for the cluster, not joined yet; deleted at the end
+    unless it joined."""
+    node = fault_cluster.boot_spare()
+    yield node
+    if node.name in fault_cluster.spares:
+        fault_cluster.drop_spare(node.name)
+
+
+@pytest.fixture
+def watched(
+    fault_cluster: Cluster, spare: Node, timeline: Recorder, cluster_sampler: ClusterSampler
+) -> Iterator[Cluster]:
+    """The cluster with its spare booted first, then the sampler checking
+    invariants throughout (``spare`` before ``timeline``: pytest sets up a
+    fixture's arguments in order)."""
+    yield fault_cluster
     assert not cluster_sampler.violations, [str(v) for v in cluster_sampler.violations]
 
 
@@ -56,45 +68,57 @@ def _assert_no_outage(availability: dict[str, Availability]) -> None:
         assert not av.outages, f"{name}: clients saw outages while the cluster changed size: {av.outages}"
 
 
-# Not in the smoke set yet: on the 2-core TCG CI host, booting a fourth
-# node while three serve starved the guests (probe attempts over their 1 s
-# timeout, a 60 s IPaddr2 monitor timing out, pcsd not up within 4 minutes).
-def test_grow_then_shrink_without_downtime(watched: Cluster, timeline: Recorder, probes: ClientProbe) -> None:
+def _step(timeline: Recorder, what: str) -> None:
+    timeline.record(EventKind.NOTE, "grow_shrink", detail=what)
+
+
+@pytest.mark.smoke
+def test_grow_then_shrink_without_downtime(
+    watched: Cluster, spare: Node, timeline: Recorder, probes: ClientProbe
+) -> None:
     cluster = watched
     before = _placement(cluster)
     _assert_quorum(cluster)
-    added = None
     try:
-        added = cluster.add_node()
+        _step(timeline, f"join {spare.name}")
+        cluster.add_node(spare)
+        _step(timeline, f"{spare.name} joined, cluster converged")
         _assert_quorum(cluster)
         assert _placement(cluster) == before, "resources moved when a node joined"
-        cluster.standby(added.name)  # nothing runs there unless something must
-        cluster.remove_node(added.name)
-        added = None
+        _step(timeline, f"standby {spare.name}")
+        cluster.standby(spare.name)  # nothing runs there unless something must
+        _step(timeline, f"remove {spare.name}")
+        cluster.remove_node(spare.name)
+        _step(timeline, f"{spare.name} removed, cluster converged")
         _assert_quorum(cluster)
         assert _placement(cluster) == before, "resources moved when a node left"
     finally:
         availability = probes.record(timeline)
-        if added is not None:  # a failed step: do not leave a half-joined node
-            cluster.fleet.remove_node(added.name)
     _assert_no_outage(availability)
 
 
-def test_shrink_to_two_and_grow_back(watched: Cluster, timeline: Recorder, probes: ClientProbe) -> None:
-    """Remove a node that runs nothing but the kept-apart resource, down to
-    two nodes (corosync's two-node mode), then add one back: no outage of the
-    main workloads, quorum right at every size."""
+def test_shrink_to_two_and_grow_back(watched: Cluster, spare: Node, timeline: Recorder, probes: ClientProbe) -> None:
+    """Remove a node that runs none of the client-facing resources, down to
+    two nodes (corosync's two-node mode), then join the spare: no outage of
+    the workloads, quorum right at every size."""
     cluster = watched
     if len(cluster.members()) != 3:
         pytest.skip("written for a 3-node cluster")
     state = cluster.state()
-    busy = set(state.where("web")) if state.started("web") else set()
-    victim = next(n.name for n in reversed(cluster.members()) if n.name not in busy)
+    facing = {r.id for r in cluster.spec.resources if isinstance(r, IPaddr2)}
+    busy = {node for rsc in facing for node in state.where(rsc)}
+    victim = next((n.name for n in reversed(cluster.members()) if n.name not in busy), None)
+    assert victim is not None, f"every member runs a floating IP ({sorted(busy)}): no node to remove without a move"
     try:
+        _step(timeline, f"standby {victim}")
         cluster.standby(victim)
+        _step(timeline, f"remove {victim}")
         cluster.remove_node(victim)
+        _step(timeline, f"{victim} removed: two nodes")
         _assert_quorum(cluster)
-        cluster.add_node()
+        _step(timeline, f"join {spare.name}")
+        cluster.add_node(spare)
+        _step(timeline, f"{spare.name} joined: three nodes")
         _assert_quorum(cluster)
     finally:
         availability = probes.record(timeline)

@@ -2,7 +2,17 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster.corosync import corosync_conf, parse_cfgtool, parse_members, parse_quorumtool
+from harness.cluster.corosync import (
+    conf_node_names,
+    corosync_conf,
+    parse_cfgtool,
+    parse_conf,
+    parse_members,
+    parse_quorumtool,
+    render_conf,
+    with_node,
+    without_node,
+)
 from harness.cluster.spec import DEFAULT_SPEC, load_spec, parse_spec
 from harness.errors import ClusterError, ConfigError
 from harness.spec import FleetSpec
@@ -218,3 +228,80 @@ def test_corosync_conf_needs_the_networks() -> None:
         corosync_conf(load_spec(DEFAULT), nodes)
     with pytest.raises(ConfigError, match="at least one node"):
         corosync_conf(load_spec(DEFAULT), [])
+
+
+# ------------------------------------------------ editing a live corosync.conf
+
+
+def _three_nodes() -> str:
+    return corosync_conf(load_spec(DEFAULT), [PLAN.node(i, networks=2) for i in (1, 2, 3)], cluster_uuid="0123abcd")
+
+
+def test_a_pcs_made_file_reads_back_unchanged() -> None:
+    reference = "".join(
+        line for line in read("corosync_conf_pcs_debian.conf").splitlines(True) if not line.startswith("#")
+    )
+    assert render_conf(parse_conf(reference)) == reference
+    assert render_conf(parse_conf(_three_nodes())) == _three_nodes()
+
+
+def test_adding_a_node_takes_the_next_nodeid_and_one_address_per_link() -> None:
+    text = with_node(_three_nodes(), "dcn4", ["10.77.0.14", "10.77.1.14"])
+    assert conf_node_names(text) == ["dcn1", "dcn2", "dcn3", "dcn4"]
+    assert (
+        "    node {\n"
+        "        ring0_addr: 10.77.0.14\n"
+        "        ring1_addr: 10.77.1.14\n"
+        "        name: dcn4\n"
+        "        nodeid: 4\n"
+        "    }\n"
+        "}\n"
+    ) in text
+    # Nothing else changed: taking the node out again gives the file back.
+    assert without_node(text, "dcn4") == _three_nodes()
+
+
+def test_nodeids_are_never_reused_after_a_removal() -> None:
+    text = without_node(_three_nodes(), "dcn2")
+    text = with_node(text, "dcn4", ["10.77.0.14", "10.77.1.14"])
+    ids = {n.get("name"): n.get("nodeid") for n in parse_conf(text).child("nodelist").children}
+    assert ids == {"dcn1": "1", "dcn3": "3", "dcn4": "4"}
+
+
+def test_two_node_mode_follows_the_node_count() -> None:
+    two = without_node(_three_nodes(), "dcn3")
+    assert conf_node_names(two) == ["dcn1", "dcn2"]
+    assert "quorum {\n    provider: corosync_votequorum\n    two_node: 1\n}\n" in two
+    three = with_node(two, "dcn4", ["10.77.0.14", "10.77.1.14"])
+    assert "quorum {\n    provider: corosync_votequorum\n}\n" in three
+    one = without_node(two, "dcn2")
+    assert "two_node" not in one
+
+
+def test_a_quorum_device_keeps_two_node_off_and_the_config_version_is_bumped() -> None:
+    text = _three_nodes().replace("    version: 2\n", "    version: 2\n    config_version: 7\n")
+    text = text.replace(
+        "    provider: corosync_votequorum\n",
+        "    provider: corosync_votequorum\n\n    device {\n        model: net\n    }\n",
+    )
+    two = without_node(text, "dcn3")
+    assert "two_node" not in two
+    assert "    config_version: 8\n" in two
+    assert "    device {\n        model: net\n    }\n" in two
+
+
+def test_bad_edits_say_what_is_wrong() -> None:
+    with pytest.raises(ConfigError, match="dcn2 is already in corosync.conf's nodelist"):
+        with_node(_three_nodes(), "dcn2", ["10.77.0.12", "10.77.1.12"])
+    with pytest.raises(ConfigError, match=r"dcn4 has 1 address\(es\) for a cluster on 2 knet link\(s\)"):
+        with_node(_three_nodes(), "dcn4", ["10.77.0.14"])
+    with pytest.raises(ConfigError, match=r"dcn9 is not in corosync.conf's nodelist \(dcn1, dcn2, dcn3\)"):
+        without_node(_three_nodes(), "dcn9")
+    with pytest.raises(ConfigError, match="it is the last node"):
+        without_node(without_node(without_node(_three_nodes(), "dcn3"), "dcn2"), "dcn1")
+    with pytest.raises(ConfigError, match="line 2: expected 'key: value'"):
+        parse_conf("totem {\n    version 2\n}\n")
+    with pytest.raises(ConfigError, match="section 'totem' is not closed"):
+        parse_conf("totem {\n    version: 2\n")
+    with pytest.raises(ConfigError, match="corosync.conf has no nodelist section"):
+        with_node("totem {\n}\n", "dcn1", ["10.77.0.11"])

@@ -56,7 +56,7 @@ def test_user_data_is_cloud_config_for_root_key_only() -> None:
     assert user["ssh_authorized_keys"] == [KEY]
     assert user["ssh_pwauth"] is False
     # No secret in a seed every guest user can read: hacluster's password is
-    # set over SSH when pcsd is needed (Cluster.authenticate).
+    # set over SSH, should pcsd be wanted (pcs.host_auth_step).
     assert "chpasswd" not in user
 
 
