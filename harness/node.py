@@ -79,6 +79,20 @@ class Node:
             )
         return self._connections[network]
 
+    def connect(self, network: int = 0) -> None:
+        """Open the SSH session now rather than at the first :meth:`run`: for
+        a command whose text must be made at the last moment (the host's
+        time), since opening a session to a TCG guest took ~10 s."""
+        __tracebackhide__ = True
+        where = f"{self.name}@{self.address(network)}"
+        start = time.monotonic()
+        try:
+            self.connection(network).open()
+        except Exception as err:  # paramiko/socket errors, as in run()
+            result = Result("(ssh connect)", 255, "", f"{type(err).__name__}: {err}", time.monotonic() - start, where)
+            self.close(network)
+            raise CommandError(f"[{where}] cannot connect: {type(err).__name__}: {err}", result) from err
+
     @cached_property
     def host(self) -> Any:
         """A testinfra host for this node (paramiko backend, same ssh_config)."""

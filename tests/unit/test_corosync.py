@@ -291,7 +291,7 @@ def test_a_quorum_device_keeps_two_node_off_and_the_config_version_is_bumped() -
 
 
 def test_bad_edits_say_what_is_wrong() -> None:
-    with pytest.raises(ConfigError, match="dcn2 is already in corosync.conf's nodelist"):
+    with pytest.raises(ConfigError, match=r"dcn2 is already in corosync\.conf's nodelist"):
         with_node(_three_nodes(), "dcn2", ["10.77.0.12", "10.77.1.12"])
     with pytest.raises(ConfigError, match=r"dcn4 has 1 address\(es\) for a cluster on 2 knet link\(s\)"):
         with_node(_three_nodes(), "dcn4", ["10.77.0.14"])
@@ -303,5 +303,5 @@ def test_bad_edits_say_what_is_wrong() -> None:
         parse_conf("totem {\n    version 2\n}\n")
     with pytest.raises(ConfigError, match="section 'totem' is not closed"):
         parse_conf("totem {\n    version: 2\n")
-    with pytest.raises(ConfigError, match="corosync.conf has no nodelist section"):
+    with pytest.raises(ConfigError, match=r"corosync\.conf has no nodelist section"):
         with_node("totem {\n}\n", "dcn1", ["10.77.0.11"])
