@@ -72,7 +72,10 @@ def _step(timeline: Recorder, what: str) -> None:
     timeline.record(EventKind.NOTE, "grow_shrink", detail=what)
 
 
-@pytest.mark.smoke
+# Not in the smoke set: on the 2-core TCG host it has failed by starvation,
+# not by the join (README, grow/shrink): the node serving the workloads
+# stopped answering SSH within seconds of the spare's pacemaker start, its
+# IPaddr2 monitor ran past 60 s, and it was fenced.
 def test_grow_then_shrink_without_downtime(
     watched: Cluster, spare: Node, timeline: Recorder, probes: ClientProbe
 ) -> None:
