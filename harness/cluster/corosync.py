@@ -8,6 +8,11 @@
 - :func:`corosync_conf` renders the corosync.conf that ``pcs cluster setup``
   writes for the same spec, line for line (FACTS.md: "matched pcs's line for
   line, UUID aside"), for the fast path that skips pcsd.
+- :func:`with_node` and :func:`without_node` edit a live corosync.conf's
+  nodelist the way ``pcs cluster node add/remove`` do (pcs
+  lib/corosync/config_facade.py ``add_nodes``/``remove_nodes``): the lowest
+  free nodeid, one ``ringN_addr`` per link, ``two_node`` set for exactly two
+  nodes, ``config_version`` bumped where there is one; every other line kept.
 
 Formats: the quorumtool lines are the ``printf`` s of corosync's
 tools/corosync-quorumtool.c (``"Quorate:          %s"``, ``"Quorum:
@@ -379,7 +384,7 @@ def conf_node_names(text: str) -> list[str]:
 
 
 def with_node(text: str, name: str, addresses: Sequence[str]) -> str:
-    """``text`` (a live corosync.conf) with node ``name`` added on the next
+    """``text`` (a live corosync.conf) with node ``name`` added on the lowest
     free nodeid, ``addresses[i]`` being its ``ringi_addr``: one per knet link,
     as many as the other nodes have."""
     root = parse_conf(text)
@@ -391,7 +396,9 @@ def with_node(text: str, name: str, addresses: Sequence[str]) -> str:
         raise ConfigError(
             f"{name} has {len(addresses)} address(es) for a cluster on {len(links)} knet link(s) ({', '.join(links)})"
         )
-    nodeid = max((int(n.get("nodeid") or 0) for n in nodes), default=0) + 1
+    # pcs's choice (config_facade.py _get_nodeid_generator): the lowest id not in use.
+    used = {int(n.get("nodeid") or 0) for n in nodes}
+    nodeid = next(i for i in range(1, len(used) + 2) if i not in used)
     attrs = [(f"ring{i}_addr", addr) for i, addr in enumerate(addresses)]
     nodes.append(ConfSection("node", [*attrs, ("name", name), ("nodeid", str(nodeid))]))
     _after_membership_change(root)

@@ -261,11 +261,12 @@ def test_adding_a_node_takes_the_next_nodeid_and_one_address_per_link() -> None:
     assert without_node(text, "dcn4") == _three_nodes()
 
 
-def test_nodeids_are_never_reused_after_a_removal() -> None:
+def test_a_new_node_takes_the_lowest_free_nodeid_as_with_pcs() -> None:
     text = without_node(_three_nodes(), "dcn2")
     text = with_node(text, "dcn4", ["10.77.0.14", "10.77.1.14"])
+    text = with_node(text, "dcn5", ["10.77.0.15", "10.77.1.15"])
     ids = {n.get("name"): n.get("nodeid") for n in parse_conf(text).child("nodelist").children}
-    assert ids == {"dcn1": "1", "dcn3": "3", "dcn4": "4"}
+    assert ids == {"dcn1": "1", "dcn3": "3", "dcn4": "2", "dcn5": "4"}
 
 
 def test_two_node_mode_follows_the_node_count() -> None:
