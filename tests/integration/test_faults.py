@@ -53,11 +53,6 @@ def _report(request: pytest.FixtureRequest, tmp_path: Path, name: str, data: obj
     request.node.add_report_section("call", name, text)
 
 
-# Destructive: its heal powers the node back on without waiting for it, and
-# the next test gets a fresh cluster (restored from the ready-state cache in
-# ~30 s) instead of waiting out the node's boot and rejoin, ~170 s of CI under
-# TCG; test_cluster.py's fence-and-rejoin covers the rejoin.
-@pytest.mark.destructive
 def test_power_off_of_the_web_node(
     fault_cluster: Cluster,
     timeline: Recorder,
