@@ -171,17 +171,9 @@ class Cluster:
         # a CIB update waits for that, so wait here, where it is named.
         cluster.wait_members([n.name for n in nodes])
         cluster.timings["members_joined"] = round(time.monotonic() - t0, 3)
-        if spec.fencing.method != "none":
-            # The saving fleet's domain names; under the embedded hypervisor
-            # they are this fleet's too, and the CIB is left alone.
-            # crm_resource, not pcs: no pcs start-up (seconds under TCG).
-            want = host_map(sorted((n.plan for n in nodes), key=lambda plan: plan.index))
-            device = ["crm_resource", "--resource", STONITH_ID]
-            have = nodes[0].run([*device, "--get-parameter", "pcmk_host_map"], timeout=30 * cluster.scale)
-            if have.stdout.strip() != want:
-                set_map = [*device, "--set-parameter", "pcmk_host_map", "--parameter-value", want]
-                nodes[0].run(set_map, timeout=30 * cluster.scale)
-                say(f"cluster {spec.cluster.name}: fence device now maps {want}")
+        # The saving fleet's domain names; under the embedded hypervisor they
+        # are this fleet's too, and the CIB is left alone.
+        cluster._update_host_map(nodes[0])
         cluster.timings["host_map_checked"] = round(time.monotonic() - t0, 3)
         cluster.verify_ready()
         cluster.timings["converged"] = round(time.monotonic() - t0, 3)
@@ -328,10 +320,10 @@ class Cluster:
         monitor over its 60 s), a cost of the lab, not of joining a node."""
         t0 = time.monotonic()
         say = self.progress
-        frozen = contextlib.nullcontext() if self.fleet.accel.name == "kvm" else readystate.paused(self.fleet)
-        with frozen:
-            if self.fleet.accel.name != "kvm":
-                say(f"cluster {self.spec.cluster.name}: members paused while a spare node boots (TCG)")
+        tcg = self.fleet.accel.name != "kvm"
+        if tcg:
+            say(f"cluster {self.spec.cluster.name}: members paused while a spare node boots (TCG)")
+        with readystate.paused(self.fleet) if tcg else contextlib.nullcontext():
             node = self.fleet.add_node()
             self._spares.add(node.name)
             # Its boot's tail (units still starting, pcsd which the image
@@ -427,11 +419,17 @@ class Cluster:
         self._run_step(via, Step(f"{verb} {target}", via.name, argv, wait + PCS_TIMEOUT))
 
     def _update_host_map(self, via: Node) -> None:
+        """Make the fence device map every fleet node to its domain, writing
+        the CIB only when it does not already. crm_resource, not pcs: no pcs
+        start-up (seconds under TCG)."""
         if self.spec.fencing.method == "none":
             return
-        plans = sorted((n.plan for n in self.fleet.nodes.values()), key=lambda plan: plan.index)
-        argv = ("pcs", "stonith", "update", STONITH_ID, f"pcmk_host_map={host_map(plans)}")
-        self._run_step(via, Step("update the fence device's host map", via.name, argv, PCS_TIMEOUT))
+        want = host_map(sorted((n.plan for n in self.fleet.nodes.values()), key=lambda plan: plan.index))
+        device = ["crm_resource", "--resource", STONITH_ID]
+        have = via.run([*device, "--get-parameter", "pcmk_host_map"], timeout=30 * self.scale)
+        if have.stdout.strip() != want:
+            via.run([*device, "--set-parameter", "pcmk_host_map", "--parameter-value", want], timeout=30 * self.scale)
+            self.progress(f"cluster {self.spec.cluster.name}: fence device now maps {want}")
 
     def remember(self) -> None:
         """Record which spec built this fleet's cluster, for later CLI calls."""
