@@ -1,8 +1,8 @@
 from typing import Any, ClassVar
 
 import pytest
+from domxml import small_domain_xml
 
-from harness.domainxml import Owner, domain_xml
 from harness.errors import ConfigError, FaultError
 from harness.faults import (
     Fault,
@@ -20,23 +20,7 @@ from harness.timeline import ClockAnchor, EventKind, Recorder
 
 
 def node_xml() -> str:
-    from pathlib import Path
-
-    from harness.domainxml import BootSpec
-
-    plan = FleetSpec(name="t1").plan()
-    node = plan.node(2, 2)
-    return domain_xml(
-        node,
-        owner=Owner("t1-x", "t1"),
-        domain_type="qemu",
-        vcpus=1,
-        memory_mib=1024,
-        disk=Path("/d.qcow2"),
-        console_log=Path("/c.log"),
-        boot=BootSpec(None, None, ""),
-        networks={i: plan.network(i) for i in range(2)},
-    )
+    return small_domain_xml("t1", 2, "t1-x")
 
 
 def test_link_state_xml_names_one_interface() -> None:

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from domxml import small_domain_xml
 
 from harness import readystate
 from harness.cluster.spec import parse_spec
-from harness.domainxml import BootSpec, Owner, domain_xml, network_xml
+from harness.domainxml import network_xml
 from harness.readystate import ReadyState, SavedNode, ready_key
 from harness.spec import FleetSpec
 from images.builder import BuiltImage
@@ -161,19 +162,7 @@ def test_macs_and_gateway_macs_do_not_depend_on_the_fleet_name() -> None:
 
 
 def test_a_restored_domain_keeps_the_saved_uuid() -> None:
-    plan = FleetSpec(name="pt2").plan()
-    xml = domain_xml(
-        plan.node(1, networks=2),
-        owner=Owner("run", "pt2"),
-        domain_type="qemu",
-        vcpus=1,
-        memory_mib=1024,
-        disk=Path("/d.qcow2"),
-        console_log=Path("/c.log"),
-        boot=BootSpec(None, None, ""),
-        networks={i: plan.network(i) for i in range(2)},
-        uuid="0b6c6a52-5a4e-4c1e-9d1e-3f6a1c2b3d4e",
-    )
+    xml = small_domain_xml("pt2", 1, "run", uuid="0b6c6a52-5a4e-4c1e-9d1e-3f6a1c2b3d4e")
     root = ET.fromstring(xml)
     assert root.findtext("uuid") == "0b6c6a52-5a4e-4c1e-9d1e-3f6a1c2b3d4e"
     assert root.findtext("name") == "dcnlab-pt2-dcn1"

@@ -1,0 +1,25 @@
+"""A small libvirt domain XML for unit tests: one node of a two-network
+fleet, rendered by harness.domainxml with placeholder paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.domainxml import BootSpec, Owner, domain_xml
+from harness.spec import FleetSpec
+
+
+def small_domain_xml(fleet: str, index: int, run: str, uuid: str | None = None) -> str:
+    plan = FleetSpec(name=fleet).plan()
+    return domain_xml(
+        plan.node(index, networks=2),
+        owner=Owner(run, fleet),
+        domain_type="qemu",
+        vcpus=1,
+        memory_mib=1024,
+        disk=Path("/d.qcow2"),
+        console_log=Path("/c.log"),
+        boot=BootSpec(None, None, ""),
+        networks={i: plan.network(i) for i in range(2)},
+        uuid=uuid,
+    )
