@@ -371,8 +371,7 @@ class Cluster:
         via.run(list(RELOAD_ARGV), timeout=60 * self.scale)
         self._spares.discard(node.name)
         self.start_stack(node)
-        self.wait_members([n.name for n in self.members()])
-        self._update_host_map(via)
+        self._update_host_map(via)  # wait_converged below waits for the node to be online
         self.wait_converged(REJOIN)
         self.timings[f"add {node.name}"] = round(time.monotonic() - t0, 3)
         return node
