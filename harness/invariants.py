@@ -16,8 +16,9 @@ the corosync memberships of one side differ while a node joins or leaves)
 and the freshest of each side speaks for it; a view's claim that a resource
 runs on a node counts only when that view shows the node online (a survivor's
 view still lists the resources of a node it has lost, marked unclean, and
-those claims are stale). The union of the partitions' claims is where each
-resource runs as far as anyone can tell, and that is what is checked.
+those claims are stale). A view without a DC (:func:`informed`) does not
+speak at all. The union of the partitions' claims is where each resource
+runs as far as anyone can tell, and that is what is checked.
 
 Pure: unit tested on recorded crm_mon output.
 """
@@ -126,10 +127,19 @@ def sides(views: Iterable[View]) -> list[list[View]]:
     return groups
 
 
+def informed(views: Iterable[View]) -> list[View]:
+    """The views that can tell where resources run: those whose node's
+    controller knows a DC. Without one (its stack just started, or an
+    election is under way) the node's CIB may not be the cluster's yet: a
+    node joining a running cluster showed no resources at all for a sample,
+    while every resource ran undisturbed elsewhere."""
+    return [v for v in views if v.state.dc is not None]
+
+
 def merge(views: Iterable[View]) -> Placement:
     """Combine per-node views into one placement (see the module docstring)."""
     by_partition: dict[frozenset[str], View] = {}
-    for side in sides(views):
+    for side in sides(informed(views)):
         freshest = max(side, key=lambda v: v.t)
         by_partition[freshest.partition] = freshest
     running: dict[str, set[str]] = {}

@@ -51,7 +51,7 @@ from harness.cluster.corosync import QuorumStatus, parse_quorumtool
 from harness.cluster.crm import CRM_MON_ARGV, ClusterState, FenceEvent, parse_crm_mon
 from harness.cluster.spec import ClusterSpec
 from harness.errors import DcnlabError
-from harness.invariants import View, Violation, check, merge, replay
+from harness.invariants import View, Violation, check, informed, merge, replay
 from harness.node import Node
 from harness.timeline import ClockAnchor, Event, EventKind, GuestClock, Recorder
 
@@ -309,7 +309,7 @@ class Tracker:
         ]
 
     def _merge(self, now: float) -> list[Event]:
-        views = self.fresh_views(now)
+        views = informed(self.fresh_views(now))  # what merge() counts vouches for nodes too
         if not views:
             return []
         placement = merge(views)

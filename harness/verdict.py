@@ -13,10 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import ConfigError
 from harness.timeline import Event, EventKind, Timing, Timings, heal_of, select
+
+if TYPE_CHECKING:  # harness.probe imports the spec, which imports this module
+    from harness.probe import Outage
 
 # The faults the suites know by name, for thresholds and markers. A name is
 # what a spec's certification.thresholds and --dcn-threshold use.
@@ -31,6 +34,11 @@ FAULT_KINDS = (
     "kill-corosync",
 )
 TIMING_NAMES = ("detection", "fencing", "recovery", "downtime")
+# Growing or shrinking the cluster is no fault: its one limit, client downtime,
+# does not come from ``default`` (sized for failovers) and is zero unless a
+# spec or --dcn-threshold says otherwise (:func:`membership_change_limit`).
+GROW_SHRINK = "grow-shrink"
+GROW_SHRINK_TIMINGS = ("downtime",)
 
 
 class Outcome(StrEnum):
@@ -65,17 +73,21 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Thresholds]:
         fault, dot, timing = key.strip().rpartition(".")
         if not sep or not dot:
             raise ConfigError(f"threshold {item!r}: write FAULT.TIMING=SECONDS, e.g. power-off.downtime=60")
-        if fault != "default" and fault not in FAULT_KINDS:
-            known = ", ".join(FAULT_KINDS)
+        if fault not in ("default", GROW_SHRINK, *FAULT_KINDS):
+            known = ", ".join((*FAULT_KINDS, GROW_SHRINK))
             raise ConfigError(f"threshold {item!r}: unknown fault {fault!r}; use default or one of: {known}")
-        if timing not in TIMING_NAMES:
-            raise ConfigError(f"threshold {item!r}: unknown timing {timing!r}; use one of: {', '.join(TIMING_NAMES)}")
+        timings = GROW_SHRINK_TIMINGS if fault == GROW_SHRINK else TIMING_NAMES
+        if timing not in timings:
+            raise ConfigError(f"threshold {item!r}: unknown timing {timing!r}; use one of: {', '.join(timings)}")
         try:
             seconds = float(value)
         except ValueError:
             seconds = -1.0
-        if not seconds > 0:
-            raise ConfigError(f"threshold {item!r}: {value!r} is not a positive number of seconds")
+        # Zero downtime is a limit (no failed request at all); zero detection
+        # or recovery is a typo.
+        if not (seconds >= 0 if timing == "downtime" else seconds > 0):
+            what = "a number of seconds, 0 or more" if timing == "downtime" else "a positive number of seconds"
+            raise ConfigError(f"threshold {item!r}: {value!r} is not {what}")
         out[fault] = out.get(fault, Thresholds()).over(Thresholds(**{timing: seconds}))
     return out
 
@@ -83,6 +95,36 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Thresholds]:
 def thresholds_for(fault: str, table: Mapping[str, Thresholds]) -> Thresholds:
     """``table['default']`` overlaid with ``table[fault]``."""
     return table.get("default", Thresholds()).over(table.get(fault, Thresholds()))
+
+
+def membership_change_limit(table: Mapping[str, Thresholds]) -> float:
+    """The client downtime allowed while a node joins or leaves: the table's
+    ``grow-shrink`` entry, else zero (not ``default``'s, which is a failover's)."""
+    limit = table.get(GROW_SHRINK, Thresholds()).downtime
+    return limit if limit is not None else 0.0
+
+
+def downtime_over(outages: Iterable[Outage], limit: float) -> list[Outage]:
+    """The outages longer than ``limit`` seconds; with a limit of 0, every one
+    (a single failed request is downtime then)."""
+    return [o for o in outages if limit == 0 or o.duration > limit]
+
+
+def describe_outage(o: Outage) -> str:
+    errors = ", ".join(f"{err} x{n}" for err, n in o.errors)
+    where = o.node_before if o.node_before == o.node_after else f"{o.node_before} -> {o.node_after}"
+    requests = f"{o.failures} failed requests: {errors}"
+    return f"{o.target}: {o.duration:.2f}s at t={o.start:.1f} ({requests}; served by {where})"
+
+
+def window(events: Sequence[Event], start: float, end: float, margin: float = 5.0) -> str:
+    """The timeline from ``margin`` before ``start`` to ``margin`` after ``end``,
+    notes included (a grow/shrink step is a note), times from ``start``."""
+    rows = [e for e in sorted(events, key=lambda e: e.t) if start - margin <= e.t <= end + margin]
+    text = [e.describe(start) for e in rows[:EXCERPT_LINES]]
+    if len(rows) > EXCERPT_LINES:
+        text.append(f"... {len(rows) - EXCERPT_LINES} more events in timeline.json")
+    return "\n".join(text) or "(no events)"
 
 
 @dataclass(frozen=True)

@@ -239,6 +239,13 @@ def parse_crm_mon(text: str) -> ClusterState:
             + (f": {errors}" if errors else "")
         )
     summary = root.find("summary")
+    unread = [(e.text or "").strip() for e in root.iter("error")]
+    if summary is None and unread:
+        # Exit 0 and "OK", yet nothing read: a node whose pacemakerd runs but
+        # whose CIB is not up (a node joining a running cluster) prints only
+        # pacemakerd's state and the error. Parsed, it read as a cluster
+        # running no resources at all.
+        raise ClusterError("crm_mon printed no cluster summary: " + "; ".join(unread))
     dc = summary.find("current_dc") if summary is not None else None
     options = summary.find("cluster_options") if summary is not None else None
     resources: list[ResourceState] = []

@@ -66,6 +66,8 @@ workloads)::
         kill-workload: {downtime: 60s}   # per fault: power-off, hard-reset, freeze,
                                 # nic-cut, isolate, kill-workload, kill-controld,
                                 # kill-corosync; overrides default
+        grow-shrink: {downtime: 0s}      # a node joining or leaving: downtime only,
+                                # not from default; 0 = no failed request
 
 Values: a *duration* is an integer (seconds) or a string such as ``500ms``,
 ``10s``, ``2min``, ``1h`` (Pacemaker's own units); a *score* is an integer in
@@ -94,7 +96,7 @@ import yaml.nodes
 
 from harness.errors import ConfigError
 from harness.spec import AddressPlan
-from harness.verdict import FAULT_KINDS, TIMING_NAMES, Thresholds
+from harness.verdict import FAULT_KINDS, GROW_SHRINK, GROW_SHRINK_TIMINGS, TIMING_NAMES, Thresholds
 
 # Pacemaker's score arithmetic saturates at one million ("INFINITY").
 INFINITY = 1_000_000
@@ -767,16 +769,18 @@ class _Reader:
         if table is None:
             return ()
         tm = self.mapping(table, "certification.thresholds")
-        known = ("default", *FAULT_KINDS)
-        self.keys(tm, known, "certification.thresholds (a fault name, or default for all)")
+        known = ("default", *FAULT_KINDS, GROW_SHRINK)
+        self.keys(tm, known, "certification.thresholds (a fault name, default for all faults, or grow-shrink)")
         out = []
         for fault, limits in tm.items.items():
             where = f"certification.thresholds.{fault}"
             lm = self.mapping(limits, where)
-            self.keys(lm, TIMING_NAMES, where)
+            timings = GROW_SHRINK_TIMINGS if fault == GROW_SHRINK else TIMING_NAMES
+            self.keys(lm, timings, where)
             values = {
-                name: self.duration(val, f"{where}.{name}").ms / 1000
-                for name in TIMING_NAMES
+                # Zero downtime is a limit: no failed client request at all.
+                name: self.duration(val, f"{where}.{name}", zero=name == "downtime").ms / 1000
+                for name in timings
                 if (val := self.optional(lm, name)) is not None
             }
             out.append((fault, Thresholds(**values)))

@@ -24,6 +24,7 @@ from harness.node import Node
 from harness.probe import Availability, ClientProbe
 from harness.sampler import ClusterSampler
 from harness.timeline import EventKind, Recorder
+from harness.verdict import Thresholds, describe_outage, downtime_over, membership_change_limit, window
 
 pytestmark = [pytest.mark.grow_shrink, pytest.mark.destructive]
 
@@ -63,9 +64,21 @@ def _assert_quorum(cluster: Cluster) -> None:
         assert sorted(q.member_names()) == members, f"{node.name} sees {q.member_names()}, fleet runs {members}"
 
 
-def _assert_no_outage(availability: dict[str, Availability]) -> None:
-    for name, av in availability.items():
-        assert not av.outages, f"{name}: clients saw outages while the cluster changed size: {av.outages}"
+def _assert_downtime(availability: dict[str, Availability], limit: float, timeline: Recorder) -> None:
+    """No client outage longer than the spec's grow-shrink downtime (none at
+    all with 0), named with the timeline around the worst one."""
+    over = downtime_over((o for av in availability.values() for o in av.outages), limit)
+    if not over:
+        return
+    worst = max(over, key=lambda o: o.duration)
+    allowed = "no failed request" if limit == 0 else f"no outage over {limit:g}s"
+    pytest.fail(
+        f"grow-shrink: expected {allowed} (certification.thresholds.grow-shrink.downtime), observed "
+        + "; ".join(describe_outage(o) for o in over)
+        + "\ntimeline around the longest, from its start:\n"
+        + window(timeline.events(), worst.start, worst.end or worst.last_failed),
+        pytrace=False,
+    )
 
 
 def _step(timeline: Recorder, what: str) -> None:
@@ -77,7 +90,7 @@ def _step(timeline: Recorder, what: str) -> None:
 # stopped answering SSH within seconds of the spare's pacemaker start, its
 # IPaddr2 monitor ran past 60 s, and it was fenced.
 def test_grow_then_shrink_without_downtime(
-    watched: Cluster, spare: Node, timeline: Recorder, probes: ClientProbe
+    watched: Cluster, spare: Node, timeline: Recorder, probes: ClientProbe, thresholds: dict[str, Thresholds]
 ) -> None:
     cluster = watched
     before = _placement(cluster)
@@ -97,10 +110,12 @@ def test_grow_then_shrink_without_downtime(
         assert _placement(cluster) == before, "resources moved when a node left"
     finally:
         availability = probes.record(timeline)
-    _assert_no_outage(availability)
+    _assert_downtime(availability, membership_change_limit(thresholds), timeline)
 
 
-def test_shrink_to_two_and_grow_back(watched: Cluster, spare: Node, timeline: Recorder, probes: ClientProbe) -> None:
+def test_shrink_to_two_and_grow_back(
+    watched: Cluster, spare: Node, timeline: Recorder, probes: ClientProbe, thresholds: dict[str, Thresholds]
+) -> None:
     """Remove a node that runs none of the client-facing resources, down to
     two nodes (corosync's two-node mode), then join the spare: no outage of
     the workloads, quorum right at every size."""
@@ -125,4 +140,4 @@ def test_shrink_to_two_and_grow_back(watched: Cluster, spare: Node, timeline: Re
         _assert_quorum(cluster)
     finally:
         availability = probes.record(timeline)
-    _assert_no_outage(availability)
+    _assert_downtime(availability, membership_change_limit(thresholds), timeline)

@@ -216,3 +216,11 @@ def test_transition_summary() -> None:
         "Promote    rsc_Db2_db2ptr_EWP:0     ( Slave -> Master node2 )",
     )
     assert parse_transition_summary("Current cluster status:\n  * Node List:\n\nTransition Summary:\n\n") == ()
+
+
+def test_crm_mon_on_a_node_whose_cib_is_not_up_is_an_error() -> None:
+    # Recorded on a node joining a running cluster: exit 0, status OK, yet no
+    # summary, nodes or resources. Read as a state, it said nothing runs.
+    xml = (DATA / "crm_mon_joining_node.xml").read_text()
+    with pytest.raises(ClusterError, match=r"no cluster summary: Could not connect to the CIB"):
+        parse_crm_mon(xml)

@@ -270,3 +270,27 @@ def test_a_recorded_power_off() -> None:
     assert timings.downtime.seconds == pytest.approx(37.40, abs=0.05)
     assert (outage.node_before, outage.node_after) == ("dcn1", "dcn3")
     assert tr.violations == []
+
+
+def test_a_joining_node_does_not_speak_for_placement() -> None:
+    # grow_shrink, recorded: the joining dcn4 first has no CIB at all (crm_mon
+    # prints an error and no summary), then one without a DC. Neither may
+    # read as "every resource stopped" while they run on dcn1 undisturbed.
+    four = [*ALL, "dcn4"]
+    tr = tracker()
+    tr.quiet = True
+    for n in ALL:
+        tr.feed(sample(n, 1001.0, ALL, ALL, HEALTHY))
+    tr.quiet = False
+    events = [e for n in ALL for e in tr.feed(sample(n, 1002.0, four, four, HEALTHY))]  # dcn4 is in: one side
+    text = sample_text("dcn4", ANCHOR.wall + 2.0, four, four, HEALTHY)
+    crm = (Path(__file__).parent / "data" / "crm_mon_joining_node.xml").read_text()
+    start, end = text.index(f"{MARK} crm_mon\n") + len(f"{MARK} crm_mon\n"), text.index(f"\n{MARK} rc 0")
+    no_cib = parse_sample("dcn4", 1003.0, 1003.2, text[:start] + crm + text[end:])
+    assert no_cib.state is None
+    assert "no cluster summary" in (no_cib.error or "")
+    events += tr.feed(no_cib)
+    no_dc = text.replace('present="true"', 'present="false"').replace('"vip"', '"x"')  # and a stale resource list
+    events += tr.feed(parse_sample("dcn4", 1004.0, 1004.2, no_dc))
+    assert [e for e in events if e.kind in (K.RESOURCE_STOPPED, K.RESOURCE_STARTED)] == []
+    assert tr.placement()["web"] == frozenset({"dcn1"})

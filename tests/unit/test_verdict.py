@@ -5,16 +5,20 @@ import pytest
 
 from harness.cluster.spec import DEFAULT_SPEC, load_spec, parse_spec
 from harness.errors import ConfigError
-from harness.probe import analyse, parse_output
+from harness.probe import Attempt, analyse, parse_output
 from harness.timeline import Event, EventKind, Recorder, derive
 from harness.verdict import (
     Expectation,
     Outcome,
     Thresholds,
+    describe_outage,
+    downtime_over,
     judge,
+    membership_change_limit,
     observe,
     parse_overrides,
     thresholds_for,
+    window,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -146,8 +150,10 @@ def test_overrides_from_the_command_line() -> None:
         ("power-off=60", "write FAULT.TIMING=SECONDS"),
         ("reboot.downtime=60", "unknown fault 'reboot'"),
         ("power-off.outage=60", "unknown timing 'outage'"),
-        ("power-off.downtime=soon", "not a positive number"),
-        ("power-off.downtime=0", "not a positive number"),
+        ("power-off.downtime=soon", "not a number of seconds, 0 or more"),
+        ("power-off.detection=0", "not a positive number"),
+        ("grow-shrink.detection=5", "unknown timing 'detection'; use one of: downtime"),
+        ("grow-shrink.downtime=-1", "not a number of seconds, 0 or more"),
     ],
 )
 def test_bad_overrides_say_how_to_write_them(item: str, message: str) -> None:
@@ -177,6 +183,8 @@ def test_spec_thresholds_per_fault_with_durations() -> None:
         ("certification:\n  thresholds:\n    default: {outage: 1}\n", "t.yaml:3: unknown key 'outage'"),
         ("certification:\n  thresholds:\n    default:\n      downtime: soon\n", "t.yaml:4: .*downtime is 'soon'"),
         ("certification:\n  limits: {}\n", "t.yaml:2: unknown key 'limits'"),
+        ("certification:\n  thresholds:\n    grow-shrink: {recovery: 1}\n", "t.yaml:3: unknown key 'recovery'"),
+        ("certification:\n  thresholds:\n    default: {detection: 0}\n", "t.yaml:3: .*detection must be longer than 0"),
     ],
 )
 def test_spec_threshold_errors_name_the_line(text: str, message: str) -> None:
@@ -199,3 +207,43 @@ def test_a_group_restarted_through_its_member() -> None:
     # A member starting elsewhere alone is not the group relocating.
     lone = [FAULT, ev(104.0, K.RESOURCE_STARTED, "dcn3", "vip")]
     assert observe(lone, "web", "dcn2", FAULT, members=("vip", "http")).outcome is Outcome.UNAFFECTED
+
+
+# ------------------------------------------------------------ grow/shrink
+
+
+def test_grow_shrink_downtime_is_zero_unless_configured_and_not_the_default() -> None:
+    assert membership_change_limit({"default": LOOSE}) == 0.0
+    spec = parse_spec("certification:\n  thresholds:\n    grow-shrink: {downtime: 0}\n", "t.yaml")
+    assert membership_change_limit(spec.threshold_table()) == 0.0
+    assert membership_change_limit(load_spec(DEFAULT_SPEC).threshold_table()) == 1.0
+    assert membership_change_limit(parse_overrides(["grow-shrink.downtime=2.5"])) == 2.5
+
+
+def _attempts(pattern: str, step: float = 0.1) -> list[Attempt]:
+    """One attempt per character, ``step`` apart: ``.`` answered by dcn1, ``x`` timed out."""
+    return [
+        Attempt("web", i, 100 + i * step, 0.01, c == ".", "dcn1" if c == "." else None, 200 if c == "." else None,
+                None if c == "." else "timeout")
+        for i, c in enumerate(pattern)
+    ]  # fmt: skip
+
+
+def test_downtime_over_a_limit() -> None:
+    # Recorded shape (grow_shrink on TCG): one request over the 1 s timeout
+    # between answered ones, and later a run of twelve.
+    av = analyse(_attempts("....x......" + "x" * 12 + "..."))
+    single, run = av.outages
+    assert downtime_over(av.outages, 0.0) == [single, run]  # zero: not one failed request
+    assert downtime_over(av.outages, 1.0) == [run]
+    assert run.duration == pytest.approx(1.2)
+    assert describe_outage(run) == "web: 1.20s at t=101.1 (12 failed requests: timeout x12; served by dcn1)"
+    events = [
+        Event(99.0, K.NOTE, "grow_shrink", detail="join dcn4"),
+        Event(101.5, K.CLIENT_FAILURE_FIRST, "probe:web", node="dcn1", resource="web"),
+        Event(130.0, K.NOTE, "grow_shrink", detail="remove dcn4"),
+    ]
+    text = window(events, run.start, run.end or run.last_failed)
+    assert "join dcn4" in text
+    assert "client_failure_first" in text
+    assert "remove dcn4" not in text
