@@ -85,10 +85,11 @@ def _step(timeline: Recorder, what: str) -> None:
     timeline.record(EventKind.NOTE, "grow_shrink", detail=what)
 
 
-# Not in the smoke set: on the 2-core TCG host it has failed by starvation,
-# not by the join (README, grow/shrink): the node serving the workloads
-# stopped answering SSH within seconds of the spare's pacemaker start, its
-# IPaddr2 monitor ran past 60 s, and it was fenced.
+# Not in the smoke set: while the spare joins, four TCG guests share the two
+# host cores and the one serving web gets too little of them. Measured here:
+# outages of single requests (0.1 s) and once seven in a row (0.7 s, under
+# the shipped 1 s limit); the sampler's SSH to that node took over 20 s; in
+# an earlier session it went quiet long enough to be fenced.
 def test_grow_then_shrink_without_downtime(
     watched: Cluster, spare: Node, timeline: Recorder, probes: ClientProbe, thresholds: dict[str, Thresholds]
 ) -> None:
@@ -113,6 +114,9 @@ def test_grow_then_shrink_without_downtime(
     _assert_downtime(availability, membership_change_limit(thresholds), timeline)
 
 
+# The smoke case: the spare joins a two-node cluster, so three guests share the
+# host, as in every other case (no failed request in the run that chose it).
+@pytest.mark.smoke
 def test_shrink_to_two_and_grow_back(
     watched: Cluster, spare: Node, timeline: Recorder, probes: ClientProbe, thresholds: dict[str, Thresholds]
 ) -> None:

@@ -201,6 +201,6 @@ def test_when_a_test_gets_a_fresh_cluster() -> None:
     sc.used = True
     assert sc.renewal_needed(destructive=False) == ""
     assert sc.renewal_needed(destructive=True) == "destructive test"
-    sc.spoiled = True
-    assert sc.renewal_needed(destructive=False) == "after a destructive test"
-    assert sc.renewal_needed(destructive=True) == "after a destructive test"
+    sc.spoiled = "after a failed test"
+    assert sc.renewal_needed(destructive=False) == "after a failed test"
+    assert sc.renewal_needed(destructive=True) == "after a failed test"
