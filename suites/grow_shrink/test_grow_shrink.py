@@ -6,7 +6,8 @@ lab's limit, not the cluster's), then joined to the running cluster and later
 drained and removed, in the steps of ``pcs cluster node add/remove``. At every
 size the quorum must count exactly the members, the workloads must not move
 (none of the spec's constraints asks them to), and the client probes must see
-no outage at all.
+no outage longer than the spec's ``grow-shrink`` downtime (none at all when
+it is 0, the default).
 
 Both cases change the membership: they are ``destructive``, so the next test
 gets a fresh cluster of the spec's size.

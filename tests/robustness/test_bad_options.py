@@ -38,9 +38,10 @@ def row(args: list[str], message: str, safety: tuple[str, ...] = SAFE) -> Any:
             ["--dcn-threshold", "nonsense"],
             "--dcn-threshold: threshold 'nonsense': write FAULT.TIMING=SECONDS, e.g. power-off.downtime=60",
         ),
-        row(["--dcn-threshold", "power-off.downtime=-5"], "'-5' is not a positive number of seconds"),
+        row(["--dcn-threshold", "power-off.downtime=-5"], "'-5' is not a number of seconds, 0 or more"),
         row(["--dcn-threshold", "meteor.downtime=5"], "unknown fault 'meteor'; use default or one of: power-off"),
         row(["--dcn-threshold", "power-off.lunch=5"], "unknown timing 'lunch'; use one of: detection"),
+        row(["--dcn-threshold", "grow-shrink.recovery=5"], "unknown timing 'recovery'; use one of: downtime"),
         # No --dcn-image with a recipe: the image would make the recipe moot.
         row(["--dcn-recipe", "nosuch"], "--dcn-recipe: no image recipe named 'nosuch'; known recipes:", (NO_LIBVIRT,)),
         row(["--dcn-recipe", "/x/r.toml"], "--dcn-recipe: cannot read image recipe /x/r.toml", (NO_LIBVIRT,)),
