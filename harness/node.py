@@ -3,6 +3,7 @@ run a command on it (over SSH from inside the fleet's namespace)."""
 
 from __future__ import annotations
 
+import functools
 import io
 import shlex
 import time
@@ -18,6 +19,26 @@ from harness.spec import NodePlan
 
 if TYPE_CHECKING:
     import fabric
+
+
+@functools.cache
+def _connection_class() -> type[fabric.Connection]:
+    """fabric's Connection, with a deadline on opening each command's session
+    channel (``session_timeout``, set by :meth:`Node.run` to the command's
+    timeout). paramiko waits for the channel forever (Transport.open_channel),
+    and invoke's timeout starts only once it is open: a node cut off after its
+    connection was opened (a NIC cut on a cluster without fencing, which
+    leaves it running) hung the harness there for good."""
+    import fabric  # deferred: importing paramiko costs ~0.3 s
+
+    class Connection(fabric.Connection):  # type: ignore[misc]
+        session_timeout: float | None = None
+
+        def create_session(self) -> Any:
+            self.open()  # as fabric's @opens does
+            return self.transport.open_session(timeout=self.session_timeout)
+
+    return Connection
 
 
 @dataclass(frozen=True)
@@ -62,7 +83,7 @@ class Node:
         if network not in self._connections:
             import fabric  # deferred: importing paramiko costs ~0.3 s
 
-            self._connections[network] = fabric.Connection(
+            self._connections[network] = _connection_class()(
                 host=self.address(network),
                 user="root",
                 # Never forward our stdin: under pytest it is a closed pseudo-file.
@@ -124,6 +145,7 @@ class Node:
 
         try:
             stream = io.StringIO(stdin) if stdin is not None else False
+            conn.session_timeout = timeout  # the channel's opening too: see _connection_class
             res = conn.run(cmd, hide=True, warn=True, timeout=timeout, in_stream=stream)
         except CommandTimedOut as err:
             result = Result(cmd, -1, err.result.stdout, err.result.stderr, time.monotonic() - start, where)

@@ -1,0 +1,21 @@
+"""Node.run's SSH plumbing that needs no node: the deadline on opening a
+command's session channel."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from harness.node import _connection_class
+
+
+def test_opening_a_session_channel_has_the_commands_deadline() -> None:
+    # paramiko's own default is to wait for the channel (an hour): a node cut
+    # off after its connection opened hung the suite there.
+    asked: list[Any] = []
+    conn = _connection_class()(host="dcn1.invalid")  # never connects: open() is replaced below
+    conn.open = lambda: None
+    conn.transport = SimpleNamespace(open_session=lambda timeout: asked.append(timeout) or "channel")
+    conn.session_timeout = 60.0
+    assert conn.create_session() == "channel"
+    assert asked == [60.0]
