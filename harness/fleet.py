@@ -9,7 +9,6 @@ removes exactly what the record and the owner labels say is ours.
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import secrets
 import shutil
@@ -491,25 +490,6 @@ class Fleet:
         if dom.isActive():
             dom.destroy()
         dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
-
-    def set_host_priority(self, name: str, nice: int) -> bool:
-        """Give every thread of node ``name``'s QEMU the host scheduling
-        priority ``nice`` (0 is the default, 19 the lowest). Only the embedded
-        hypervisor's QEMU processes are this run's to touch (found by the pid
-        file its libvirtd writes); with another hypervisor nothing changes and
-        the answer is False. Threads QEMU starts later inherit it."""
-        if not isinstance(self.hv, EmbeddedHypervisor):
-            return False
-        pid_file = self.hv.root / "run" / "qemu" / f"{self.node(name).domain}.pid"
-        try:
-            pid = int(pid_file.read_text().strip())
-            threads = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
-        except (OSError, ValueError) as err:
-            raise HypervisorError(f"cannot find {name}'s QEMU process ({pid_file}): {err}") from err
-        for tid in threads:
-            with contextlib.suppress(ProcessLookupError):  # a worker thread that just ended
-                os.setpriority(os.PRIO_PROCESS, tid, nice)
-        return True
 
     def power_on(self, name: str) -> None:
         """Start a node that is off (fenced, powered off) and wait for SSH."""

@@ -65,10 +65,6 @@ MEMBERSHIP = 60.0
 START_TIMEOUT = 60.0
 FENCE_CONFIRM = 30.0
 REJOIN = 120.0
-# Host nice of a node joining under TCG (add_node): CFS weight 110 against the
-# members' 1024, so it takes what the members leave and still ~10% of a core
-# when they want it all; corosync needs far less to answer its 3 s token.
-JOINING_NICE = 10
 
 
 @dataclass(frozen=True)
@@ -374,19 +370,9 @@ class Cluster:
         self._put_conf(members, conf)
         via.run(list(RELOAD_ARGV), timeout=60 * self.scale)
         self._spares.discard(node.name)
-        # Under TCG the joining node's start (pacemaker, a probe of every
-        # resource) took the host CPU the node serving the workloads needed:
-        # four guests on two cores, and client requests to the busy node timed
-        # out while it joined. A real device brings its own CPU; here the
-        # joiner runs at a lower host priority until the cluster has converged.
-        lowered = self.fleet.accel.name != "kvm" and self.fleet.set_host_priority(node.name, JOINING_NICE)
-        try:
-            self.start_stack(node)
-            self._update_host_map(via)  # wait_converged below waits for the node to be online
-            self.wait_converged(REJOIN)
-        finally:
-            if lowered:
-                self.fleet.set_host_priority(node.name, 0)
+        self.start_stack(node)
+        self._update_host_map(via)  # wait_converged below waits for the node to be online
+        self.wait_converged(REJOIN)
         self.timings[f"add {node.name}"] = round(time.monotonic() - t0, 3)
         return node
 
