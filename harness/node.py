@@ -28,15 +28,26 @@ def _connection_class() -> type[fabric.Connection]:
     timeout). paramiko waits for the channel forever (Transport.open_channel),
     and invoke's timeout starts only once it is open: a node cut off after its
     connection was opened (a NIC cut on a cluster without fencing, which
-    leaves it running) hung the harness there for good."""
+    leaves it running) hung the harness there for good. The SFTP channel
+    (:meth:`Node.put`) gets the deadline too, for its opening and each read."""
     import fabric  # deferred: importing paramiko costs ~0.3 s
+    import paramiko
 
     class Connection(fabric.Connection):  # type: ignore[misc]
         session_timeout: float | None = None
+        _sftp: Any  # fabric's memo of the SFTP client
 
         def create_session(self) -> Any:
             self.open()  # as fabric's @opens does
             return self.transport.open_session(timeout=self.session_timeout)
+
+        def sftp(self) -> Any:  # fabric's, memoised the same way, on a channel with the deadline
+            if self._sftp is None:
+                channel = self.create_session()
+                channel.settimeout(self.session_timeout)
+                channel.invoke_subsystem("sftp")
+                self._sftp = paramiko.SFTPClient(channel)
+            return self._sftp
 
     return Connection
 

@@ -38,7 +38,12 @@ TIMING_NAMES = ("detection", "fencing", "recovery", "downtime")
 # does not come from ``default`` (sized for failovers) and is zero unless a
 # spec or --dcn-threshold says otherwise (:func:`membership_change_limit`).
 GROW_SHRINK = "grow-shrink"
-GROW_SHRINK_TIMINGS = ("downtime",)
+THRESHOLD_KEYS = ("default", *FAULT_KINDS, GROW_SHRINK)  # certification.thresholds, --dcn-threshold
+
+
+def timings_of(key: str) -> tuple[str, ...]:
+    """The timings a threshold-table key may limit: grow-shrink only downtime."""
+    return ("downtime",) if key == GROW_SHRINK else TIMING_NAMES
 
 
 class Outcome(StrEnum):
@@ -73,10 +78,10 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Thresholds]:
         fault, dot, timing = key.strip().rpartition(".")
         if not sep or not dot:
             raise ConfigError(f"threshold {item!r}: write FAULT.TIMING=SECONDS, e.g. power-off.downtime=60")
-        if fault not in ("default", GROW_SHRINK, *FAULT_KINDS):
-            known = ", ".join((*FAULT_KINDS, GROW_SHRINK))
+        if fault not in THRESHOLD_KEYS:
+            known = ", ".join(THRESHOLD_KEYS[1:])
             raise ConfigError(f"threshold {item!r}: unknown fault {fault!r}; use default or one of: {known}")
-        timings = GROW_SHRINK_TIMINGS if fault == GROW_SHRINK else TIMING_NAMES
+        timings = timings_of(fault)
         if timing not in timings:
             raise ConfigError(f"threshold {item!r}: unknown timing {timing!r}; use one of: {', '.join(timings)}")
         try:
@@ -120,11 +125,7 @@ def describe_outage(o: Outage) -> str:
 def window(events: Sequence[Event], start: float, end: float, margin: float = 5.0) -> str:
     """The timeline from ``margin`` before ``start`` to ``margin`` after ``end``,
     notes included (a grow/shrink step is a note), times from ``start``."""
-    rows = [e for e in sorted(events, key=lambda e: e.t) if start - margin <= e.t <= end + margin]
-    text = [e.describe(start) for e in rows[:EXCERPT_LINES]]
-    if len(rows) > EXCERPT_LINES:
-        text.append(f"... {len(rows) - EXCERPT_LINES} more events in timeline.json")
-    return "\n".join(text) or "(no events)"
+    return _rows_text([e for e in sorted(events, key=lambda e: e.t) if start - margin <= e.t <= end + margin], start)
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,12 @@ def excerpt(events: Sequence[Event], fault: Event, resource: str, members: Seque
             or e.kind is EventKind.INVARIANT_VIOLATED
         )
     ]
-    text = [e.describe(fault.t) for e in rows[:EXCERPT_LINES]]
+    return _rows_text(rows, fault.t)
+
+
+def _rows_text(rows: Sequence[Event], origin: float) -> str:
+    """At most EXCERPT_LINES events, times from ``origin``, and how many more there are."""
+    text = [e.describe(origin) for e in rows[:EXCERPT_LINES]]
     if len(rows) > EXCERPT_LINES:
         text.append(f"... {len(rows) - EXCERPT_LINES} more events in timeline.json")
     return "\n".join(text) or "(no events)"

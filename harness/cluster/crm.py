@@ -232,20 +232,19 @@ def parse_crm_mon(text: str) -> ClusterState:
     if root.tag != "pacemaker-result":
         raise ClusterError(f"expected <pacemaker-result> from crm_mon --output-as=xml, got <{root.tag}>")
     status = root.find("status")
+    errors = "; ".join((e.text or "").strip() for e in root.iter("error"))
     if status is not None and status.get("code", "0") != "0":
-        errors = "; ".join((e.text or "").strip() for e in status.iter("error"))
         raise ClusterError(
             f"crm_mon failed (code {status.get('code')}: {status.get('message', '')})"
             + (f": {errors}" if errors else "")
         )
     summary = root.find("summary")
-    unread = [(e.text or "").strip() for e in root.iter("error")]
-    if summary is None and unread:
+    if summary is None and errors:
         # Exit 0 and "OK", yet nothing read: a node whose pacemakerd runs but
         # whose CIB is not up (a node joining a running cluster) prints only
         # pacemakerd's state and the error. Parsed, it read as a cluster
         # running no resources at all.
-        raise ClusterError("crm_mon printed no cluster summary: " + "; ".join(unread))
+        raise ClusterError(f"crm_mon printed no cluster summary: {errors}")
     dc = summary.find("current_dc") if summary is not None else None
     options = summary.find("cluster_options") if summary is not None else None
     resources: list[ResourceState] = []

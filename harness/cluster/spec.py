@@ -96,7 +96,7 @@ import yaml.nodes
 
 from harness.errors import ConfigError
 from harness.spec import AddressPlan
-from harness.verdict import FAULT_KINDS, GROW_SHRINK, GROW_SHRINK_TIMINGS, TIMING_NAMES, Thresholds
+from harness.verdict import THRESHOLD_KEYS, Thresholds, timings_of
 
 # Pacemaker's score arithmetic saturates at one million ("INFINITY").
 INFINITY = 1_000_000
@@ -769,13 +769,12 @@ class _Reader:
         if table is None:
             return ()
         tm = self.mapping(table, "certification.thresholds")
-        known = ("default", *FAULT_KINDS, GROW_SHRINK)
-        self.keys(tm, known, "certification.thresholds (a fault name, default for all faults, or grow-shrink)")
+        self.keys(tm, THRESHOLD_KEYS, "certification.thresholds (a fault name, default for all faults, or grow-shrink)")
         out = []
         for fault, limits in tm.items.items():
             where = f"certification.thresholds.{fault}"
             lm = self.mapping(limits, where)
-            timings = GROW_SHRINK_TIMINGS if fault == GROW_SHRINK else TIMING_NAMES
+            timings = timings_of(fault)
             self.keys(lm, timings, where)
             values = {
                 # Zero downtime is a limit: no failed client request at all.

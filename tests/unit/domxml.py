@@ -9,10 +9,12 @@ from harness.domainxml import BootSpec, Owner, domain_xml
 from harness.spec import FleetSpec
 
 
-def small_domain_xml(fleet: str, index: int, run: str, uuid: str | None = None) -> str:
+def small_domain_xml(
+    fleet: str, index: int, run: str, uuid: str | None = None, *, networks: int = 2, seed: Path | None = None
+) -> str:
     plan = FleetSpec(name=fleet).plan()
     return domain_xml(
-        plan.node(index, networks=2),
+        plan.node(index, networks=networks),
         owner=Owner(run, fleet),
         domain_type="qemu",
         vcpus=1,
@@ -20,6 +22,7 @@ def small_domain_xml(fleet: str, index: int, run: str, uuid: str | None = None) 
         disk=Path("/d.qcow2"),
         console_log=Path("/c.log"),
         boot=BootSpec(None, None, ""),
-        networks={i: plan.network(i) for i in range(2)},
+        networks={i: plan.network(i) for i in range(networks)},
         uuid=uuid,
+        seed=seed,
     )

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from domxml import small_domain_xml
 
-from harness.domainxml import BootSpec, Owner, domain_xml
 from harness.errors import ConfigError
 from harness.seed import Seed, seed_documents, write_seed_image
 from harness.spec import FleetSpec
@@ -123,21 +123,7 @@ def test_seed_image_is_iso9660_labelled_cidata(tmp_path: Path) -> None:
 
 
 def _xml(seed: Path | None) -> ET.Element:
-    plan = FleetSpec(name="t1").plan()
-    return ET.fromstring(
-        domain_xml(
-            plan.node(1, networks=1),
-            owner=Owner("t1-abc", "t1"),
-            domain_type="qemu",
-            vcpus=1,
-            memory_mib=1024,
-            disk=Path("/run/t1/disks/dcn1.qcow2"),
-            console_log=Path("/run/t1/logs/dcn1.console.log"),
-            boot=BootSpec(None, None, ""),
-            networks={0: plan.network(0)},
-            seed=seed,
-        )
-    )
+    return ET.fromstring(small_domain_xml("t1", 1, "t1-abc", networks=1, seed=seed))
 
 
 def test_domain_attaches_seed_as_readonly_cdrom() -> None:
