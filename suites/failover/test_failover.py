@@ -11,7 +11,6 @@ the report.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -247,21 +246,25 @@ def _wait_for_outcome(
 ) -> None:
     """Until the fault has played out: the workload settled somewhere and the
     client answered by it again; or, when nothing should happen, for QUIET
-    seconds. Never fails by itself: a case that does not settle is judged on
-    what the timeline shows, and the verdict says what was missing."""
+    seconds (and, if something happens after all, until that settles).
+    Never fails by itself: a case that does not settle is judged on what the
+    timeline shows, and the verdict says what was missing."""
     rsc = case.workload
     members = _members(cluster, rsc)
     if case.expectation.outcome is Outcome.UNAFFECTED:
-        # Watch for QUIET seconds; anything happening to the workload ends the
-        # watch early (and the verdict will say what it was).
+        # Watch for QUIET seconds. A timeout is the expected case: nothing
+        # happened. Anything happening to the workload is then watched to its
+        # end like any other outcome, so the verdict names where the workload
+        # settled rather than its first stop (single_link's nic-cut read
+        # "unaffected (now on dcn3)" while web was still moving).
         def disturbed() -> bool:
             seen = observe(timeline.events(), rsc, target, injected, members)
             return seen.outcome is not Outcome.UNAFFECTED or seen.fenced
 
-        # A timeout here is the expected case: nothing happened.
-        with contextlib.suppress(WaitTimeout):
+        try:
             wait_until(disturbed, timeout=QUIET * cluster.scale, what=f"anything to happen to {rsc}", interval=1.0)
-        return
+        except WaitTimeout:
+            return
 
     def settled() -> bool:
         seen = observe(timeline.events(), rsc, target, injected, members)
