@@ -115,9 +115,9 @@ def test_grow_then_shrink_without_downtime(
 
 
 # The smoke case: the spare joins a two-node cluster, so three guests share the
-# host, as in every other case. Its outages under TCG (0-6.8 s, each from
-# corosync's membership change on the web node) are what sized the shipped
-# spec's grow-shrink downtime.
+# host, as in every other case. Its outages under TCG (0-9.0 s, from the
+# membership change's work on the web node: corosync's, then pacemaker's)
+# are what sized the shipped spec's grow-shrink downtime.
 @pytest.mark.smoke
 def test_shrink_to_two_and_grow_back(
     watched: Cluster, spare: Node, timeline: Recorder, probes: ClientProbe, thresholds: dict[str, Thresholds]

@@ -216,7 +216,7 @@ def test_grow_shrink_downtime_is_zero_unless_configured_and_not_the_default() ->
     assert membership_change_limit({"default": LOOSE}) == 0.0
     spec = parse_spec("certification:\n  thresholds:\n    grow-shrink: {downtime: 0}\n", "t.yaml")
     assert membership_change_limit(spec.threshold_table()) == 0.0
-    assert membership_change_limit(load_spec(DEFAULT_SPEC).threshold_table()) == 15.0
+    assert membership_change_limit(load_spec(DEFAULT_SPEC).threshold_table()) == 30.0
     assert membership_change_limit(parse_overrides(["grow-shrink.downtime=2.5"])) == 2.5
 
 
