@@ -149,6 +149,10 @@ class Observed:
     where: str | None  # the node the resource runs on at the end, when seen started
     fenced: bool
     evidence: tuple[Event, ...]  # the events the outcome rests on
+    # When that last start was seen: a client answer from ``where`` counts as
+    # the end of the fault only after it (a cut-off node's own view shows its
+    # resources started until it is fenced, and it answered clients till then).
+    started_at: float | None = None
 
 
 def observe(events: Sequence[Event], resource: str, target: str, fault: Event, members: Sequence[str] = ()) -> Observed:
@@ -182,7 +186,8 @@ def observe(events: Sequence[Event], resource: str, target: str, fault: Event, m
         outcome, evidence = Outcome.UNAFFECTED, trouble[:1]
     whole = [e for e in started if e.resource == resource] or started
     where = whole[-1].node if whole else None
-    return Observed(outcome, where, bool(fences), tuple([*evidence, *fences[:1]]))
+    started_at = whole[-1].t if whole else None
+    return Observed(outcome, where, bool(fences), tuple([*evidence, *fences[:1]]), started_at)
 
 
 @dataclass(frozen=True)

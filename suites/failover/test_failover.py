@@ -269,8 +269,14 @@ def _wait_for_outcome(
     def settled() -> bool:
         seen = observe(timeline.events(), rsc, target, injected, members)
         if seen.outcome is not Outcome.UNAFFECTED and seen.where is not None:
+            # Answered from where it runs now, after it was seen starting
+            # there: single_link's nic-cut first showed web "restarted" on the
+            # cut-off dcn1 (its own view, till the fence), whose answers
+            # between the cut and the fence had ended the wait before web
+            # came up on dcn3.
             last = probes.last_ok(rsc)
-            return last is not None and last.t > injected.t and last.node == seen.where
+            after = max(injected.t, seen.started_at or injected.t)
+            return last is not None and last.t > after and last.node == seen.where
         # A restart in place can fall between two samples of crm_mon, which
         # then never shows the workload stopped. The client sees it: failures
         # after the fault, then answers from the same node again. (The

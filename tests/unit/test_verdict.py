@@ -120,6 +120,26 @@ def test_a_relocation_elsewhere_than_the_target_wins_over_a_restart() -> None:
     seen = observe(events, "web", "dcn2", FAULT)
     assert seen.outcome is Outcome.RELOCATED
     assert seen.where == "dcn3"
+    assert seen.started_at == 120.0
+
+
+def test_a_cut_off_nodes_own_view_is_a_restart_only_until_the_move() -> None:
+    """Recorded shape (single_link, nic-cut-web): the survivors' view shows
+    web stopped, the cut-off dcn1's own view then shows it started there
+    until the fence. Until web is seen elsewhere the outcome reads as a
+    restart in place, and when that start was seen is what a client answer
+    must come after (the failover suite waits on it)."""
+    events = [
+        FAULT,
+        ev(113.3, K.RESOURCE_STOPPED, "dcn2", "web"),
+        ev(113.6, K.RESOURCE_STARTED, "dcn2", "web"),
+        ev(113.8, K.FENCE_CONFIRMED, "dcn2"),
+    ]
+    seen = observe(events, "web", "dcn2", FAULT)
+    assert (seen.outcome, seen.where, seen.started_at, seen.fenced) == (Outcome.RESTARTED, "dcn2", 113.6, True)
+    seen = observe([*events, ev(118.2, K.RESOURCE_STARTED, "dcn3", "web")], "web", "dcn2", FAULT)
+    assert (seen.outcome, seen.where, seen.started_at) == (Outcome.RELOCATED, "dcn3", 118.2)
+    assert observe([FAULT], "web", "dcn2", FAULT).started_at is None
 
 
 def test_no_fault_on_the_timeline_is_a_failure_not_a_pass() -> None:
