@@ -12,6 +12,7 @@ the report.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -251,12 +252,17 @@ def _wait_for_outcome(
     timeline shows, and the verdict says what was missing."""
     rsc = case.workload
     members = _members(cluster, rsc)
+    watch_until = 0.0  # no answer settles the case before then
     if case.expectation.outcome is Outcome.UNAFFECTED:
         # Watch for QUIET seconds. A timeout is the expected case: nothing
-        # happened. Anything happening to the workload is then watched to its
-        # end like any other outcome, so the verdict names where the workload
-        # settled rather than its first stop (single_link's nic-cut read
-        # "unaffected (now on dcn3)" while web was still moving).
+        # happened. If something does happen, its first sign is not the
+        # outcome: single_link's nic-cut first showed web "restarted" on the
+        # cut-off dcn1 (that node's own view, and its answers to clients,
+        # until the fence a second later), then web came up on dcn3. So the
+        # whole window is watched, then until the workload settles, and the
+        # verdict names where it ended.
+        watch_until = injected.t + QUIET * cluster.scale
+
         def disturbed() -> bool:
             seen = observe(timeline.events(), rsc, target, injected, members)
             return seen.outcome is not Outcome.UNAFFECTED or seen.fenced
@@ -267,13 +273,11 @@ def _wait_for_outcome(
             return
 
     def settled() -> bool:
+        if time.monotonic() < watch_until:
+            return False
         seen = observe(timeline.events(), rsc, target, injected, members)
         if seen.outcome is not Outcome.UNAFFECTED and seen.where is not None:
-            # Answered from where it runs now, after it was seen starting
-            # there: single_link's nic-cut first showed web "restarted" on the
-            # cut-off dcn1 (its own view, till the fence), whose answers
-            # between the cut and the fence had ended the wait before web
-            # came up on dcn3.
+            # Answered from where it runs now, after it was seen starting there.
             last = probes.last_ok(rsc)
             after = max(injected.t, seen.started_at or injected.t)
             return last is not None and last.t > after and last.node == seen.where
