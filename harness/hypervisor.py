@@ -24,7 +24,7 @@ from typing import Protocol
 import libvirt
 
 from harness import hvsupervisor
-from harness.errors import CommandError, HypervisorError
+from harness.errors import CommandError, HypervisorError, WaitTimeout
 from harness.owner import ProcessId
 from harness.proc import run_local
 from harness.wait import wait_until
@@ -32,6 +32,10 @@ from harness.wait import wait_until
 # libvirt prints every error to stderr by default; we raise them instead.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
+# How long a refused connection to the embedded libvirtd waits for the daemon
+# to be seen dead before it is reported as a live daemon that did not answer:
+# dying takes a killed process milliseconds.
+EXIT_GRACE = 2.0
 REQUIRED_TOOLS = ("libvirtd", "virtlogd", "qemu-system-x86_64", "qemu-img", "ip", "unshare", "nc", "mount")
 
 LIBVIRTD_CONF = """\
@@ -135,8 +139,18 @@ class EmbeddedHypervisor:
         try:
             return open_connection(self.uri)
         except HypervisorError as err:
-            if self.libvirtd_alive():
-                raise
+            # A killed daemon closes its sockets (connection reset) a moment
+            # before it is seen dead (a zombie, or gone): CI once asked in
+            # between and reported a URI to check instead of a dead daemon.
+            try:
+                wait_until(
+                    lambda: not self.libvirtd_alive(),
+                    timeout=EXIT_GRACE,
+                    what="the embedded libvirtd to be seen dead",
+                    interval=0.1,
+                )
+            except WaitTimeout:
+                raise err from None
             # Not a URI to check: our own daemon is gone, and its VMs with it.
             raise HypervisorExited(
                 f"the embedded libvirtd (namespace {self.name}) is gone: killed, or it crashed; "
