@@ -506,6 +506,10 @@ class Fleet:
 
     # -- reading ------------------------------------------------------------
 
+    def running(self) -> list[Node]:
+        """The nodes whose domains run (not off, fenced or paused)."""
+        return [n for n in self.nodes.values() if self.domain_state(n.name) == "running"]
+
     def domain_state(self, name: str) -> str:
         domain = self.node(name).domain
         try:

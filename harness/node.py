@@ -21,6 +21,13 @@ from harness.spec import NodePlan
 if TYPE_CHECKING:
     import fabric
 
+# paramiko's transport thread logs every failed handshake (a node busy or cut
+# off: "Error reading SSH protocol banner") with its traceback at ERROR, then
+# raises the same error to the caller, which reports it (the sampler as
+# node_unreachable). The copies filled a failed CI run's output and hid the
+# test's own message.
+logging.getLogger("paramiko.transport").setLevel(logging.CRITICAL)
+
 
 @functools.cache
 def _connection_class() -> type[fabric.Connection]:
@@ -33,13 +40,6 @@ def _connection_class() -> type[fabric.Connection]:
     (:meth:`Node.put`) gets the deadline too, for its opening and each read."""
     import fabric  # deferred: importing paramiko costs ~0.3 s
     import paramiko
-
-    # paramiko's transport thread logs every failed handshake (a node busy or
-    # cut off: "Error reading SSH protocol banner") with its traceback at
-    # ERROR, then raises the same error to the caller, which reports it (the
-    # sampler as node_unreachable). The copies filled a failed CI run's output
-    # and hid the test's own message.
-    logging.getLogger("paramiko.transport").setLevel(logging.CRITICAL)
 
     class Connection(fabric.Connection):  # type: ignore[misc]
         session_timeout: float | None = None

@@ -146,13 +146,21 @@ class Expectation:
 @dataclass(frozen=True)
 class Observed:
     outcome: Outcome
-    where: str | None  # the node the resource runs on at the end, when seen started
     fenced: bool
     evidence: tuple[Event, ...]  # the events the outcome rests on
-    # When that last start was seen: a client answer from ``where`` counts as
-    # the end of the fault only after it (a cut-off node's own view shows its
-    # resources started until it is fenced, and it answered clients till then).
-    started_at: float | None = None
+    # The resource's last start seen, if any: where it runs at the end, and
+    # when; a client answer from there ends the fault only after it (a cut-off
+    # node's own view shows its resources started until it is fenced, and it
+    # answered clients till then).
+    last_start: Event | None = None
+
+    @property
+    def where(self) -> str | None:
+        return self.last_start.node if self.last_start is not None else None
+
+    @property
+    def started_at(self) -> float | None:
+        return self.last_start.t if self.last_start is not None else None
 
 
 def observe(events: Sequence[Event], resource: str, target: str, fault: Event, members: Sequence[str] = ()) -> Observed:
@@ -185,9 +193,7 @@ def observe(events: Sequence[Event], resource: str, target: str, fault: Event, m
     else:
         outcome, evidence = Outcome.UNAFFECTED, trouble[:1]
     whole = [e for e in started if e.resource == resource] or started
-    where = whole[-1].node if whole else None
-    started_at = whole[-1].t if whole else None
-    return Observed(outcome, where, bool(fences), tuple([*evidence, *fences[:1]]), started_at)
+    return Observed(outcome, bool(fences), tuple([*evidence, *fences[:1]]), whole[-1] if whole else None)
 
 
 @dataclass(frozen=True)

@@ -449,11 +449,7 @@ class Cluster:
     def members(self) -> list[Node]:
         """Nodes that should be cluster members: running domains of the fleet,
         spares that have not joined yet aside."""
-        return [
-            n
-            for n in self.fleet.nodes.values()
-            if n.name not in self._spares and self.fleet.domain_state(n.name) == "running"
-        ]
+        return [n for n in self.fleet.running() if n.name not in self._spares]
 
     def state(self, via: Node | None = None) -> ClusterState:
         """crm_mon's view, asked of ``via`` or of the first member that answers."""

@@ -12,7 +12,6 @@ the report.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from harness.report import CaseRecord, RunReport
 from harness.sampler import ClusterSampler
 from harness.timeline import Event, EventKind, Recorder, derive
 from harness.verdict import Expectation, Outcome, Thresholds, judge, observe, thresholds_for
-from harness.wait import wait_until
+from harness.wait import Deadline, wait_until
 
 # ------------------------------------------------------------------ the cases
 #
@@ -252,7 +251,7 @@ def _wait_for_outcome(
     timeline shows, and the verdict says what was missing."""
     rsc = case.workload
     members = _members(cluster, rsc)
-    watch_until = 0.0  # no answer settles the case before then
+    quiet: Deadline | None = None  # no answer settles the case before it
     if case.expectation.outcome is Outcome.UNAFFECTED:
         # Watch for QUIET seconds. A timeout is the expected case: nothing
         # happened. If something does happen, its first sign is not the
@@ -261,26 +260,26 @@ def _wait_for_outcome(
         # until the fence a second later), then web came up on dcn3. So the
         # whole window is watched, then until the workload settles, and the
         # verdict names where it ended.
-        watch_until = injected.t + QUIET * cluster.scale
+        quiet = Deadline.after(QUIET * cluster.scale)
 
         def disturbed() -> bool:
             seen = observe(timeline.events(), rsc, target, injected, members)
             return seen.outcome is not Outcome.UNAFFECTED or seen.fenced
 
         try:
-            wait_until(disturbed, timeout=QUIET * cluster.scale, what=f"anything to happen to {rsc}", interval=1.0)
+            wait_until(disturbed, timeout=quiet, what=f"anything to happen to {rsc}", interval=1.0)
         except WaitTimeout:
             return
 
     def settled() -> bool:
-        if time.monotonic() < watch_until:
+        if quiet is not None and not quiet.expired():
             return False
         seen = observe(timeline.events(), rsc, target, injected, members)
-        if seen.outcome is not Outcome.UNAFFECTED and seen.where is not None:
+        start = seen.last_start
+        if seen.outcome is not Outcome.UNAFFECTED and start is not None:
             # Answered from where it runs now, after it was seen starting there.
             last = probes.last_ok(rsc)
-            after = max(injected.t, seen.started_at or injected.t)
-            return last is not None and last.t > after and last.node == seen.where
+            return last is not None and last.t > max(injected.t, start.t) and last.node == start.node
         # A restart in place can fall between two samples of crm_mon, which
         # then never shows the workload stopped. The client sees it: failures
         # after the fault, then answers from the same node again. (The

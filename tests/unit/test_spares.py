@@ -10,11 +10,13 @@ import pytest
 from harness.cluster.bootstrap import Cluster
 from harness.cluster.spec import DEFAULT_SPEC, load_spec
 from harness.errors import ClusterError
+from harness.fleet import Fleet
 
 
 def _cluster(states: dict[str, str]) -> Cluster:
     nodes = {name: SimpleNamespace(name=name) for name in states}
     fleet: Any = SimpleNamespace(nodes=nodes, domain_state=lambda name: states[name])
+    fleet.running = lambda: Fleet.running(fleet)  # the real method, on the states above
     return Cluster(fleet, load_spec(DEFAULT_SPEC), None, progress=lambda _line: None)
 
 
