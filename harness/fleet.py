@@ -30,6 +30,7 @@ from harness.hypervisor import (
     Hypervisor,
     HypervisorExited,
     delete_netns,
+    kill_netns_processes,
     kill_run_processes,
 )
 from harness.node import Access, Node
@@ -682,7 +683,9 @@ def _remove_all(record: RunRecord, run_dir: Path, fleet: Fleet | None, progress:
         step("stopping the embedded hypervisor", hv.stop)
     step("stopping leftover processes", lambda: kill_run_processes(run_dir, record.run_id))
     if record.embedded:
-        step("deleting the namespace", lambda: delete_netns(record.netns or netns_name(record.name)))
+        netns = record.netns or netns_name(record.name)
+        step("stopping processes left in the namespace", lambda: kill_netns_processes(netns))
+        step("deleting the namespace", lambda: delete_netns(netns))
     step("removing the run directory", lambda: shutil.rmtree(run_dir))
     if errors:
         raise ProvisionError(f"teardown of fleet {record.name} was incomplete:\n  " + "\n  ".join(errors))

@@ -321,6 +321,26 @@ def _copy_dir_skeleton(src: Path, dst: Path) -> None:
             (dst / Path(dirpath).relative_to(src) / d).mkdir(exist_ok=True)
 
 
+def kill_netns_processes(netns: str) -> list[int]:
+    """SIGKILL every process inside ``netns``. Only for a namespace the run
+    created itself: whatever runs in it is the run's, including children the
+    run's owner was killed in the middle of (an ``nc`` probe of a guest's SSH
+    port carries neither the run directory nor its run id)."""
+    if not Path(f"/run/netns/{netns}").exists():
+        return []
+    out = run_local(["ip", "netns", "pids", netns], timeout=30, check=False).stdout
+    killed = []
+    for pid in (int(p) for p in out.split() if p.isdigit()):
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except ProcessLookupError:
+            pass
+    return killed
+
+
 def delete_netns(netns: str) -> None:
     if Path(f"/run/netns/{netns}").exists():
         run_local(["ip", "netns", "del", netns], timeout=30)
