@@ -417,6 +417,33 @@ class Cluster:
         argv = ("pcs", "node", verb, target, f"--wait={wait}")
         self._run_step(via, Step(f"{verb} {target}", via.name, argv, wait + PCS_TIMEOUT))
 
+    def place(self, rsc: str, node: str) -> None:
+        """Run ``rsc`` on ``node`` and leave no constraint behind: a
+        temporary ``cli-prefer`` (crm_resource --move) until it runs there,
+        then cleared, so only the spec's scores and stickiness keep it."""
+        if self.state().where(rsc) == [node]:
+            return
+        via = self._quietest(self.members())
+        scale = self.scale
+        via.run(["crm_resource", "--move", "--resource", rsc, "--node", node], timeout=60 * scale)
+
+        def there() -> bool:
+            state = self.state()
+            return state.started(rsc) and state.where(rsc) == [node]
+
+        try:
+            wait_until(
+                there,
+                timeout=CONVERGE * scale,
+                what=f"{rsc} to run on {node} after crm_resource --move",
+            )
+        finally:
+            via.run(["crm_resource", "--clear", "--resource", rsc], timeout=60 * scale)
+        self.wait_converged()
+        where = self.state().where(rsc)
+        if where != [node]:
+            raise ClusterError(f"{rsc} left {node} for {where} once the move constraint was cleared")
+
     def _update_host_map(self, via: Node) -> None:
         """Make the fence device map every fleet node to its domain, writing
         the CIB only when it does not already. crm_resource, not pcs: no pcs
