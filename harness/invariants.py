@@ -17,7 +17,8 @@ and the freshest of each side speaks for it; a view's claim that a resource
 runs on a node counts only when that view shows the node online (a survivor's
 view still lists the resources of a node it has lost, marked unclean, and
 those claims are stale). A view without a DC (:func:`informed`) does not
-speak at all. The union of the partitions' claims is where each resource
+speak at all, nor does one taken before its node was fenced, once the fence
+has completed (:func:`fenced_since`). The union of the partitions' claims is where each resource
 runs as far as anyone can tell, and that is what is checked.
 
 Pure: unit tested on recorded crm_mon output.
@@ -272,23 +273,37 @@ def banned(spec: ClusterSpec) -> list[tuple[str, str]]:
     return pairs
 
 
-def latest(views: Iterable[View], at: float, max_age: float) -> list[View]:
-    """Each observer's newest view taken at or before ``at`` and not older than ``max_age``."""
+Fences = Mapping[str, Sequence[float]]  # node -> when fences of it completed (monotonic)
+
+
+def fenced_since(view: View, at: float, fences: Fences) -> bool:
+    """Whether ``view``'s observer was fenced after the view was taken and by
+    ``at``. Such a view no longer speaks: the fence stopped everything the
+    node ran. A cut-off node's last view still showed its resources, taken
+    before the cut and under the age limit when the survivors started them
+    elsewhere after fencing it; merged, that read as a split brain that
+    never was."""
+    return any(view.t <= done <= at for done in fences.get(view.observer, ()))
+
+
+def latest(views: Iterable[View], at: float, max_age: float, fences: Fences | None = None) -> list[View]:
+    """Each observer's newest view taken at or before ``at`` and not older
+    than ``max_age``, unless the observer was fenced since (:func:`fenced_since`)."""
     best: dict[str, View] = {}
     for v in views:
         if at - max_age <= v.t <= at and (v.observer not in best or v.t > best[v.observer].t):
             best[v.observer] = v
-    return list(best.values())
+    return [v for v in best.values() if not fenced_since(v, at, fences or {})]
 
 
-def replay(views: Sequence[View], spec: ClusterSpec, max_age: float) -> list[Violation]:
+def replay(views: Sequence[View], spec: ClusterSpec, max_age: float, fences: Fences | None = None) -> list[Violation]:
     """Check the invariants at the time of every view, merging each
-    observer's latest view no older than ``max_age``: the offline form of what
-    the sampler does live, for views collected after the fact (a node that
-    was cut off records its own)."""
+    observer's latest view no older than ``max_age`` and not outdated by a
+    fence of its node: the offline form of what the sampler does live, for
+    views collected after the fact (a node that was cut off records its own)."""
     out: list[Violation] = []
     for at in sorted({v.t for v in views}):
-        out.extend(check(merge(latest(views, at, max_age)), spec))
+        out.extend(check(merge(latest(views, at, max_age, fences)), spec))
     return out
 
 

@@ -51,7 +51,7 @@ from harness.cluster.corosync import QuorumStatus, parse_quorumtool
 from harness.cluster.crm import CRM_MON_ARGV, ClusterState, FenceEvent, parse_crm_mon
 from harness.cluster.spec import ClusterSpec
 from harness.errors import DcnlabError
-from harness.invariants import View, Violation, check, informed, merge, replay
+from harness.invariants import View, Violation, check, fenced_since, informed, merge, replay
 from harness.node import Node
 from harness.timeline import ClockAnchor, Event, EventKind, GuestClock, Recorder
 
@@ -169,6 +169,7 @@ class Tracker:
     _believed: dict[tuple[str, str], float] = field(default_factory=dict)  # (rsc, node) -> since
     _last_merge: float | None = None
     _fences: set[tuple[str, str, str, str, str]] = field(default_factory=set)
+    fenced: dict[str, list[float]] = field(default_factory=dict)  # node -> completed fences (latest bound)
     _failures: set[tuple[str, str, str]] = field(default_factory=set)
     _ongoing: dict[tuple[str, str, str | None, tuple[str, ...]], Violation] = field(default_factory=dict)
     quiet: bool = False  # learn the baseline placement without reporting it as starts
@@ -271,6 +272,8 @@ class Tracker:
                 lo, hi = self.anchor.bounds(fence.completed, precision=_precision(fence), guest=clock)
                 hi = min(hi, sample.after)
                 lo = min(lo, hi)
+            if kind is EventKind.FENCE_CONFIRMED:
+                self.fenced.setdefault(fence.target, []).append(hi)
             if hi < self.armed:
                 continue  # history from before we were watching
             events.append(
@@ -302,10 +305,17 @@ class Tracker:
     # -- placement and invariants ---------------------------------------------
 
     def fresh_views(self, now: float) -> list[View]:
+        """The views that speak at ``now``: of reachable nodes, not older than
+        ``max_age``, and not taken before a fence of their node that has
+        completed since (:func:`~harness.invariants.fenced_since`: the node
+        is still "reachable" while the sample that will time out is pending)."""
         return [
             o.view
             for o in self._observers.values()
-            if o.reachable and o.view is not None and now - o.view.t <= self.max_age
+            if o.reachable
+            and o.view is not None
+            and now - o.view.t <= self.max_age
+            and not fenced_since(o.view, now, self.fenced)
         ]
 
     def _merge(self, now: float) -> list[Event]:
@@ -625,8 +635,9 @@ class ClusterSampler:
         with self._lock:
             views = list(self.tracker.views)
             live = {(v.key, round(v.t, 3)) for v in self.tracker.violations}
+            fences = {node: list(times) for node, times in self.tracker.fenced.items()}
         age = max_age if max_age is not None else max(self.tracker.max_age, 3 * NodeWatch.DEFAULT_INTERVAL)
-        found = replay([*views, *extra], self.spec, age)
+        found = replay([*views, *extra], self.spec, age, fences)
         return [v for v in found if (v.key, round(v.t, 3)) not in live]
 
 

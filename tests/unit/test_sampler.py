@@ -5,6 +5,7 @@ import pytest
 from crmxml import crm_xml, quorum_text
 
 from harness.cluster.spec import DEFAULT_SPEC, load_spec
+from harness.invariants import replay
 from harness.probe import analyse, client_events, parse_output
 from harness.sampler import (
     MARK,
@@ -294,3 +295,40 @@ def test_a_joining_node_does_not_speak_for_placement() -> None:
     events += tr.feed(parse_sample("dcn4", 1004.0, 1004.2, no_dc))
     assert [e for e in events if e.kind in (K.RESOURCE_STOPPED, K.RESOURCE_STARTED)] == []
     assert tr.placement()["web"] == frozenset({"dcn1"})
+
+
+def _cut_off_then_fenced(tr: Tracker, fences: list[dict[str, str]]) -> list[Event]:
+    """The recorded shape of isolate-app: dcn3's last view (taken just before
+    every link was cut) still shows web there when the survivors, having
+    fenced dcn3, start it on dcn1; dcn3's next sample is still pending."""
+    here = {"vip": ["dcn3"], "http": ["dcn3"], "app": ["dcn3"], "witness": ["dcn2"], "fence_dcn": ["dcn2"]}
+    tr.quiet = True
+    for n in ALL:
+        tr.feed(sample(n, 1007.0, ALL, ALL, here))
+    tr.quiet = False
+    two = ["dcn1", "dcn2"]
+    events = tr.feed(sample("dcn1", 1010.5, two, two, here, unclean=["dcn3"]))
+    moved = {"vip": ["dcn1"], "http": [], "app": [], "witness": ["dcn2"], "fence_dcn": ["dcn2"]}
+    return events + tr.feed(sample("dcn2", 1011.0, two, two, moved, offline=["dcn3"], fences=fences))
+
+
+def test_a_fenced_nodes_last_view_does_not_speak_after_its_fence() -> None:
+    fence = {"action": "reboot", "target": "dcn3", "client": "pacemaker-controld.283", "origin": "dcn2",
+             "status": "success", "delegate": "dcn2", "completed": "2025-11-25 10:03:10Z"}  # fmt: skip
+    tr = tracker()
+    events = _cut_off_then_fenced(tr, [fence])
+    assert [e for e in events if e.kind is K.INVARIANT_VIOLATED] == []
+    assert tr.violations == []
+    assert tr.fenced == {"dcn3": [1011.0]}  # the latest the fence can have completed
+    assert [v.observer for v in tr.fresh_views(1011.0)] == ["dcn1", "dcn2"]
+    # Offline, the same views and fence: nothing either.
+    assert replay(tr.views, SPEC, max_age=5.0, fences=tr.fenced) == []
+
+
+def test_without_a_fence_the_cut_off_nodes_view_still_counts() -> None:
+    # No fencing (the bad spec): nothing stopped dcn3's copy, so the two views
+    # are a split brain as far as anyone can tell.
+    tr = tracker(BAD)
+    events = _cut_off_then_fenced(tr, [])
+    assert {e.resource for e in events if e.kind is K.INVARIANT_VIOLATED} == {"vip"}
+    assert {v.resource for v in replay(tr.views, BAD, max_age=5.0)} == {"vip"}
