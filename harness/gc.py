@@ -17,7 +17,7 @@ from pathlib import Path
 from harness import paths
 from harness.errors import DcnlabError
 from harness.fleet import _teardown, run_dir_of
-from harness.hypervisor import delete_netns
+from harness.hypervisor import delete_netns, netns_pids
 from harness.owner import RunRecord
 from harness.proc import run_local
 
@@ -64,18 +64,14 @@ def collect(dry_run: bool = False, progress: Callable[[str], None] = print) -> G
         if ns.startswith("dcnlab-") and ns not in live:
             # Namespaces are machine-wide, run directories are per DCNLAB_STATE
             # (and per $HOME): processes inside mean another state's live fleet.
-            pids = _pids_in(ns)
+            pids = netns_pids(ns)
             if pids:
-                report.kept.append(f"namespace {ns} (no run directory here, but pid {', '.join(pids)} in it)")
+                report.kept.append(f"namespace {ns} (no run directory here, but pid {', '.join(map(str, pids))} in it)")
                 continue
             report.removed.append(f"namespace {ns} (no run directory)")
             if not dry_run:
                 delete_netns(ns)
     return report
-
-
-def _pids_in(ns: str) -> list[str]:
-    return run_local(["ip", "netns", "pids", ns], timeout=30, check=False).stdout.split()
 
 
 def _namespaces() -> list[str]:

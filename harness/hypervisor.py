@@ -301,11 +301,19 @@ def kill_run_processes(run_dir: Path, run_id: str | None) -> list[int]:
         except OSError:
             continue
         if in_cmdline in cmdline or (in_environ is not None and in_environ in environ.split(b"\0")):
-            try:
-                os.kill(int(entry), signal.SIGKILL)
-                killed.append(int(entry))
-            except ProcessLookupError:
-                pass
+            killed.append(int(entry))
+    return _sigkill(killed)
+
+
+def _sigkill(pids: list[int]) -> list[int]:
+    """SIGKILL each of ``pids``; returns those that were still there."""
+    killed = []
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except ProcessLookupError:
+            pass
     return killed
 
 
@@ -326,19 +334,15 @@ def kill_netns_processes(netns: str) -> list[int]:
     created itself: whatever runs in it is the run's, including children the
     run's owner was killed in the middle of (an ``nc`` probe of a guest's SSH
     port carries neither the run directory nor its run id)."""
+    return _sigkill([pid for pid in netns_pids(netns) if pid != os.getpid()])
+
+
+def netns_pids(netns: str) -> list[int]:
+    """The processes inside ``netns`` (none when it does not exist)."""
     if not Path(f"/run/netns/{netns}").exists():
         return []
     out = run_local(["ip", "netns", "pids", netns], timeout=30, check=False).stdout
-    killed = []
-    for pid in (int(p) for p in out.split() if p.isdigit()):
-        if pid == os.getpid():
-            continue
-        try:
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-        except ProcessLookupError:
-            pass
-    return killed
+    return [int(p) for p in out.split() if p.isdigit()]
 
 
 def delete_netns(netns: str) -> None:

@@ -439,8 +439,7 @@ class Cluster:
             )
         finally:
             via.run(["crm_resource", "--clear", "--resource", rsc], timeout=60 * scale)
-        self.wait_converged()
-        where = self.state().where(rsc)
+        where = self.wait_converged().where(rsc)
         if where != [node]:
             raise ClusterError(f"{rsc} left {node} for {where} once the move constraint was cleared")
 
