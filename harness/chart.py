@@ -33,6 +33,7 @@ COLOURS = {
     EventKind.FENCE_FAILED: "#e74c3c",
     EventKind.RESOURCE_STOPPED: "#7f8c8d",
     EventKind.RESOURCE_STARTED: "#2980b9",
+    EventKind.RESOURCE_FOUND: "#2980b9",
     EventKind.RESOURCE_FAILED: "#e74c3c",
     EventKind.INVARIANT_VIOLATED: "#ff00ff",
 }

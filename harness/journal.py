@@ -100,6 +100,12 @@ PATTERNS: tuple[Pattern, ...] = (
         "the executor's result as the node running it reports it",
     ),
     _p(
+        EventKind.RESOURCE_FOUND,
+        "pacemaker-controld",
+        r"Result of probe operation for (?P<resource>\S+) on (?P<node>\S+): (?:ok|OK)\b",
+        "a probe found the resource running (a probe that finds nothing says 'not running')",
+    ),
+    _p(
         EventKind.RESOURCE_STOPPED,
         "pacemaker-controld",
         r"Result of stop operation for (?P<resource>\S+) on (?P<node>\S+): (?:ok|OK)\b",

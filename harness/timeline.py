@@ -48,6 +48,9 @@ class EventKind(StrEnum):
     RESOURCE_STOPPED = "resource_stopped"
     RESOURCE_STARTED = "resource_started"
     RESOURCE_FAILED = "resource_failed"  # a failed action appeared
+    # A probe found the resource already running: the cluster relearnt a
+    # state it had lost (a respawned controller's), no operation ran.
+    RESOURCE_FOUND = "resource_found"
     CLIENT_FAILURE_FIRST = "client_failure_first"  # first failed probe attempt of an outage
     CLIENT_RECOVERED = "client_recovered"  # first successful attempt after an outage
     CLIENT_NODE_CHANGED = "client_node_changed"  # another node answers the endpoint
@@ -502,9 +505,26 @@ def recovery(events: Sequence[Event], resource: str, fault: Event | None = None,
         else None
     )
     if f.node is not None and again is not None:
-        return _between(f"recovery of {resource}", f, again, why=f"restarted in place on {f.node}")
+        how = "found running in place by a re-probe" if reprobed(after, trouble) else "restarted in place"
+        return _between(f"recovery of {resource}", f, again, why=f"{how} on {f.node}")
     where = f" elsewhere than {f.node}, nor again on it after a failure" if f.node else ""
     return Timing(f"recovery of {resource}", None, start=f, why=f"{resource} was not seen started{where}")
+
+
+def reprobed(events: Sequence[Event], trouble: Event | None) -> bool:
+    """Whether ``trouble`` (the resource seen stopped) was the cluster losing
+    track of it rather than stopping it: ``events`` (one resource on one node,
+    from the fault on) show a probe finding it running after the trouble, and
+    no failure nor stop operation. A node whose controller is respawned has
+    its resource history wiped and re-probed; crm_mon shows the resources
+    stopped meanwhile, though they never stopped."""
+    if trouble is None:
+        return False
+    found = any(e.kind is EventKind.RESOURCE_FOUND and e.t >= trouble.lower for e in events)
+    # A stop operation is the journal's; the sampler's "stopped" is the view.
+    operated = any(e.kind is EventKind.RESOURCE_STOPPED and e.source.startswith("journal:") for e in events)
+    stopped = operated or any(e.kind is EventKind.RESOURCE_FAILED for e in events)
+    return found and not stopped
 
 
 def client_downtime(

@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import ConfigError
-from harness.timeline import Event, EventKind, Timing, Timings, heal_of, select
+from harness.timeline import Event, EventKind, Timing, Timings, heal_of, reprobed, select
 
 if TYPE_CHECKING:  # harness.probe imports the spec, which imports this module
     from harness.probe import Outage
@@ -50,6 +50,10 @@ class Outcome(StrEnum):
     RELOCATED = "relocated"  # started on another node
     RESTARTED = "restarted in place"  # failed or stopped, then started on the same node
     UNAFFECTED = "unaffected"  # neither stopped, failed nor moved
+    # Seen stopped, then found running where it was by a probe, with no
+    # failure and no stop operation: the cluster lost track of it and
+    # relearnt it (timeline.reprobed), the workload itself ran on.
+    REPROBED = "found running in place"
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,16 @@ def window(events: Sequence[Event], start: float, end: float, margin: float = 5.
 
 
 @dataclass(frozen=True)
+class Alternative:
+    """Another outcome a fault may have by design, when the stack races
+    itself and either side winning is correct."""
+
+    outcome: Outcome
+    fenced: bool
+    why: str = ""
+
+
+@dataclass(frozen=True)
 class Expectation:
     """What a fault on the node running ``resource`` should lead to."""
 
@@ -137,10 +151,22 @@ class Expectation:
     outcome: Outcome
     fenced: bool  # the target node is fenced (False: it must not be)
     why: str = ""  # the HA reasoning, for reports
+    alternatives: tuple[Alternative, ...] = ()
+
+    def options(self) -> list[Alternative]:
+        """Every accepted (outcome, fenced), the declared one first."""
+        return [Alternative(self.outcome, self.fenced, self.why), *self.alternatives]
 
     def describe(self) -> str:
-        fence = "its node fenced" if self.fenced else "no node fenced"
-        return f"{self.fault}: {self.resource} {self.outcome.value}, {fence}"
+        said = [f"{o.outcome.value}, {'its node fenced' if o.fenced else 'no node fenced'}" for o in self.options()]
+        return f"{self.fault}: {self.resource} " + "; or ".join(said)
+
+    def closest(self, outcome: Outcome, fenced: bool) -> Alternative:
+        """The accepted option that matches what was seen (both outcome and
+        fence, else the outcome), else the declared one: the one to judge by."""
+        options = self.options()
+        same = [o for o in options if o.outcome is outcome]
+        return next((o for o in same if o.fenced == fenced), same[0] if same else options[0])
 
 
 @dataclass(frozen=True)
@@ -192,6 +218,10 @@ def observe(events: Sequence[Event], resource: str, target: str, fault: Event, m
         outcome, evidence = Outcome.RESTARTED, [trouble[0], again]
     else:
         outcome, evidence = Outcome.UNAFFECTED, trouble[:1]
+    if outcome is Outcome.RESTARTED:
+        mine = [e for e in after if e.resource in ids and e.node == target]
+        if reprobed(mine, trouble[0]):
+            outcome = Outcome.REPROBED
     whole = [e for e in started if e.resource == resource] or started
     return Observed(outcome, bool(fences), tuple([*evidence, *fences[:1]]), whole[-1] if whole else None)
 
@@ -291,24 +321,29 @@ def judge(
         finding = Finding("fault", f"a fault injected on {target}", "no fault_injected event", False)
         return Verdict(expectation, target, (finding,), "(no fault on the timeline)", thresholds)
     seen = observe(events, expectation.resource, target, fault, members)
+    # With alternatives, judge by the accepted option closest to what happened.
+    chosen = expectation.closest(seen.outcome, seen.fenced)
+    wanted = chosen.outcome.value
+    if expectation.alternatives:
+        wanted += " (accepted: " + ", ".join(o.outcome.value for o in expectation.options()) + ")"
     findings = [
         Finding(
             "outcome",
-            expectation.outcome.value,
+            wanted,
             seen.outcome.value + (f" (now on {seen.where})" if seen.where else ""),
-            seen.outcome is expectation.outcome,
+            seen.outcome is chosen.outcome,
         ),
         Finding(
             "fenced",
-            f"{target} fenced" if expectation.fenced else f"{target} not fenced",
+            f"{target} fenced" if chosen.fenced else f"{target} not fenced",
             f"{target} fenced" if seen.fenced else f"{target} not fenced",
-            seen.fenced == expectation.fenced,
+            seen.fenced == chosen.fenced,
         ),
     ]
     required = {
-        "detection": expectation.fenced or expectation.outcome is Outcome.RELOCATED,
-        "fencing": expectation.fenced,
-        "recovery": expectation.outcome is Outcome.RELOCATED,
+        "detection": chosen.fenced or chosen.outcome is Outcome.RELOCATED,
+        "fencing": chosen.fenced,
+        "recovery": chosen.outcome is Outcome.RELOCATED,
         "downtime": True,
     }
     for name, timing in zip(TIMING_NAMES, timings.standard(), strict=True):

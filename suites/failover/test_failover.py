@@ -31,7 +31,7 @@ from harness.probe import ClientProbe, back_after_failure
 from harness.report import CaseRecord, RunReport
 from harness.sampler import ClusterSampler
 from harness.timeline import Event, EventKind, Recorder, derive
-from harness.verdict import Expectation, Outcome, Thresholds, judge, observe, thresholds_for
+from harness.verdict import Alternative, Expectation, Outcome, Thresholds, judge, observe, thresholds_for
 from harness.wait import Deadline, wait_until
 
 # ------------------------------------------------------------------ the cases
@@ -67,6 +67,23 @@ NODE_LOSS: dict[str, tuple[Callable[[str], Fault], str]] = {
     ),
 }
 
+# Node losses that may also end otherwise, by design. kill-controld is a race
+# in Pacemaker 2.1: pacemakerd respawns the controller within a second, and
+# when the new one rejoins before the DC has acted, the DC logs "Stonith/
+# shutdown of node X was not expected", re-probes the node and finds every
+# resource running there: nothing fenced, nothing moved, no client failure
+# (seen on this lab's default cluster in one full run of two; the other
+# fenced both times). Either end is correct; the downtime limit holds in both.
+ALTERNATIVES: dict[str, tuple[Alternative, ...]] = {
+    "kill-controld": (
+        Alternative(
+            Outcome.REPROBED,
+            fenced=False,
+            why="the respawned controller rejoined before the DC acted: re-probed, found running, kept",
+        ),
+    ),
+}
+
 
 @dataclass(frozen=True)
 class Case:
@@ -89,7 +106,8 @@ def _cases() -> list[Case]:
     cases = []
     for workload in WORKLOADS:
         for fault, (make, why) in NODE_LOSS.items():
-            expect = Expectation(fault, workload, Outcome.RELOCATED, fenced=True, why=why)
+            also = ALTERNATIVES.get(fault, ())
+            expect = Expectation(fault, workload, Outcome.RELOCATED, fenced=True, why=why, alternatives=also)
             cases.append(Case(fault, workload, make, expect))
         cases.append(
             Case(
