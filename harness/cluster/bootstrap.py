@@ -16,7 +16,7 @@ import os
 import shlex
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -416,6 +416,17 @@ class Cluster:
         wait = int(CONVERGE * self.scale)
         argv = ("pcs", "node", verb, target, f"--wait={wait}")
         self._run_step(via, Step(f"{verb} {target}", via.name, argv, wait + PCS_TIMEOUT))
+
+    def set_properties(self, properties: Mapping[str, str]) -> None:
+        """Set cluster properties (``crm_config``) in the running CIB and
+        wait for the cluster to converge under them. crm_attribute, not pcs:
+        no pcs start-up (seconds under TCG)."""
+        via = self._quietest(self.members())
+        for name, value in properties.items():
+            argv = ["crm_attribute", "--type", "crm_config", "--name", name, "--update", value]
+            via.run(argv, timeout=30 * self.scale)
+        self.progress(f"cluster {self.spec.cluster.name}: set {', '.join(f'{k}={v}' for k, v in properties.items())}")
+        self.wait_converged()
 
     def place(self, rsc: str, node: str) -> None:
         """Run ``rsc`` on ``node`` and leave no constraint behind: a

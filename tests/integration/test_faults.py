@@ -4,29 +4,27 @@
   floating IP + HTTP group; the timeline must read fault -> node lost ->
   fenced -> started elsewhere -> client recovered, with the client-visible
   downtime backed by the probe's own attempts.
-- A deliberately wrong cluster (no fencing, quorum ignored) on a fleet of its
-  own: cut every NIC of the node that runs web; both sides run web, and the
-  invariant checker must call it a split brain.
+- A deliberately wrong cluster (no fencing, quorum ignored): cut every NIC
+  of the node that runs web; both sides run web, and the invariant checker
+  must call it a split brain.
 
-The wrong cluster needs its own fleet: the session ``cluster`` is built once
-from one spec and the other tests rely on it being the right one, and
-reconfiguring it in place (pcs property set ...) would leave it wrong if the
-test died half-way. So a class overrides ``fault_cluster`` with a class-scoped
-fleet + cluster; its closure has no ``fleet``, so the integration conftest
-runs it before the session fleet boots and never two fleets at once.
+The wrong cluster is the session's, with the wrong spec's cluster properties
+(suites/specs/bad/no_fencing_ignore_quorum.yaml) set in its running CIB: a
+fleet and cluster of its own cost over three minutes under TCG, restoring
+the session cluster from the ready-state cache under one. The test is
+``destructive``, so whatever it leaves (wrong properties, a half-healed split
+brain, even if it dies half-way), the next test gets a fresh cluster.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from fixtures.faults import FaultInjector
-from fixtures.plugin import DcnOptions, _progress
 from harness.cluster.bootstrap import Cluster
 from harness.cluster.spec import load_spec
 from harness.faults import Isolate, PowerOff
@@ -117,24 +115,20 @@ def test_power_off_of_the_web_node(
     assert not cluster_sampler.violations, [str(v) for v in cluster_sampler.violations]
 
 
+@pytest.mark.destructive
 class TestWithoutFencingAndQuorum:
     """A cluster that must not be certified: the harness has to catch it."""
 
-    @pytest.fixture(scope="class")
-    @classmethod
-    def fault_cluster(
-        cls, dcn_options: DcnOptions, dcn_image: object, pytestconfig: pytest.Config
-    ) -> Iterator[Cluster]:
-        say = _progress(pytestconfig)
-        fleet = dcn_options.fleet_up(dcn_image, say, name=f"{dcn_options.spec.name[:16]}-nf", nodes=2, networks=2)
-        try:
-            yield Cluster.up(fleet, load_spec(BAD_SPEC), say)
-        finally:
-            fleet.down()
+    @pytest.fixture
+    def bad_cluster(self, fault_cluster: Cluster) -> Cluster:
+        """The session's cluster made wrong before the observers arm (this
+        fixture comes before them in the test's arguments)."""
+        fault_cluster.set_properties(dict(load_spec(BAD_SPEC).cluster.properties))
+        return fault_cluster
 
     def test_isolating_the_active_node_is_a_split_brain(
         self,
-        fault_cluster: Cluster,
+        bad_cluster: Cluster,
         timeline: Recorder,
         cluster_sampler: ClusterSampler,
         probes: ClientProbe,
@@ -142,12 +136,12 @@ class TestWithoutFencingAndQuorum:
         request: pytest.FixtureRequest,
         tmp_path: Path,
     ) -> None:
-        cluster = fault_cluster
+        cluster = bad_cluster
         scale = cluster.scale
         (web,) = cluster.state().where("web")
         survivor: Node = next(n for n in cluster.members() if n.name != web)
-        # After a split brain this cluster recovers slowly, if at all, and it
-        # is torn down with the class anyway: heal, but do not wait for health.
+        # After a split brain this cluster recovers slowly, if at all, and the
+        # next test gets a fresh one anyway: heal, but do not wait for health.
         fault.wait_healthy = False
         fault(Isolate(web), watch=True)
 

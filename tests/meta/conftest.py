@@ -1,6 +1,8 @@
-"""tests/meta runs whole certification suites against bad specs: an hour under
-TCG. Collected only when named on the command line (``pytest tests/meta``),
-not by ``pytest tests`` (the README's test command and CI)."""
+"""tests/meta runs certification suites against bad inputs (the failover
+suite against bad specs: an hour under TCG; the image suite against an image
+without resource-agents) and expects them to fail for the right reason.
+Collected only when named on the command line (``pytest tests/meta``), not by
+``pytest tests`` (the README's test command and CI)."""
 
 from __future__ import annotations
 
