@@ -267,6 +267,9 @@ class Verdict:
             "resource": self.expectation.resource,
             "target": self.target,
             "expected": self.expectation.describe(),
+            "accepted": [
+                {"outcome": o.outcome.value, "fenced": o.fenced, "why": o.why} for o in self.expectation.options()
+            ],
             "passed": self.passed,
             "findings": [
                 {"what": f.what, "expected": f.expected, "observed": f.observed, "ok": f.ok} for f in self.findings
