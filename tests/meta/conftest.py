@@ -1,5 +1,5 @@
 """tests/meta runs certification suites against bad inputs (the failover
-suite against bad specs: an hour under TCG; the image suite against an image
+suite against bad specs: 40 minutes under TCG; the image suite against an image
 without resource-agents) and expects them to fail for the right reason.
 Collected only when named on the command line (``pytest tests/meta``), not by
 ``pytest tests`` (the README's test command and CI)."""
