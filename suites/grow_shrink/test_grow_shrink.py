@@ -87,8 +87,7 @@ def _shrink(cluster: Cluster, timeline: Recorder, victim: str) -> None:
     _assert_quorum(cluster)
 
 
-def _placement(cluster: Cluster, state: ClusterState | None = None) -> dict[str, list[str]]:
-    state = state if state is not None else cluster.state()
+def _placement(cluster: Cluster, state: ClusterState) -> dict[str, list[str]]:
     return {r.id: state.where(r.id) for r in cluster.spec.resources}
 
 
@@ -147,21 +146,21 @@ def test_grow_then_shrink_without_downtime(
 ) -> None:
     cluster = watched
     since = time.monotonic()
-    before = _placement(cluster)
+    before = _placement(cluster, cluster.state())
     _assert_quorum(cluster)
     try:
         _step(timeline, f"join {spare.name}")
         cluster.add_node(spare)
         _step(timeline, f"{spare.name} joined, cluster converged")
         _assert_quorum(cluster)
-        assert _placement(cluster) == before, "resources moved when a node joined"
+        assert _placement(cluster, cluster.state()) == before, "resources moved when a node joined"
         _step(timeline, f"standby {spare.name}")
         cluster.standby(spare.name)  # nothing runs there unless something must
         _step(timeline, f"remove {spare.name}")
         cluster.remove_node(spare.name)
         _step(timeline, f"{spare.name} removed, cluster converged")
         _assert_quorum(cluster)
-        assert _placement(cluster) == before, "resources moved when a node left"
+        assert _placement(cluster, cluster.state()) == before, "resources moved when a node left"
     finally:
         availability = _record(cluster, probes, timeline, since, tmp_path)
     _assert_downtime(availability, membership_change_limit(thresholds), timeline)
@@ -190,7 +189,7 @@ def test_remove_a_node_down_to_two(
     before = _placement(cluster, state)
     try:
         _shrink(cluster, timeline, victim)
-        after = _placement(cluster)
+        after = _placement(cluster, cluster.state())
         stayed_put = {r: (before[r], after[r]) for r in before if before[r] != after[r] and victim not in before[r]}
         assert not stayed_put, f"resources not on {victim} moved when it left: {stayed_put}"
     finally:
