@@ -26,22 +26,18 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from harness import probe_client
-from harness.cluster.spec import ClusterSpec, IPaddr2
 from harness.errors import ConfigError, DcnlabError
 from harness.proc import netns_prefix
-from harness.spec import AddressPlan
 from harness.timeline import Event, EventKind, Recorder
 from harness.wait import wait_until
 
 PROGRAM = Path(probe_client.__file__)
-HTTP_PORT = 8080  # dcn-http as the systemd service (images/guest/dcn-http.service)
-APP_PORT = 8081  # dcn-http in the podman container (default.yaml run_opts)
 # The program's monotonic clock must match ours to within this (it is the
 # same clock; a gap means a time namespace or a broken start).
 CLOCK_TOLERANCE = 5.0
@@ -53,25 +49,15 @@ class ProbeError(DcnlabError):
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A service a client uses: ``name`` (the resource it belongs to, e.g.
-    ``web``) and a URL, ``http://HOST:PORT/PATH`` or ``tcp://HOST:PORT``."""
+    """A service a client uses: ``name`` (the workload it belongs to) and a
+    URL, ``http://HOST:PORT/PATH`` or ``tcp://HOST:PORT``. An HTTP answer is
+    healthy when its status is ``status`` and, if set, its body (first 64
+    KiB) contains ``contains``."""
 
     name: str
     url: str
-
-
-def cluster_endpoints(
-    spec: ClusterSpec, plan: AddressPlan, ports: Sequence[tuple[str, int]] = (("web", HTTP_PORT), ("app", APP_PORT))
-) -> list[Endpoint]:
-    """HTTP endpoints at the spec's floating IP (its first IPaddr2): by
-    default the group ``web`` (dcn-http on 8080) and the container ``app``
-    (8081, colocated with web, so reached at the same address)."""
-    vip = next((r for r in spec.resources if isinstance(r, IPaddr2)), None)
-    if vip is None:
-        raise ConfigError(f"cluster spec {spec.path} has no ipaddr2 resource: no floating IP to probe")
-    address = spec.vip_address(vip, plan)
-    known = {r.id for r in spec.resources} | {g.id for g in spec.groups}
-    return [Endpoint(name, f"http://{address}:{port}/") for name, port in ports if name in known]
+    status: int = 200
+    contains: str | None = None
 
 
 # ------------------------------------------------------------- the data
@@ -84,9 +70,10 @@ class Attempt:
     t: float  # monotonic start
     dur: float
     ok: bool
-    node: str | None  # who answered (the dcn-http page names its node)
+    node: str | None  # who answered: the node whose MAC the answer came from
     status: int | None
     err: str | None
+    mac: str | None = None  # the link-layer address the address resolved to
 
 
 @dataclass(frozen=True)
@@ -117,9 +104,15 @@ def back_after_failure(attempts: Iterable[Attempt], since: float) -> str | None:
     return next((a.node for a in after[last_failure + 1 :] if a.ok), None)
 
 
-def parse_output(text: str) -> ProbeRun:
+def parse_output(text: str, macs: Mapping[str, str] | None = None) -> ProbeRun:
     """Parse the program's JSON lines. A last line cut short (the program
-    was killed mid-write) is ignored; anything else unreadable is an error."""
+    was killed mid-write) is ignored; anything else unreadable is an error.
+
+    ``macs`` maps a link-layer address (lower case) to the node that owns
+    it: an attempt's node is the owner of the MAC its address resolved to
+    when it was answered, so who served is known for any service, without
+    the service's help."""
+    owners = {k.lower(): v for k, v in (macs or {}).items()}
     start: dict[str, Any] | None = None
     end: dict[str, Any] | None = None
     attempts: list[Attempt] = []
@@ -139,6 +132,10 @@ def parse_output(text: str) -> ProbeRun:
         elif kind == "end":
             end = record
         elif kind == "attempt":
+            mac = record.get("mac")
+            # Recordings made before the probe read MACs carry the node the
+            # demo's page named instead.
+            node = owners.get(mac.lower()) if mac else record.get("node")
             attempts.append(
                 Attempt(
                     record["target"],
@@ -146,9 +143,10 @@ def parse_output(text: str) -> ProbeRun:
                     float(record["t"]),
                     float(record["dur"]),
                     bool(record["ok"]),
-                    record.get("node"),
+                    node,
                     record.get("status"),
                     record.get("err"),
+                    mac,
                 )
             )
     if start is None:
@@ -382,6 +380,10 @@ def probe_argv(
     argv = [*netns_prefix(netns), python, "-I", str(PROGRAM)]
     for e in endpoints:
         argv += ["--target", f"{e.name}={e.url}"]
+        if e.url.startswith("http") and e.status != 200:
+            argv += ["--status", f"{e.name}={e.status}"]
+        if e.contains is not None:
+            argv += ["--contains", f"{e.name}={e.contains}"]
     argv += [
         "--interval", str(settings.interval),
         "--timeout", str(settings.timeout),
@@ -401,6 +403,7 @@ class ClientProbe:
         endpoints: Sequence[Endpoint],
         out: Path,
         settings: ProbeSettings | None = None,
+        macs: Mapping[str, str] | None = None,
     ) -> None:
         if netns is None:
             # Guests' addresses must never be contacted from the host's own namespace.
@@ -409,14 +412,22 @@ class ClientProbe:
         self.endpoints = list(endpoints)
         self.out = out
         self.settings = settings or ProbeSettings()
+        self.macs = dict(macs or {})  # MAC -> node, to name who answered
         self._proc: subprocess.Popen[bytes] | None = None
         self._stdout: IO[bytes] | None = None
         self.run: ProbeRun | None = None
         self._recorded: dict[str, Availability] | None = None
 
     def start(self) -> ClientProbe:
-        if self._proc is not None:
+        if self._proc is not None or self.run is not None:
             raise ProbeError("probe already started")
+        if not self.endpoints:
+            # No workload declares a client: nothing to probe, and an empty
+            # run says so (availability {}, no client events).
+            now = time.monotonic()
+            s = self.settings
+            self.run = ProbeRun(now, time.time(), {}, s.interval, s.timeout, (), "no-endpoints", now)
+            return self
         self.out.parent.mkdir(parents=True, exist_ok=True)
         argv = probe_argv(self.netns, self.endpoints, self.settings)
         self._stdout = open(self.out, "wb")  # noqa: SIM115 - handed to the child, closed in stop()
@@ -471,14 +482,14 @@ class ClientProbe:
             self._kill()
         if self._stdout is not None:
             self._stdout.close()
-        self.run = parse_output(self.out.read_text(errors="replace"))
+        self.run = parse_output(self.out.read_text(errors="replace"), self.macs)
         return self.run
 
     def snapshot(self) -> ProbeRun:
         """What the program has written so far, without stopping it."""
         if self.run is not None:
             return self.run
-        return parse_output(self.out.read_text(errors="replace"))
+        return parse_output(self.out.read_text(errors="replace"), self.macs)
 
     def last_ok(self, endpoint: str) -> Attempt | None:
         """The latest successful attempt at ``endpoint`` so far."""

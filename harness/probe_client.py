@@ -1,7 +1,8 @@
 """The client probe program: run inside the fleet's network namespace.
 
     ip netns exec dcnlab-NAME python3 -I harness/probe_client.py \\
-        --target web=http://10.77.0.100:8080/ --interval 0.1 --max-duration 600
+        --target web=http://10.77.0.100:8080/ [--status web=200] [--contains web=TEXT] \\
+        --interval 0.1 --max-duration 600
 
 Standard library only, and started as a script (not ``-m harness...``), so
 it imports nothing of the harness and runs under any Python 3.10+ (``-I``
@@ -10,7 +11,14 @@ per line to stdout (or ``--out``):
 
 - ``{"type": "start", "mono": ..., "wall": ..., "pid": ..., "targets": {...}, ...}``
 - ``{"type": "attempt", "target": "web", "seq": 7, "t": 12345.678, "dur": 0.004,
-  "ok": true, "node": "dcn2", "status": 200, "err": null}``
+  "ok": true, "mac": "52:54:00:dc:00:02", "status": 200, "err": null}``
+
+``mac`` is the link-layer address the target's IP address resolved to (the
+namespace's neighbour table, read right after the answer): the harness knows
+every node's MACs, so it tells who served any service, without the service's
+help. When a floating IP moves, its new holder announces it (gratuitous ARP)
+and the table follows; an answer can only come from the MAC the request was
+sent to, as a node without the address drops the packets.
 - ``{"type": "end", "reason": "stopped", "mono": ..., "attempts": {"web": 812}}``
 
 ``t`` is ``time.monotonic()`` when the attempt started: CLOCK_MONOTONIC,
@@ -39,7 +47,6 @@ import http.client
 import json
 import math
 import os
-import re
 import signal
 import socket
 import sys
@@ -49,7 +56,8 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 MIN_INTERVAL = 0.02
-NODE_RE = re.compile(rb"node=([A-Za-z0-9_.-]+)")
+BODY_LIMIT = 65536  # bytes of an HTTP answer searched for --contains
+ARP_TABLE = "/proc/net/arp"  # this network namespace's IPv4 neighbours
 
 
 class Output:
@@ -64,14 +72,32 @@ class Output:
             self.stream.flush()
 
 
-def attempt(url: str, timeout: float) -> tuple[bool, str | None, int | None, str | None]:
-    """One request: (ok, node that answered, HTTP status, error)."""
+def neighbour_mac(ip: str, table: str = ARP_TABLE) -> str | None:
+    """The MAC ``ip`` resolves to in this namespace's neighbour table, or None
+    (no complete entry). Columns: IP, HW type, Flags, HW address, Mask, Device."""
+    try:
+        with open(table, encoding="ascii") as f:
+            lines = f.read().splitlines()[1:]
+    except OSError:
+        return None
+    for line in lines:
+        cols = line.split()
+        # Flags 0x0: incomplete (no answer yet); ATF_COM (0x2) marks a resolved entry.
+        if len(cols) >= 4 and cols[0] == ip and int(cols[2], 16) & 0x2:
+            return cols[3].lower()
+    return None
+
+
+def attempt(
+    url: str, timeout: float, status: int = 200, contains: bytes | None = None
+) -> tuple[bool, str | None, int | None, str | None]:
+    """One request: (ok, MAC that answered, HTTP status, error)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     if parts.scheme == "tcp":
         try:
             with socket.create_connection((host, parts.port or 0), timeout=timeout):
-                return True, None, None, None
+                return True, neighbour_mac(host), None, None
         except OSError as err:
             return False, None, None, classify(err)
     conn = http.client.HTTPConnection(host, parts.port or 80, timeout=timeout)
@@ -80,12 +106,13 @@ def attempt(url: str, timeout: float) -> tuple[bool, str | None, int | None, str
         # node that held the address when it was opened.
         conn.request("GET", parts.path or "/", headers={"Connection": "close", "User-Agent": "dcnlab-probe"})
         resp = conn.getresponse()
-        body = resp.read(4096)
-        match = NODE_RE.search(body)
-        node = match.group(1).decode() if match else None
-        if resp.status != 200:
-            return False, node, resp.status, f"http-{resp.status}"
-        return True, node, resp.status, None
+        body = resp.read(BODY_LIMIT)
+        mac = neighbour_mac(host)
+        if resp.status != status:
+            return False, mac, resp.status, f"http-{resp.status}"
+        if contains is not None and contains not in body:
+            return False, mac, resp.status, "unexpected-body"
+        return True, mac, resp.status, None
     except (OSError, http.client.HTTPException) as err:
         return False, None, None, classify(err)
     finally:
@@ -109,6 +136,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--target", action="append", required=True, help="NAME=URL (http://host:port/path or tcp://host:port)"
     )
+    p.add_argument("--status", action="append", default=[], help="NAME=STATUS: the healthy HTTP status (200)")
+    p.add_argument("--contains", action="append", default=[], help="NAME=TEXT: a healthy HTTP answer contains TEXT")
     p.add_argument("--interval", type=float, default=0.1, help=f"seconds between attempts (>= {MIN_INTERVAL})")
     p.add_argument("--timeout", type=float, default=1.0, help="seconds one attempt may take")
     p.add_argument("--max-duration", type=float, required=True, help="stop after this many seconds")
@@ -127,6 +156,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             p.error(f"--target {spec!r}: expected NAME=http://HOST:PORT/ or NAME=tcp://HOST:PORT")
         targets[name] = url
     args.targets = targets
+    args.statuses = {}
+    args.bodies = {}
+    for spec in args.status:
+        name, _sep, value = spec.partition("=")
+        if name not in targets or not value.isdigit():
+            p.error(f"--status {spec!r}: expected NAME=STATUS for a --target NAME")
+        args.statuses[name] = int(value)
+    for spec in args.contains:
+        name, sep, text = spec.partition("=")
+        if name not in targets or not sep or not text:
+            p.error(f"--contains {spec!r}: expected NAME=TEXT for a --target NAME")
+        args.bodies[name] = text.encode()
     return args
 
 
@@ -153,11 +194,11 @@ def run(args: argparse.Namespace, out: Output, stop: threading.Event) -> str:
     def one(name: str, url: str, seq: int, slots: threading.BoundedSemaphore) -> None:
         try:
             t = time.monotonic()
-            ok, node, status, err = attempt(url, args.timeout)
+            ok, mac, status, err = attempt(url, args.timeout, args.statuses.get(name, 200), args.bodies.get(name))
             dur = time.monotonic() - t
             out.write(
                 {"type": "attempt", "target": name, "seq": seq, "t": t, "dur": dur, "ok": ok,
-                 "node": node, "status": status, "err": err}
+                 "mac": mac, "status": status, "err": err}
             )  # fmt: skip
         finally:
             slots.release()

@@ -146,6 +146,10 @@ class AddressPlan:
             mac=f"{MAC_PREFIX}:{index:02x}:00",
         )
 
+    def mac_owners(self, networks: int, nodes: int = MAX_NODES) -> dict[str, str]:
+        """Every MAC the plan can give a node (spares included), and its node."""
+        return {f"{MAC_PREFIX}:{i:02x}:{k:02x}": f"dcn{k}" for k in range(1, nodes + 1) for i in range(networks)}
+
     def node(self, index: int, networks: int) -> NodePlan:
         if not 1 <= index <= 255 - self.FIRST_HOST - 1:
             raise ConfigError(f"node index {index} is outside the address plan (1..244)")

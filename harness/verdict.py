@@ -316,9 +316,13 @@ def judge(
     thresholds: Thresholds,
     target: str,
     members: Sequence[str] = (),
+    *,
+    clients: bool = True,
 ) -> Verdict:
     """Check ``events`` (the whole timeline of one fault) against ``expectation``
-    and ``timings`` against ``thresholds``."""
+    and ``timings`` against ``thresholds``. ``clients`` False: the workload
+    declares no client endpoint, so its downtime is reported as not measured
+    (``timings.downtime.why`` says why) instead of being held to its limit."""
     fault = next((e for e in select(events, EventKind.FAULT_INJECTED) if e.node in (target, None)), None)
     if fault is None:
         finding = Finding("fault", f"a fault injected on {target}", "no fault_injected event", False)
@@ -351,6 +355,9 @@ def judge(
     }
     for name, timing in zip(TIMING_NAMES, timings.standard(), strict=True):
         limit = getattr(thresholds, name)
+        if name == "downtime" and not clients:
+            findings.append(Finding(name, "not measured", f"not measured: {timing.why}", True))
+            continue
         findings.extend(_check_timing(name, timing, limit, required=required[name]))
     text = excerpt(events, fault, expectation.resource, members)
     return Verdict(expectation, target, tuple(findings), text, thresholds)

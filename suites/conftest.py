@@ -1,7 +1,7 @@
 """Markers shared by the certification suites: one per fault kind (power_off,
-nic_cut, kill_workload...), one per workload of the default spec (web, app),
-smoke (the quick set) and node_loss (a node is fenced and rebooted: minutes
-per case under TCG)."""
+nic_cut, kill_workload...), one per certified workload of the session's spec
+(its id: ``-m web``), smoke (the quick set) and node_loss (a node is fenced
+and rebooted: minutes per case under TCG)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.plugin import session_spec
+from harness.certify import workload_marker, workloads
 from harness.verdict import FAULT_KINDS
-
-WORKLOADS = {"web": "the floating IP + systemd service group", "app": "the podman container"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -21,8 +21,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "grow_shrink: nodes join and leave the running cluster")
     for kind in FAULT_KINDS:
         config.addinivalue_line("markers", f"{kind.replace('-', '_')}: the {kind} fault")
-    for name, what in WORKLOADS.items():
-        config.addinivalue_line("markers", f"{name}: cases on {what}")
+    # Registered before collection, so --strict-markers accepts the spec's own ids.
+    for w in workloads(session_spec(config)):
+        if workload_marker(w.id):
+            config.addinivalue_line("markers", f"{w.id}: cases on workload {w.id} ({w.kind})")
 
 
 @pytest.fixture(autouse=True)

@@ -95,7 +95,7 @@ import yaml.constructor
 import yaml.nodes
 
 from harness.errors import ConfigError
-from harness.spec import AddressPlan
+from harness.spec import MAX_NODES, AddressPlan
 from harness.verdict import THRESHOLD_KEYS, Thresholds, timings_of
 
 # Pacemaker's score arithmetic saturates at one million ("INFINITY").
@@ -133,6 +133,10 @@ CLUSTER_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 OPTION_NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 OCF_AGENT_RE = re.compile(r"^ocf:[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+$")
 SYSTEMD_UNIT_RE = re.compile(r"^[A-Za-z0-9@_.:-]+$")
+# A process name as the kernel keeps it (comm: 15 characters), matched exactly.
+COMM_LENGTH = 15
+PROCESS_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+CLIENT_PROTOCOLS = ("http", "tcp")
 # Pacemaker's interval units (crm_get_msec): no unit means seconds.
 DURATION_RE = re.compile(r"^\s*(\d+)\s*(ms|msec|s|sec|m|min|h|hr)?\s*$")
 _UNIT_MS: dict[str | None, int] = {
@@ -204,6 +208,38 @@ class Op:
         return opts
 
 
+@dataclass(frozen=True)
+class Client:
+    """How a workload's clients reach it (``client:`` of a workload): the
+    certification suites probe it every 100 ms while a fault plays out.
+
+    ``address`` is the id of an ipaddr2 resource of the spec (its floating
+    IP) or a fixed IPv4 address; ``path``, ``status`` and ``contains`` apply
+    to HTTP only (a healthy answer has that status and, when set, contains
+    that text)."""
+
+    protocol: str  # http | tcp
+    address: str
+    port: int
+    path: str = "/"
+    status: int = 200
+    contains: str | None = None
+    line: int = field(default=0, compare=False)
+
+    @property
+    def floating(self) -> bool:
+        """Whether ``address`` names an ipaddr2 resource (not a fixed address)."""
+        return not _is_ipv4(self.address)
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True, kw_only=True)
 class Primitive:
     """What every resource has; ``line`` is where its entry starts."""
@@ -213,6 +249,7 @@ class Primitive:
     no_monitor: bool = False  # `monitor: null`: the resource has no monitor op
     meta: Params = ()
     line: int = field(default=0, compare=False)
+    client: Client | None = None
 
     @property
     def agent(self) -> str:
@@ -275,6 +312,10 @@ class Podman(Primitive):
 class OcfResource(Primitive):
     type_agent: str
     type_params: Params = ()
+    # The name of the process the agent runs (as pkill --exact matches it):
+    # what the kill-workload fault kills. None: the spec names none, and that
+    # case is skipped saying so.
+    process: str | None = None
 
     @property
     def agent(self) -> str:
@@ -293,6 +334,34 @@ class Group:
     members: tuple[str, ...]
     meta: Params = ()
     line: int = field(default=0, compare=False)
+    client: Client | None = None
+
+
+@dataclass(frozen=True)
+class Expect:
+    """A declared outcome (``certification.expect``): what ``fault`` on the
+    node running ``workload`` must lead to, in place of the derived one."""
+
+    workload: str
+    fault: str
+    outcome: str  # relocated | restarted | unaffected | found-running
+    fenced: bool
+    why: str = ""
+    line: int = field(default=0, compare=False)
+
+
+EXPECT_OUTCOMES = ("relocated", "restarted", "unaffected", "found-running")
+# The faults of the failover suite, by the names thresholds and markers use.
+FAILOVER_FAULTS = (
+    "power-off",
+    "hard-reset",
+    "freeze",
+    "nic-cut",
+    "isolate",
+    "kill-workload",
+    "kill-controld",
+    "kill-corosync",
+)
 
 
 @dataclass(frozen=True)
@@ -342,6 +411,9 @@ class CorosyncOptions:
 @dataclass(frozen=True)
 class ClusterSection:
     name: str = "dcn"
+    # How many nodes the site has: the fleet's size unless --dcn-nodes says
+    # otherwise; None: the harness's default.
+    nodes: int | None = None
     links: tuple[int, ...] | None = None  # None: every fleet network
     link_lines: tuple[int, ...] = field(default=(), compare=False)
     corosync: CorosyncOptions = CorosyncOptions()
@@ -377,6 +449,12 @@ class ClusterSpec:
     workload_order: tuple[str, ...] = ()
     # certification.thresholds: (fault name or "default", limits), in file order.
     thresholds: tuple[tuple[str, Thresholds], ...] = ()
+    # certification.workloads: the workloads the suites certify, in order;
+    # None: every top-level workload (groups, and resources in no group).
+    certified: tuple[str, ...] | None = None
+    certified_line: int = field(default=0, compare=False)
+    # certification.expect: declared outcomes that replace derived ones.
+    expectations: tuple[Expect, ...] = ()
 
     def threshold_table(self) -> dict[str, Thresholds]:
         return dict(self.thresholds)
@@ -389,6 +467,18 @@ class ClusterSpec:
 
     def group_of(self, rsc_id: str) -> Group | None:
         return next((g for g in self.groups if rsc_id in g.members), None)
+
+    def top_level(self) -> tuple[str, ...]:
+        """Groups and resources in no group, in the order the spec lists them."""
+        return tuple(w for w in self.workload_order if self.group_of(w) is None)
+
+    def client_of(self, workload: str) -> Client | None:
+        """The ``client:`` declared on a group or resource."""
+        entry = self.group(workload) or self.resource(workload)
+        return entry.client if entry is not None else None
+
+    def expectation(self, workload: str, fault: str) -> Expect | None:
+        return next((e for e in self.expectations if e.workload == workload and e.fault == fault), None)
 
     def link_networks(self, networks: int) -> tuple[int, ...]:
         """Fleet networks that carry knet links 0, 1, ... in that order."""
@@ -757,15 +847,69 @@ class _Reader:
                 "fencing method none needs cluster.properties: {stonith-enabled: false} "
                 "(Pacemaker starts no resources while fencing is enabled and no device can fence)",
             )
-        thresholds = self.certification(self.optional(top, "certification"))
-        return ClusterSpec(path, cluster, fencing, resources, groups, constraints, order, thresholds)
+        cert = self.optional(top, "certification")
+        cm = None if cert is None else self.mapping(cert, "certification")
+        if cm is not None:
+            self.keys(cm, ("thresholds", "workloads", "expect"), "certification")
+        top_level = [w for w in order if not any(w in g.members for g in groups)]
+        thresholds = self.thresholds(None if cm is None else self.optional(cm, "thresholds"))
+        certified, certified_line = self.certified(None if cm is None else self.optional(cm, "workloads"), top_level)
+        expects = self.expects(None if cm is None else self.optional(cm, "expect"), top_level)
+        return ClusterSpec(
+            path,
+            cluster,
+            fencing,
+            resources,
+            groups,
+            constraints,
+            order,
+            thresholds,
+            certified,
+            certified_line,
+            expects,
+        )
 
-    def certification(self, v: _Val | None) -> tuple[tuple[str, Thresholds], ...]:
+    def certified(self, v: _Val | None, top_level: list[str]) -> tuple[tuple[str, ...] | None, int]:
+        if v is None:
+            return None, 0
+        if not isinstance(v, _Seq) or not v.items:
+            self.fail(v.line, "certification.workloads must be a non-empty list of workload ids")
+        out: list[str] = []
+        for item in v.items:
+            name = self.ident(item, "a certified workload")
+            if name not in top_level:
+                known = ", ".join(top_level) or "none"
+                self.fail(
+                    item.line,
+                    f"certification.workloads: {name!r} is not a workload of this spec (a group or a resource in "
+                    f"no group: {known})",
+                )
+            if name in out:
+                self.fail(item.line, f"certification.workloads: {name!r} is listed twice")
+            out.append(name)
+        return tuple(out), v.line
+
+    def expects(self, v: _Val | None, top_level: list[str]) -> tuple[Expect, ...]:
+        """``certification.expect: {WORKLOAD: {FAULT: {outcome, fenced, why}}}``."""
         if v is None:
             return ()
-        m = self.mapping(v, "certification")
-        self.keys(m, ("thresholds",), "certification")
-        table = self.optional(m, "thresholds")
+        m = self.mapping(v, "certification.expect")
+        self.keys(m, top_level, "certification.expect (the spec's workloads: groups and resources in no group)")
+        out = []
+        for workload, faults_v in m.items.items():
+            fm = self.mapping(faults_v, f"certification.expect.{workload}")
+            self.keys(fm, FAILOVER_FAULTS, f"certification.expect.{workload} (the failover faults)")
+            for fault, body_v in fm.items.items():
+                where = f"certification.expect.{workload}.{fault}"
+                body = self.mapping(body_v, where)
+                self.keys(body, ("outcome", "fenced", "why"), where)
+                outcome = self.choice(self.required(body, "outcome", where), f"{where}.outcome", EXPECT_OUTCOMES)
+                fenced = self.boolean(self.required(body, "fenced", where), f"{where}.fenced")
+                why = self.opt_string(body, "why", where) or "declared in the spec"
+                out.append(Expect(workload, fault, outcome, fenced, why, body.line))
+        return tuple(out)
+
+    def thresholds(self, table: _Val | None) -> tuple[tuple[str, Thresholds], ...]:
         if table is None:
             return ()
         tm = self.mapping(table, "certification.thresholds")
@@ -789,7 +933,12 @@ class _Reader:
         if v is None:
             return ClusterSection()
         m = self.mapping(v, "cluster")
-        self.keys(m, ("name", "links", "corosync", "properties", "resource_defaults", "op_defaults"), "cluster")
+        self.keys(
+            m, ("name", "nodes", "links", "corosync", "properties", "resource_defaults", "op_defaults"), "cluster"
+        )
+        nodes = None
+        if (nodes_v := self.optional(m, "nodes")) is not None:
+            nodes = self.integer(nodes_v, "cluster.nodes", 1, MAX_NODES)
         name = "dcn"
         if (name_v := self.optional(m, "name")) is not None:
             name = self.string(name_v, "cluster.name")
@@ -816,6 +965,7 @@ class _Reader:
                 self.fail(line, f"cluster property {key!r}: Pacemaker names are lowercase words joined by '-'")
         return ClusterSection(
             name=name,
+            nodes=nodes,
             links=links,
             link_lines=link_lines,
             corosync=self.corosync(self.optional(m, "corosync")),
@@ -916,6 +1066,7 @@ class _Reader:
                 resources.append(self.primitive(m, rsc_id))
         self.check_groups(resources, groups)
         self.check_vips(resources)
+        self.check_clients(resources, groups)
         return tuple(resources), tuple(groups), tuple(order)
 
     def check_vips(self, resources: list[Resource]) -> None:
@@ -930,13 +1081,60 @@ class _Reader:
             taken[key] = rsc.id
 
     def group(self, m: _Map, group_id: str) -> Group:
-        self.keys(m, ("id", "group", "meta"), f"group {group_id}")
+        self.keys(m, ("id", "group", "meta", "client"), f"group {group_id}")
         members_v = m.items["group"]
         if not isinstance(members_v, _Seq) or not members_v.items:
             self.fail(members_v.line, f"group {group_id}: 'group' must be a non-empty list of resource ids")
         members = tuple(self.ident(x, f"a member of group {group_id}") for x in members_v.items)
         meta = self.typed_attrs(self.optional(m, "meta"), f"{group_id}.meta", _META_KINDS)
-        return Group(group_id, members, meta, m.line)
+        return Group(group_id, members, meta, m.line, self.client(self.optional(m, "client"), group_id))
+
+    def client(self, v: _Val | None, owner: str) -> Client | None:
+        """A workload's ``client:``; its address is checked against the
+        spec's ipaddr2 resources once every workload is read."""
+        if v is None:
+            return None
+        what = f"{owner}.client"
+        m = self.mapping(v, what)
+        self.keys(m, ("protocol", "address", "port", "path", "status", "contains"), what)
+        protocol = self.choice(self.required(m, "protocol", what), f"{what}.protocol", CLIENT_PROTOCOLS)
+        address_v = self.required(m, "address", what)
+        address = self.string(address_v, f"{what}.address")
+        if not _is_ipv4(address) and not ID_RE.match(address):
+            self.fail(address_v.line, f"{what}.address {address!r}: name an ipaddr2 resource or write an IPv4 address")
+        port = self.integer(self.required(m, "port", what), f"{what}.port", 1, 65535)
+        if protocol == "tcp":
+            for key in ("path", "status", "contains"):
+                if key in m.items:
+                    self.fail(
+                        m.key_lines[key], f"{what}.{key} applies to protocol http only (a tcp client only connects)"
+                    )
+            return Client(protocol, address, port, line=m.line)
+        path = "/"
+        if (p := self.optional(m, "path")) is not None:
+            path = self.string(p, f"{what}.path")
+            if not path.startswith("/"):
+                self.fail(p.line, f"{what}.path {path!r} must start with '/'")
+        status = 200
+        if (st := self.optional(m, "status")) is not None:
+            status = self.integer(st, f"{what}.status (an HTTP status)", 100, 599)
+        contains = None
+        if (c := self.optional(m, "contains")) is not None:
+            contains = self.string(c, f"{what}.contains")
+        return Client(protocol, address, port, path, status, contains, m.line)
+
+    def check_clients(self, resources: list[Resource], groups: list[Group]) -> None:
+        vips = {r.id for r in resources if isinstance(r, IPaddr2)}
+        for entry in [*resources, *groups]:
+            c = entry.client
+            if c is None or not c.floating or c.address in vips:
+                continue
+            known = ", ".join(sorted(vips)) or "none in this spec"
+            self.fail(
+                c.line,
+                f"{entry.id}.client.address {c.address!r} is not an ipaddr2 resource of the spec "
+                f"(ipaddr2 resources: {known}); name one, or write the fixed IPv4 address clients use",
+            )
 
     def check_groups(self, resources: list[Resource], groups: list[Group]) -> None:
         primitives = {r.id for r in resources}
@@ -967,11 +1165,12 @@ class _Reader:
             "ipaddr2": ("network", "address", "cidr_netmask"),
             "systemd": ("unit",),
             "podman": ("image", "run_opts", "run_cmd", "allow_pull"),
-            "ocf": ("agent", "params"),
+            "ocf": ("agent", "params", "process"),
         }[str(rtype)]
-        self.keys(m, ("id", "type", "ops", "meta", *extra), f"{rtype} resource {rsc_id}")
+        self.keys(m, ("id", "type", "ops", "meta", "client", *extra), f"{rtype} resource {rsc_id}")
         ops, no_monitor = self.ops(self.optional(m, "ops"), rsc_id)
         meta = self.typed_attrs(self.optional(m, "meta"), f"{rsc_id}.meta", _META_KINDS)
+        client = self.client(self.optional(m, "client"), rsc_id)
         line = m.line
         if rtype == "ipaddr2":
             network, address, netmask = self.ipaddr2(m, rsc_id)
@@ -981,6 +1180,7 @@ class _Reader:
                 no_monitor=no_monitor,
                 meta=meta,
                 line=line,
+                client=client,
                 network=network,
                 address=address,
                 cidr_netmask=netmask,
@@ -990,7 +1190,7 @@ class _Reader:
             unit = self.string(unit_v, f"{rsc_id}.unit").removesuffix(".service")
             if not SYSTEMD_UNIT_RE.match(unit):
                 self.fail(unit_v.line, f"{rsc_id}.unit {unit!r} is not a systemd unit name")
-            return Systemd(id=rsc_id, ops=ops, no_monitor=no_monitor, meta=meta, line=line, unit=unit)
+            return Systemd(id=rsc_id, ops=ops, no_monitor=no_monitor, meta=meta, line=line, client=client, unit=unit)
         if rtype == "podman":
             allow_v = self.optional(m, "allow_pull")
             return Podman(
@@ -999,6 +1199,7 @@ class _Reader:
                 no_monitor=no_monitor,
                 meta=meta,
                 line=line,
+                client=client,
                 image=self.string(self.required(m, "image", f"podman resource {rsc_id}"), f"{rsc_id}.image"),
                 run_opts=self.opt_string(m, "run_opts", rsc_id),
                 run_cmd=self.opt_string(m, "run_cmd", rsc_id),
@@ -1008,14 +1209,23 @@ class _Reader:
         agent = self.string(agent_v, f"{rsc_id}.agent")
         if not OCF_AGENT_RE.match(agent):
             self.fail(agent_v.line, f"{rsc_id}.agent {agent!r}: write ocf:<provider>:<type>, like ocf:pacemaker:Dummy")
+        process = self.opt_string(m, "process", rsc_id)
+        if process is not None and not PROCESS_RE.match(process):
+            self.fail(
+                m.key_lines["process"],
+                f"{rsc_id}.process {process!r}: write the process name as ps shows it (letters, digits, '_.-'; "
+                f"at most {COMM_LENGTH} characters, the kernel keeps no more)",
+            )
         return OcfResource(
             id=rsc_id,
             ops=ops,
             no_monitor=no_monitor,
             meta=meta,
             line=line,
+            client=client,
             type_agent=agent,
             type_params=self.params(self.optional(m, "params"), f"{rsc_id}.params"),
+            process=process,
         )
 
     def opt_string(self, m: _Map, key: str, rsc_id: str) -> str | None:

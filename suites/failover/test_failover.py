@@ -1,9 +1,11 @@
-"""Failover certification: every fault of suites/failover/cases.py on the
-node running each workload, judged against its declared expectation and the
-spec's thresholds (harness/verdict.py).
+"""Failover certification: every fault on the node running each workload
+of the spec (harness/certify.py generates the cases from it), judged against
+the expected outcome and the spec's thresholds (harness/verdict.py).
 
 Select with markers: ``-m smoke`` (a few minutes), ``-m "not node_loss"``,
-``-m power_off``, ``-m web``... A case fails with a message naming the
+``-m power_off``, or a workload's id (``-m web``)... A workload with no
+``client:`` in the spec is certified on cluster state, and its client
+downtime is reported as not measured. A case fails with a message naming the
 expectation, each observed value, and the timeline excerpt that shows it;
 ``verdict.json`` and ``timeline.json`` are kept in the case's tmp dir and in
 the report.
@@ -12,150 +14,44 @@ the report.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 
 from fixtures import allure_glue
 from fixtures.faults import FaultInjector
-from fixtures.plugin import environment_of
+from fixtures.plugin import environment_of, fleet_nodes, session_spec
+from harness.certify import FailoverCase, Workload, failover_cases, unmeasured, workload_marker
 from harness.chart import chart_of, client_spans
 from harness.cluster.bootstrap import Cluster
 from harness.cluster.crm import parse_crm_mon
 from harness.errors import WaitTimeout
-from harness.faults import Fault, Freeze, HardReset, Isolate, KillProcess, NicDown, PowerOff
 from harness.journal import journal_events, record_journals
-from harness.probe import ClientProbe, back_after_failure
+from harness.probe import ClientProbe, Outage, back_after_failure
 from harness.report import CaseRecord, RunReport
 from harness.sampler import ClusterSampler
-from harness.timeline import Event, EventKind, Recorder, derive
-from harness.verdict import Alternative, Expectation, Outcome, Thresholds, judge, observe, thresholds_for
+from harness.timeline import Event, EventKind, Recorder, Timing, derive, heal_of
+from harness.verdict import Outcome, Thresholds, judge, observe, thresholds_for
 from harness.wait import Deadline, wait_until
 
 # ------------------------------------------------------------------ the cases
 #
-# Each fault on the node running each workload, with the outcome the default
-# spec should give and why. The reasoning is the spec's
-# (harness/cluster/default.yaml): fencing on with action off, no-quorum-policy
-# stop, two knet links, stickiness 100, web = IPaddr2 + systemd group, app =
-# podman container colocated with web with migration-threshold 1 (the
-# colocation's influence makes app's ban move web too). A spec that behaves
-# differently is what this suite exists to catch.
-
-# Workloads by resource id, with the fault that kills the workload itself.
-WORKLOADS: dict[str, Callable[[str], Fault]] = {
-    "web": lambda node: KillProcess(node, unit="dcn-http"),
-    "app": lambda node: KillProcess(node, container="app"),
-}
-
-# Faults that take the node out of the cluster: it must be fenced and the
-# workload must come up elsewhere.
-NODE_LOSS: dict[str, tuple[Callable[[str], Fault], str]] = {
-    "power-off": (PowerOff, "the node is gone; the survivors have quorum, fence it and start web elsewhere"),
-    "hard-reset": (HardReset, "the node reboots without its cluster stack (not enabled at boot): lost, fenced"),
-    "freeze": (Freeze, "a paused node misses the token: lost, fenced (off), so it cannot resume as a rogue"),
-    "isolate": (Isolate, "every link down: the node is lost to the quorate side, which fences it"),
-    "kill-corosync": (
-        lambda node: KillProcess(node, "corosync"),
-        "membership lost with corosync; the survivors fence the node",
-    ),
-    "kill-controld": (
-        lambda node: KillProcess(node, "pacemaker-controld"),
-        "a node whose controller dies holds resources in an unknown state: the DC fences it",
-    ),
-}
-
-# Node losses that may also end otherwise, by design. kill-controld is a race
-# in Pacemaker 2.1: pacemakerd respawns the controller within a second, and
-# when the new one rejoins before the DC has acted, the DC logs "Stonith/
-# shutdown of node X was not expected", re-probes the node and finds every
-# resource running there: nothing fenced, nothing moved, no client failure
-# (seen on this lab's default cluster in one full run of two; the other
-# fenced both times). Either end is correct; the downtime limit holds in both.
-ALTERNATIVES: dict[str, tuple[Alternative, ...]] = {
-    "kill-controld": (
-        Alternative(
-            Outcome.REPROBED,
-            fenced=False,
-            why="the respawned controller rejoined before the DC acted: re-probed, found running, kept",
-        ),
-    ),
-}
+# Generated from the session's spec at collection (harness/certify.py): every
+# certified workload x every fault, each with the outcome the configuration
+# implies (docs/expectations.md) or the one the spec declares under
+# certification.expect, and the reason. A cluster that behaves differently is
+# what this suite exists to catch.
 
 
-@dataclass(frozen=True)
-class Case:
-    fault: str  # harness.verdict.FAULT_KINDS
-    workload: str
-    make: Callable[[str], Fault]  # the fault, given the target node
-    expectation: Expectation
-    smoke: bool = False
-
-    @property
-    def id(self) -> str:
-        return f"{self.fault}-{self.workload}"
-
-    @property
-    def node_loss(self) -> bool:
-        return self.expectation.fenced
-
-
-def _cases() -> list[Case]:
-    cases = []
-    for workload in WORKLOADS:
-        for fault, (make, why) in NODE_LOSS.items():
-            also = ALTERNATIVES.get(fault, ())
-            expect = Expectation(fault, workload, Outcome.RELOCATED, fenced=True, why=why, alternatives=also)
-            cases.append(Case(fault, workload, make, expect))
-        cases.append(
-            Case(
-                "nic-cut",
-                workload,
-                lambda node: NicDown(node, 1),
-                Expectation(
-                    "nic-cut",
-                    workload,
-                    Outcome.UNAFFECTED,
-                    fenced=False,
-                    why="knet keeps the membership on link 0; the floating IP lives on network 0",
-                ),
-            )
-        )
-    cases.append(
-        Case(
-            "kill-workload",
-            "web",
-            WORKLOADS["web"],
-            Expectation(
-                "kill-workload",
-                "web",
-                Outcome.RESTARTED,
-                fenced=False,
-                why="the 5 s monitor sees dcn-http down; below migration-threshold it restarts in place",
-            ),
-            smoke=True,
-        )
-    )
-    cases.append(
-        Case(
-            "kill-workload",
-            "app",
-            WORKLOADS["app"],
-            Expectation(
-                "kill-workload",
-                "app",
-                Outcome.RELOCATED,
-                fenced=False,
-                why="migration-threshold 1 bans app from its node; its colocation with web moves both",
-            ),
-        )
-    )
-    return cases
-
-
-CASES = _cases()
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "case" not in metafunc.fixturenames:
+        return
+    config = metafunc.config
+    spec = session_spec(config)
+    cases = failover_cases(spec, config.option.dcn_networks, fleet_nodes(config))
+    metafunc.parametrize("case", [pytest.param(c, id=c.id, marks=_marks(c)) for c in cases])
 
 
 # Seconds (before the accelerator's scale) a case waits for its outcome.
@@ -165,20 +61,26 @@ SETTLE = 180.0
 QUIET = 45.0
 # How long a restart seen by the client may take to show in the journal.
 JOURNAL = 60.0
+# How often the target's journal is read for a restart of a workload that no
+# client probes (each read is an SSH call into a guest that may be busy).
+JOURNAL_EVERY = 15.0
 
 
-def _marks(case: Case) -> list[pytest.MarkDecorator]:
-    marks = [getattr(pytest.mark, case.fault.replace("-", "_")), getattr(pytest.mark, case.workload)]
+def _marks(case: FailoverCase) -> list[pytest.MarkDecorator]:
+    marks = [getattr(pytest.mark, case.fault.replace("-", "_"))]
+    if workload_marker(case.workload.id):
+        marks.append(getattr(pytest.mark, case.workload.id))
     if case.smoke:
         marks.append(pytest.mark.smoke)
     if case.node_loss:
         marks.append(pytest.mark.node_loss)
+    if case.skip:
+        marks.append(pytest.mark.skip(reason=case.skip))
     return marks
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=_marks(c)) for c in CASES])
 def test_failover(
-    case: Case,
+    case: FailoverCase,
     fault_cluster: Cluster,
     timeline: Recorder,
     cluster_sampler: ClusterSampler,
@@ -191,7 +93,11 @@ def test_failover(
     tmp_path: Path,
 ) -> None:
     cluster = fault_cluster
-    rsc = case.workload
+    workload = case.workload
+    rsc = workload.id
+    # Skipped cases (nothing to kill, say) have neither.
+    assert case.expectation is not None
+    assert case.make is not None
     spec_path = Path(str(cluster.spec.path))
     allure_glue.parameter("image", f"{cluster.fleet.image.recipe} {cluster.fleet.image.digest}")
     allure_glue.parameter("spec", spec_path.name)
@@ -203,12 +109,22 @@ def test_failover(
     assert injected is not None
     with allure_glue.step(f"observe until {rsc} settles ({case.expectation.outcome.value} expected)"):
         _wait_for_outcome(case, cluster, timeline, probes, injected, target)
-        availability = probes.record(timeline)
         record_journals(cluster.fleet, timeline, since=injected.lower - 5.0, save_dir=tmp_path / "journal")
+    # Heal with the probes still running: the return of the node (a
+    # fail-back, a restart on rejoin) is a second outage clients see, and the
+    # report carries how long the return to a healthy cluster took.
+    with allure_glue.step(f"heal {case.fault} and wait for a healthy cluster"):
+        fault.heal()
+    availability = probes.record(timeline)
     events = timeline.events()
-    timings = derive(events, rsc, availability[rsc].outages, _members(cluster, rsc))
+    measured = rsc in availability
+    outages = availability[rsc].outages if measured else ()
+    timings = derive(events, rsc, outages, workload.members)
+    if not measured:
+        timings = replace(timings, downtime=Timing("client downtime", None, why=unmeasured(workload)))
+    timings = replace(timings, extra=(*timings.extra, heal_outage(events, outages, injected, measured, workload)))
     limits = thresholds_for(case.fault, thresholds)
-    verdict = judge(case.expectation, events, timings, limits, target, _members(cluster, rsc))
+    verdict = judge(case.expectation, events, timings, limits, target, workload.members, clients=measured)
     text = json.dumps({**verdict.to_dict(), "why": case.expectation.why, "timings": timings.to_dict()}, indent=1)
     (tmp_path / "verdict.json").write_text(text)
     chart = chart_of(
@@ -220,10 +136,6 @@ def test_failover(
     )
     (tmp_path / "timeline.svg").write_text(chart.svg())
     request.node.add_report_section("call", "verdict", verdict.message())
-    # Heal now rather than in teardown, so the report carries how long the
-    # return to a healthy cluster took (the next case starts from there).
-    with allure_glue.step(f"heal {case.fault} and wait for a healthy cluster"):
-        fault.heal()
     if timing_report.environment is None:
         timing_report.environment = environment_of(cluster.fleet, cluster.spec)
     record = CaseRecord.from_verdict(
@@ -254,21 +166,37 @@ def test_failover(
         assert not cluster_sampler.violations, [str(v) for v in cluster_sampler.violations]
 
 
-def _members(cluster: Cluster, rsc: str) -> tuple[str, ...]:
-    group = cluster.spec.group(rsc)
-    return group.members if group is not None else ()
+def heal_outage(
+    events: Sequence[Event], outages: Sequence[Outage], fault: Event, measured: bool, workload: Workload
+) -> Timing:
+    """The longest client outage that began once the fault was healed: the
+    node's return (a fail-back, a restart on rejoin) as clients saw it."""
+    name = "heal-phase outage"
+    if not measured:
+        return Timing(name, None, why=unmeasured(workload))
+    healed = heal_of(events, fault)
+    if healed is None:
+        return Timing(name, None, why="the fault was not healed")
+    after = [o for o in outages if o.start >= healed.t]
+    worst = max(after, key=lambda o: o.duration, default=None)
+    if worst is None:
+        return Timing(name, 0.0, low=0.0, high=0.0, start=healed, why="no failed probe attempt after the heal")
+    why = "probe stopped while still failing: a lower bound" if worst.end is None else ""
+    return Timing(name, round(worst.duration, 3), start=healed, why=why)
 
 
 def _wait_for_outcome(
-    case: Case, cluster: Cluster, timeline: Recorder, probes: ClientProbe, injected: Event, target: str
+    case: FailoverCase, cluster: Cluster, timeline: Recorder, probes: ClientProbe, injected: Event, target: str
 ) -> None:
     """Until the fault has played out: the workload settled somewhere and the
     client answered by it again; or, when nothing should happen, for QUIET
     seconds (and, if something happens after all, until that settles).
     Never fails by itself: a case that does not settle is judged on what the
     timeline shows, and the verdict says what was missing."""
-    rsc = case.workload
-    members = _members(cluster, rsc)
+    assert case.expectation is not None
+    rsc = case.workload.id
+    members = case.workload.members
+    measured = rsc in {e.name for e in probes.endpoints}
     quiet: Deadline | None = None  # no answer settles the case before it
     if case.expectation.outcome is Outcome.UNAFFECTED:
         # Watch for QUIET seconds. A timeout is the expected case: nothing
@@ -289,15 +217,34 @@ def _wait_for_outcome(
         except WaitTimeout:
             return
 
+    ids = {rsc, *members}
+    node = cluster.fleet.node(target)
+
+    def start_logged() -> bool:
+        events, _text = journal_events(node, timeline, injected.lower - 5.0, timeout=60 * cluster.scale)
+        return any(e.kind is EventKind.RESOURCE_STARTED and e.resource in ids for e in events)
+
+    journal_due = Deadline.after(0.0)
+
     def settled() -> bool:
+        nonlocal journal_due
         if quiet is not None and not quiet.expired():
             return False
         seen = observe(timeline.events(), rsc, target, injected, members)
         start = seen.last_start
         if seen.outcome is not Outcome.UNAFFECTED and start is not None:
+            if not measured:
+                return True  # seen starting where it runs now; no client to hear from
             # Answered from where it runs now, after it was seen starting there.
             last = probes.last_ok(rsc)
             return last is not None and last.t > max(injected.t, start.t) and last.node == start.node
+        if not measured:
+            # No client to see a restart that fell between two samples of
+            # crm_mon: the target's journal does, read every JOURNAL_EVERY s.
+            if not journal_due.expired():
+                return False
+            journal_due = Deadline.after(JOURNAL_EVERY)
+            return start_logged()
         # A restart in place can fall between two samples of crm_mon, which
         # then never shows the workload stopped. The client sees it: failures
         # after the fault, then answers from the same node again. (The
@@ -313,13 +260,6 @@ def _wait_for_outcome(
         # Back on the same node, and no sample caught the restart: the
         # target's journal will, once the controller has logged the start's
         # result (the service answers a moment before it does).
-        ids = {rsc, *members}
-        node = cluster.fleet.node(target)
-
-        def start_logged() -> bool:
-            events, _text = journal_events(node, timeline, injected.lower - 5.0, timeout=60 * cluster.scale)
-            return any(e.kind is EventKind.RESOURCE_STARTED and e.resource in ids for e in events)
-
         try:
             wait_until(
                 start_logged,

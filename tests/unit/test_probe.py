@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 from harness import probe_client
-from harness.cluster.spec import DEFAULT_SPEC, load_spec, parse_spec
 from harness.errors import ConfigError
 from harness.probe import (
     Attempt,
@@ -17,7 +16,6 @@ from harness.probe import (
     analyse,
     back_after_failure,
     client_events,
-    cluster_endpoints,
     parse_output,
     probe_argv,
 )
@@ -128,14 +126,77 @@ def test_parse_tolerates_a_cut_last_line_only() -> None:
         parse_output(line)
 
 
-def test_endpoints_from_the_default_spec() -> None:
-    plan = FleetSpec(name="t").plan()
-    endpoints = cluster_endpoints(load_spec(DEFAULT_SPEC), plan)
-    assert endpoints == [Endpoint("web", "http://10.77.0.100:8080/"), Endpoint("app", "http://10.77.0.100:8081/")]
-    with pytest.raises(ConfigError, match="no ipaddr2"):
-        cluster_endpoints(
-            parse_spec("fencing: {method: none}\ncluster: {properties: {stonith-enabled: false}}\n"), plan
-        )
+def test_who_answered_is_named_by_mac() -> None:
+    """The node that served an attempt is the owner of the MAC the address
+    resolved to; an unknown MAC names nobody."""
+    macs = FleetSpec(name="t").plan().mac_owners(2)
+    header = json.dumps({"type": "start", "mono": 1.0, "wall": 2.0, "targets": {"w": "tcp://h:1"},
+                         "interval": 0.1, "timeout": 1.0})  # fmt: skip
+    lines = [header]
+    for seq, mac in enumerate(["52:54:00:DC:00:02", "52:54:00:dc:01:03", "02:00:00:00:00:01", None]):
+        lines.append(json.dumps({"type": "attempt", "target": "w", "seq": seq, "t": 1.0 + seq, "dur": 0.1,
+                                 "ok": True, "mac": mac}))  # fmt: skip
+    run = parse_output("\n".join(lines), macs)
+    assert [a.node for a in run.attempts] == ["dcn2", "dcn3", None, None]
+    assert macs["52:54:00:dc:01:20"] == "dcn32"  # spares too
+
+
+def test_neighbour_table_lookup(tmp_path: Path) -> None:
+    table = tmp_path / "arp"
+    table.write_text(
+        "IP address       HW type     Flags       HW address            Mask     Device\n"
+        "10.77.0.100      0x1         0x2         52:54:00:dc:00:01     *        brA0\n"
+        "10.77.0.12       0x1         0x0         00:00:00:00:00:00     *        brA0\n"
+    )
+    assert probe_client.neighbour_mac("10.77.0.100", str(table)) == "52:54:00:dc:00:01"
+    assert probe_client.neighbour_mac("10.77.0.12", str(table)) is None  # incomplete: nobody answered
+    assert probe_client.neighbour_mac("10.77.0.13", str(table)) is None
+    assert probe_client.neighbour_mac("10.77.0.100", str(tmp_path / "missing")) is None
+
+
+def test_an_empty_probe_probes_nothing(tmp_path: Path) -> None:
+    """A spec whose workloads declare no client: nothing runs, nothing fails."""
+    probe = ClientProbe("dcnlab-t1", [], tmp_path / "p.jsonl").start()
+    assert probe.availability() == {}
+    assert probe.last_ok("web") is None
+
+
+def test_http_answer_is_judged_by_status_and_body(tmp_path: Path) -> None:
+    """The real program's check of an answer, against a server on this
+    host's loopback (no guest address is involved)."""
+    import http.server
+    import threading
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            body = b"historian ok" if self.path == "/health" else b"nope"
+            self.send_response(200 if self.path == "/health" else 503)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert probe_client.attempt(f"{base}/health", 2.0, 200, b"ok")[0]
+        assert probe_client.attempt(f"{base}/health", 2.0, 200, b"degraded")[3] == "unexpected-body"
+        assert probe_client.attempt(f"{base}/", 2.0)[3] == "http-503"
+        assert probe_client.attempt(f"{base}/", 2.0, 503)[0]
+    finally:
+        server.shutdown()
+    argv = probe_argv("ns", [Endpoint("h", f"{base}/health", status=204, contains="ok")], ProbeSettings())
+    assert argv[argv.index("--status") + 1] == "h=204"
+    assert argv[argv.index("--contains") + 1] == "h=ok"
+    args = probe_client.parse_args(["--target", f"h={base}/", "--status", "h=204", "--contains", "h=ok",
+                                    "--max-duration", "1", "--max-count", "1"])  # fmt: skip
+    assert (args.statuses, args.bodies) == ({"h": 204}, {"h": b"ok"})
+    with pytest.raises(SystemExit):
+        probe_client.parse_args(["--target", f"h={base}/", "--status", "x=204", "--max-duration", "1",
+                                 "--max-count", "1"])  # fmt: skip
 
 
 def test_argv_runs_the_program_in_the_namespace() -> None:

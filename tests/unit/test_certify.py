@@ -1,0 +1,338 @@
+"""What the suites certify, derived from a spec: workloads, client endpoints,
+kill targets, the nic-cut link, and the expected-outcome table
+(docs/expectations.md), row by row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.certify import (
+    Workload,
+    derive,
+    endpoint_of,
+    endpoints,
+    failover_cases,
+    kill_target,
+    migration_threshold,
+    nic_cut_network,
+    workload_kill,
+    workload_marker,
+    workloads,
+)
+from harness.cluster.spec import DEFAULT_SPEC, ClusterSpec, load_spec, parse_spec
+from harness.errors import ConfigError
+from harness.faults import KillProcess, NicDown
+from harness.probe import Endpoint
+from harness.spec import FleetSpec
+from harness.verdict import Outcome
+
+EXAMPLES = Path(__file__).parents[2] / "suites" / "specs" / "examples"
+PLAN = FleetSpec(name="t").plan()
+
+# A small spec in the shape users write: a group with a floating IP on
+# network 1, a container, an OCF daemon, constraints of each kind.
+SITE = """
+cluster:
+  links: [0, 1]
+  resource_defaults: {resource-stickiness: 100}
+workloads:
+  - id: gateway
+    group: [gw-ip, gw-svc]
+    client: {protocol: tcp, address: gw-ip, port: 9000}
+  - id: gw-ip
+    type: ipaddr2
+    network: 1
+    address: 10.77.1.50
+  - id: gw-svc
+    type: systemd
+    unit: dcn-http@9000
+  - id: historian
+    type: podman
+    image: localhost/dcn-http:latest
+    client: {protocol: http, address: gw-ip, port: 9100, path: /health, status: 200, contains: ok}
+    meta: {migration-threshold: 1}
+  - id: poller
+    type: ocf
+    agent: ocf:heartbeat:anything
+    params: {binfile: /usr/local/bin/poller}
+    process: poller
+  - id: sidecar
+    type: ocf
+    agent: ocf:pacemaker:Dummy
+constraints:
+  - colocation: {rsc: historian, with: gateway}
+  - colocation: {rsc: sidecar, with: gateway, score: -INFINITY}
+"""
+
+
+def site(extra: str = "") -> ClusterSpec:
+    return parse_spec(SITE + extra, "site.yaml")
+
+
+def by_id(spec: ClusterSpec) -> dict[str, Workload]:
+    return {w.id: w for w in workloads(spec)}
+
+
+# ------------------------------------------------------------ workloads
+
+
+def test_workloads_are_groups_and_lone_resources_in_spec_order() -> None:
+    spec = site()
+    assert [w.id for w in workloads(spec)] == ["gateway", "historian", "poller", "sidecar"]
+    gateway = by_id(spec)["gateway"]
+    assert gateway.members == ("gw-ip", "gw-svc")
+    assert [r.id for r in gateway.resources] == ["gw-ip", "gw-svc"]
+    assert by_id(spec)["poller"].members == ()
+
+
+def test_certification_workloads_limits_and_orders_them() -> None:
+    spec = site("certification: {workloads: [historian, gateway]}\n")
+    assert [w.id for w in workloads(spec)] == ["historian", "gateway"]
+    with pytest.raises(ConfigError, match=r"site.yaml:\d+: certification.workloads: 'gw-ip' is not a workload"):
+        site("certification: {workloads: [gw-ip]}\n")
+
+
+def test_default_spec_certifies_web_and_app() -> None:
+    assert [w.id for w in workloads(load_spec(DEFAULT_SPEC))] == ["web", "app"]
+
+
+# -------------------------------------------------------------- clients
+
+
+def test_endpoints_come_from_the_spec() -> None:
+    spec = site()
+    assert endpoints(spec, PLAN) == [
+        Endpoint("gateway", "tcp://10.77.1.50:9000"),
+        Endpoint("historian", "http://10.77.1.50:9100/health", status=200, contains="ok"),
+    ]
+    assert endpoint_of(spec, by_id(spec)["poller"], PLAN) is None
+
+
+def test_default_spec_endpoints() -> None:
+    assert endpoints(load_spec(DEFAULT_SPEC), PLAN) == [
+        Endpoint("web", "http://10.77.0.100:8080/"),
+        Endpoint("app", "http://10.77.0.100:8081/"),
+    ]
+
+
+def test_a_client_at_a_fixed_address() -> None:
+    spec = parse_spec(
+        "workloads:\n  - {id: d, type: ocf, agent: 'ocf:pacemaker:Dummy', "
+        "client: {protocol: tcp, address: 10.77.0.11, port: 22}}\n"
+    )
+    assert endpoints(spec, PLAN) == [Endpoint("d", "tcp://10.77.0.11:22")]
+
+
+@pytest.mark.parametrize(
+    ("client", "message"),
+    [
+        ("{protocol: http, address: nosuch, port: 80}", "'nosuch' is not an ipaddr2 resource"),
+        ("{protocol: http, address: d, port: 80}", "'d' is not an ipaddr2 resource"),
+        ("{protocol: udp, address: 10.0.0.1, port: 80}", "protocol is 'udp'; use one of: http, tcp"),
+        ("{protocol: tcp, address: 10.0.0.1, port: 80, path: /x}", "path applies to protocol http only"),
+        ("{protocol: http, address: 10.0.0.1, port: 0}", "port is 0"),
+        ("{protocol: http, address: 10.0.0.1, port: 80, path: x}", "must start with '/'"),
+        ("{protocol: http, address: 10.0.0.1}", "needs 'port'"),
+        ("{protocol: http, address: 10.0.0.1, port: 80, ok: 1}", "unknown key 'ok'"),
+    ],
+)
+def test_bad_clients_are_refused_with_their_line(client: str, message: str) -> None:
+    text = f"workloads:\n  - id: d\n    type: ocf\n    agent: ocf:pacemaker:Dummy\n    client: {client}\n"
+    with pytest.raises(ConfigError, match=r"s.yaml:\d+: .*" + message.replace("(", r"\(").replace(")", r"\)")):
+        parse_spec(text, "s.yaml")
+
+
+# -------------------------------------------------------------- killing
+
+
+def test_kill_targets_come_from_the_agent() -> None:
+    w = by_id(site())
+    gw = workload_kill(w["gateway"])
+    assert not isinstance(gw, str)
+    assert (gw.resource, gw.unit) == ("gw-svc", "dcn-http@9000")  # the floating IP runs no process
+    hist = workload_kill(w["historian"])
+    assert not isinstance(hist, str)
+    assert hist.container == "historian"  # the podman agent names it after the resource
+    poller = workload_kill(w["poller"])
+    assert not isinstance(poller, str)
+    assert isinstance(poller.fault("dcn2"), KillProcess)
+    assert poller.fault("dcn2").argv[-1] == "poller"
+    why = workload_kill(w["sidecar"])
+    assert isinstance(why, str)
+    assert "names no process to kill: add `process: NAME`" in why
+    assert isinstance(kill_target(w["gateway"].resources[0]), str)
+
+
+def test_a_process_name_must_fit_the_kernels_comm() -> None:
+    with pytest.raises(ConfigError, match="at most 15 characters"):
+        parse_spec("workloads:\n  - {id: p, type: ocf, agent: 'ocf:a:b', process: a-very-long-daemon-name}\n")
+
+
+def test_migration_threshold_resolution() -> None:
+    spec = site("  - location: {rsc: gateway, prefers: dcn1, score: 10}\n")
+    assert migration_threshold(spec, "historian") == 1
+    assert migration_threshold(spec, "gw-svc") == 1_000_000  # Pacemaker's default
+    grouped = parse_spec(
+        SITE.replace("group: [gw-ip, gw-svc]", "group: [gw-ip, gw-svc]\n    meta: {migration-threshold: 3}")
+    )
+    assert migration_threshold(grouped, "gw-svc") == 3  # from its group
+
+
+# ------------------------------------------------------------- the table
+
+
+def outcome(spec: ClusterSpec, workload: str, fault: str, networks: int = 2, nodes: int = 3) -> tuple[Outcome, bool]:
+    e = derive(spec, by_id(spec)[workload], fault, networks, nodes)
+    assert not isinstance(e, str), e
+    return e.outcome, e.fenced
+
+
+@pytest.mark.parametrize("fault", ["power-off", "hard-reset", "freeze", "isolate", "kill-corosync", "kill-controld"])
+def test_node_loss_relocates_and_fences(fault: str) -> None:
+    assert outcome(site(), "gateway", fault) == (Outcome.RELOCATED, True)
+
+
+def test_node_loss_expects_a_fence_even_when_the_spec_disables_fencing() -> None:
+    spec = parse_spec(
+        SITE.replace("cluster:\n", "cluster:\n  properties: {stonith-enabled: false}\n") + "fencing: {method: none}\n"
+    )
+    e = derive(spec, by_id(spec)["gateway"], "power-off", 2, 3)
+    assert not isinstance(e, str)
+    assert (e.outcome, e.fenced) == (Outcome.RELOCATED, True)
+    assert "disables fencing" in e.why
+    assert "expected to fail" in e.why
+
+
+def test_kill_controld_accepts_the_reprobe_end() -> None:
+    e = derive(site(), by_id(site())["gateway"], "kill-controld", 2, 3)
+    assert not isinstance(e, str)
+    assert [(o.outcome, o.fenced) for o in e.options()] == [(Outcome.RELOCATED, True), (Outcome.REPROBED, False)]
+
+
+def test_two_nodes_isolate_may_keep_the_workload() -> None:
+    e = derive(site(), by_id(site())["gateway"], "isolate", 2, 2)
+    assert not isinstance(e, str)
+    assert (Outcome.UNAFFECTED, False) in [(o.outcome, o.fenced) for o in e.options()]
+
+
+def test_nic_cut_with_two_links_is_unaffected_and_avoids_the_floating_ip() -> None:
+    # gw-ip on network 1, fencing on network 0: the fence path, not the
+    # clients' (the other nodes fence over their own NICs).
+    spec = site()
+    assert nic_cut_network(spec, by_id(spec)["gateway"], 2) == 0
+    assert outcome(spec, "gateway", "nic-cut") == (Outcome.UNAFFECTED, False)
+    default = load_spec(DEFAULT_SPEC)  # vip and fencing on 0
+    assert nic_cut_network(default, by_id(default)["web"], 2) == 1
+    three = parse_spec(SITE.replace("links: [0, 1]", "links: [0, 1, 2]"))
+    assert nic_cut_network(three, by_id(three)["gateway"], 3) == 2  # neither fencing's nor the floating IP's
+
+
+def test_nic_cut_with_one_link_still_expects_unaffected_and_says_why() -> None:
+    spec = parse_spec(SITE.replace("links: [0, 1]", "links: [1]"))
+    e = derive(spec, by_id(spec)["gateway"], "nic-cut", 2, 3)
+    assert not isinstance(e, str)
+    assert (e.outcome, e.fenced) == (Outcome.UNAFFECTED, False)
+    assert "one knet link" in e.why
+
+
+def test_kill_workload_restarts_in_place_below_the_threshold() -> None:
+    assert outcome(site(), "gateway", "kill-workload") == (Outcome.RESTARTED, False)
+    assert outcome(site(), "poller", "kill-workload") == (Outcome.RESTARTED, False)
+
+
+def test_kill_workload_relocates_at_threshold_one() -> None:
+    e = derive(site(), by_id(site())["historian"], "kill-workload", 2, 3)
+    assert not isinstance(e, str)
+    assert (e.outcome, e.fenced) == (Outcome.RELOCATED, False)
+    assert "colocation with gateway" in e.why
+
+
+def test_kill_workload_of_a_non_critical_dependent_cannot_be_derived() -> None:
+    spec = parse_spec(SITE.replace("meta: {migration-threshold: 1}", "meta: {migration-threshold: 1, critical: false}"))
+    why = derive(spec, by_id(spec)["historian"], "kill-workload", 2, 3)
+    assert isinstance(why, str)
+    assert "certification.expect" in why
+
+
+def test_kill_workload_without_a_monitor_says_it_will_fail() -> None:
+    spec = parse_spec(SITE.replace("unit: dcn-http@9000", "unit: dcn-http@9000\n    ops: {monitor: null}"))
+    e = derive(spec, by_id(spec)["gateway"], "kill-workload", 2, 3)
+    assert not isinstance(e, str)
+    assert "no monitor operation" in e.why
+
+
+def test_nothing_to_kill_is_a_reason() -> None:
+    assert isinstance(derive(site(), by_id(site())["sidecar"], "kill-workload", 2, 3), str)
+
+
+def test_declared_expectations_replace_derived_ones() -> None:
+    spec = site(
+        "certification:\n  expect:\n    gateway:\n      power-off: {outcome: restarted, fenced: false, why: test}\n"
+    )
+    e = derive(spec, by_id(spec)["gateway"], "power-off", 2, 3)
+    assert not isinstance(e, str)
+    assert (e.outcome, e.fenced, e.why) == (Outcome.RESTARTED, False, "test")
+    for bad, message in [
+        ("nosuch: {power-off: {outcome: relocated, fenced: true}}", "unknown key 'nosuch'"),
+        ("gateway: {melt: {outcome: relocated, fenced: true}}", "unknown key 'melt'"),
+        ("gateway: {power-off: {outcome: moved, fenced: true}}", "outcome is 'moved'"),
+        ("gateway: {power-off: {outcome: relocated}}", "needs 'fenced'"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            site(f"certification:\n  expect:\n    {bad}\n")
+
+
+# ---------------------------------------------------------------- cases
+
+
+def test_default_spec_cases_match_the_demo_table() -> None:
+    """The derived table gives the default spec exactly the outcomes its
+    hand-written table declared before cases were generated."""
+    cases = {c.id: c for c in failover_cases(load_spec(DEFAULT_SPEC), 2, 3)}
+    assert len(cases) == 16
+    for w in ("web", "app"):
+        for f in ("power-off", "hard-reset", "freeze", "isolate", "kill-corosync", "kill-controld"):
+            e = cases[f"{f}-{w}"].expectation
+            assert e is not None
+            assert (e.outcome, e.fenced) == (Outcome.RELOCATED, True)
+        nic = cases[f"nic-cut-{w}"]
+        assert nic.expectation is not None
+        assert (nic.expectation.outcome, nic.expectation.fenced) == (Outcome.UNAFFECTED, False)
+        assert nic.make is not None
+        cut = nic.make("dcn1")
+        assert isinstance(cut, NicDown)
+        assert cut.network == 1
+    web, app = cases["kill-workload-web"].expectation, cases["kill-workload-app"].expectation
+    assert web is not None
+    assert app is not None
+    assert (web.outcome, app.outcome) == (Outcome.RESTARTED, Outcome.RELOCATED)
+    assert [c.id for c in cases.values() if c.smoke] == ["kill-workload-web"]
+
+
+def test_one_smoke_case_for_any_spec() -> None:
+    cases = failover_cases(site(), 2, 3)
+    assert [c.id for c in cases if c.smoke] == ["kill-workload-gateway"]
+    skipped = {c.id: c.skip for c in cases if c.skip}
+    assert list(skipped) == ["kill-workload-sidecar"]
+    only_dummy = parse_spec("workloads:\n  - {id: d, type: ocf, agent: 'ocf:pacemaker:Dummy'}\n")
+    assert [c.id for c in failover_cases(only_dummy, 2, 3) if c.smoke] == ["nic-cut-d"]
+    assert failover_cases(parse_spec(""), 2, 3) == []
+
+
+def test_reserved_ids_get_no_marker() -> None:
+    assert workload_marker("historian")
+    assert not workload_marker("smoke")
+    assert not workload_marker("power_off")
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_example_specs_make_cases(path: Path) -> None:
+    spec = load_spec(path)
+    nodes = 4 if "4-node" in path.read_text() else 3
+    spec.check_against(2, nodes, FleetSpec(name="t", nodes=nodes).plan())
+    cases = failover_cases(spec, 2, nodes)
+    assert sum(c.smoke for c in cases) == 1
+    assert {c.workload.id for c in cases} <= set(spec.top_level())
+    assert not {"web", "app"} & {w.id for w in workloads(spec)}  # named their own way
