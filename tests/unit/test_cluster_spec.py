@@ -255,7 +255,7 @@ def test_score_text() -> None:
     ("text", "line", "needle"),
     [
         ("clusters: {}", 1, "unknown key 'clusters' in the spec; known keys: cluster, fencing, workloads, constraints"),
-        ("cluster:\n  name: dcn\n  tokenn: 3", 3, "unknown key 'tokenn' in cluster; known keys: name, links,"),
+        ("cluster:\n  name: dcn\n  tokenn: 3", 3, "unknown key 'tokenn' in cluster; known keys: name, nodes, links,"),
         ("cluster: {name: 'bad name'}", 1, "cluster.name 'bad name'"),
         ("cluster:\n  links: [0, 0]", 2, "network 0 is listed twice"),
         ("cluster: {links: [0,1,2,3,4,5,6,7,8]}", 1, "knet has at most 8"),

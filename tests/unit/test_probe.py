@@ -168,7 +168,7 @@ def test_http_answer_is_judged_by_status_and_body(tmp_path: Path) -> None:
     import threading
 
     class Page(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:  # the stdlib's name for it
             body = b"historian ok" if self.path == "/health" else b"nope"
             self.send_response(200 if self.path == "/health" else 503)
             self.send_header("Content-Length", str(len(body)))
