@@ -42,6 +42,11 @@ class CaseRecord:
     findings: list[dict[str, Any]]
     timeline: list[dict[str, Any]]  # events, seconds relative to the fault
     restore_seconds: float | None = None  # the heal back to a healthy cluster
+    # Timing name -> why it was not measured (not "not observed": nothing
+    # could measure it, e.g. a workload that declares no client endpoint).
+    unmeasured: dict[str, str] = field(default_factory=dict)
+    # Timings beyond the four thresholds apply to (the heal-phase outage).
+    extra: dict[str, float | None] = field(default_factory=dict)
 
     @classmethod
     def from_verdict(
@@ -56,9 +61,11 @@ class CaseRecord:
         workload: str,
         repeat: int = 0,
         restore_seconds: float | None = None,
+        unmeasured: dict[str, str] | None = None,
     ) -> CaseRecord:
         """A case from its verdict, its timings and its timeline (times made
-        relative to the fault at monotonic ``fault_t``)."""
+        relative to the fault at monotonic ``fault_t``); ``unmeasured`` names
+        the timings nothing could measure, and why."""
         seconds = dict(zip(TIMINGS, (t.to_dict()["seconds"] for t in timings.standard()), strict=True))
         relative = []
         for e in events:
@@ -82,6 +89,8 @@ class CaseRecord:
             findings=summary["findings"],
             timeline=relative,
             restore_seconds=restore_seconds,
+            unmeasured=dict(unmeasured or {}),
+            extra={t.name: t.to_dict()["seconds"] for t in timings.extra},
         )
 
 
@@ -141,6 +150,7 @@ class Row:
     runs: int
     failed: int
     stats: dict[str, Stats]
+    unmeasured: dict[str, str] = field(default_factory=dict)  # timing -> why
 
     @property
     def failure_rate(self) -> float:
@@ -185,7 +195,8 @@ class RunReport:
                 name: Stats.of([c.seconds[name] for c in cases if c.seconds.get(name) is not None])  # type: ignore[misc]
                 for name in TIMINGS
             }
-            rows.append(Row(fault, workload, len(cases), sum(not c.passed for c in cases), stats))
+            unmeasured = {name: why for c in cases for name, why in c.unmeasured.items()}
+            rows.append(Row(fault, workload, len(cases), sum(not c.passed for c in cases), stats, unmeasured))
         return rows
 
     def to_dict(self) -> dict[str, Any]:
@@ -220,9 +231,20 @@ class RunReport:
             cells = [r.fault, r.workload, str(r.runs), f"{r.failed} ({r.failure_rate:.0%})"]
             for name in TIMINGS:
                 s = r.stats[name]
+                if r.unmeasured.get(name):
+                    cells += ["not measured"] * (3 if repeats else 1)
+                    continue
                 cells += [_fmt(v) for v in ([s.p50, s.p95, s.max] if repeats else [s.max])]
             out.append(cells)
         return out
+
+    def notes(self) -> list[str]:
+        """Why timings were not measured, once per workload and reason."""
+        seen: dict[str, None] = {}
+        for case in self.cases:
+            for name, why in case.unmeasured.items():
+                seen.setdefault(f"{case.workload}: {name} not measured: {why}", None)
+        return list(seen)
 
     def markdown(self) -> str:
         """The summary as Markdown: the environment, then :meth:`table`."""
@@ -240,13 +262,16 @@ class RunReport:
         head, *rows = self.table()
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+        if notes := self.notes():
+            lines += ["", *(f"- {note}" for note in notes)]
         return "\n".join(lines) + "\n"
 
     def text(self) -> str:
         """The summary for the terminal: :meth:`table`, aligned."""
         rows = self.table()
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
+        table = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+        return "\n".join([*table, *self.notes()])
 
     def write(self, directory: Path) -> tuple[Path, Path]:
         """``timing-report.json`` and ``.md``, and with repeats the

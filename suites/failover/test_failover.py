@@ -133,6 +133,7 @@ def test_failover(
         injected,
         {name: client_spans(av, injected.t) for name, av in availability.items()},
         sorted(cluster.fleet.nodes),
+        timings=timings,
     )
     (tmp_path / "timeline.svg").write_text(chart.svg())
     request.node.add_report_section("call", "verdict", verdict.message())
@@ -148,6 +149,7 @@ def test_failover(
         workload=rsc,
         repeat=dcn_repeat,
         restore_seconds=fault.restore_seconds,
+        unmeasured={} if measured else {"downtime": unmeasured(workload)},
     )
     timing_report.add(record)
     (tmp_path / "timing.json").write_text(json.dumps(asdict(record), indent=1))

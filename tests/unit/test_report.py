@@ -168,3 +168,34 @@ def test_repeats_write_a_distribution_chart(tmp_path: Path) -> None:
     assert svg.count('class="value"') == 3 * sum(1 for v in power_off_record().seconds.values() if v is not None)
     assert "power-off web downtime" in svg
     assert "39.9s" in svg
+
+
+def test_a_workload_without_a_client_has_its_downtime_reported_as_not_measured(tmp_path: Path) -> None:
+    """The recorded power-off judged as if web declared no client: the
+    verdict passes on cluster state, and every output says why downtime is
+    missing instead of showing a number or a dash."""
+    from dataclasses import replace
+
+    from harness.timeline import Timing
+
+    rec = Recorder.from_dict(json.loads((DATA / "timeline_power_off_web.json").read_text()))
+    events = rec.events()
+    why = "web declares no client endpoint (client: in the spec): certified on cluster state only"
+    timings = replace(derive(events, "web"), downtime=Timing("client downtime", None, why=why))
+    expectation = Expectation("power-off", "web", Outcome.RELOCATED, fenced=True)
+    verdict = judge(expectation, events, timings, Thresholds(downtime=1), "dcn1", ("vip", "http"), clients=False)
+    assert verdict.passed, verdict.message()
+    assert "downtime: expected not measured; observed not measured: web declares no client" in verdict.message()
+    fault = next(e for e in events if e.kind.value == "fault_injected")
+    record = CaseRecord.from_verdict(
+        test="t", suite="failover", verdict=verdict, timings=timings, events=events, fault_t=fault.t,
+        workload="web", unmeasured={"downtime": why},
+    )  # fmt: skip
+    report = RunReport(ENV)
+    report.add(record)
+    json_path, md_path = report.write(tmp_path)
+    validate(json.loads(json_path.read_text()))
+    md = md_path.read_text()
+    assert "| not measured |" in md
+    assert f"- web: downtime not measured: {why}" in md
+    assert why in report.text()
