@@ -6,6 +6,7 @@ workloads)::
 
     cluster:
       name: dcn                 # corosync cluster_name: 1-32 of [A-Za-z0-9_-]
+      nodes: 3                  # the site's size: the fleet's unless --dcn-nodes
       links: [0, 1]             # fleet networks that become knet links, in link
                                 # order (knet link k = network links[k]);
                                 # default: every network of the fleet
@@ -34,6 +35,9 @@ workloads)::
       - id: web
         group: [vip, http]      # members are resources below, started in order
         meta: {}
+        client: {protocol: http, address: vip, port: 8080, path: /, status: 200, contains: text}
+                                # how clients reach it (any workload may say):
+                                # http | tcp; an ipaddr2 id or a fixed IPv4
       - id: vip
         type: ipaddr2           # ocf:heartbeat:IPaddr2
         network: 0              # nic=eth<network>
@@ -54,6 +58,7 @@ workloads)::
         type: ocf               # any OCF agent: ocf:<provider>:<type>
         agent: ocf:pacemaker:Dummy
         params: {}
+        process: null           # its process name: what kill-workload kills
         ops: {monitor: null}    # null = no monitor operation at all
     constraints:
       - colocation: {rsc: app, with: web, score: INFINITY}   # -INFINITY = apart
@@ -61,6 +66,10 @@ workloads)::
       - location: {rsc: web, prefers: dcn1, score: 50}       # negative = avoids
       - ban: {rsc: dummy, node: dcn3}                        # location -INFINITY
     certification:
+      workloads: [web, app]     # certified workloads (default: every group and
+                                # every resource in no group)
+      expect:                   # declared outcomes, over the derived ones
+        app: {kill-workload: {outcome: relocated, fenced: false, why: text}}
       thresholds:               # durations; a suite case fails above any of them
         default: {detection: 20s, fencing: 30s, recovery: 2min, downtime: 150s}
         kill-workload: {downtime: 60s}   # per fault: power-off, hard-reset, freeze,
