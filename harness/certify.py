@@ -13,7 +13,7 @@ its reasoning, in docs/expectations.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -27,14 +27,20 @@ from harness.cluster.spec import (
     IPaddr2,
     OcfResource,
     Podman,
+    Requirement,
     Resource,
     Systemd,
 )
+from harness.errors import ConfigError
 from harness.faults import Fault, Freeze, HardReset, Isolate, KillProcess, NicDown, PowerOff
 from harness.probe import Endpoint
 from harness.spec import AddressPlan
-from harness.verdict import Alternative, Expectation, Outcome
+from harness.timeline import Event, EventKind, Timings, heal_of
+from harness.verdict import Alternative, Expectation, Finding, Outcome
 
+# The extra timing a failover case records: the longest client outage that
+# began after the fault was healed (a fail-back, a restart on rejoin).
+HEAL_OUTAGE = "heal-phase outage"
 # Faults that take the node out of the cluster.
 NODE_LOSS = ("power-off", "hard-reset", "freeze", "isolate", "kill-corosync", "kill-controld")
 OUTCOMES = {
@@ -432,3 +438,151 @@ def failover_cases(spec: ClusterSpec, networks: int, nodes: int) -> list[Failove
     )  # fmt: skip
     smoke = next((p[0] for p in picks if p), None)
     return [FailoverCase(c.fault, c.workload, c.expectation, c.make, c.skip, c is smoke) for c in cases]
+
+
+# ------------------------------------------------------------ requirements
+
+# Corosync's defaults (corosync.conf(5)): token 3000 ms, consensus 1.2 x token.
+DEFAULT_TOKEN_MS = 3000
+# Faults whose detection waits for the token and consensus to expire.
+TOKEN_BOUND = ("power-off", "hard-reset", "freeze", "isolate", "kill-corosync")
+
+
+def _family(spec: ClusterSpec, rsc: str) -> set[str]:
+    """A resource id with its group (a constraint on either binds it)."""
+    group = spec.group_of(rsc)
+    return {rsc, group.id} if group is not None else {rsc}
+
+
+def _line_of(spec: ClusterSpec, rsc: str) -> int:
+    entry = spec.group(rsc) or spec.resource(rsc)
+    return entry.line if entry is not None else 0
+
+
+def detection_floor(spec: ClusterSpec) -> tuple[float, str]:
+    """The least time before survivors can act on a lost node: token plus
+    consensus, in seconds, and where that comes from."""
+    opts = spec.cluster.corosync
+    token = opts.token or DEFAULT_TOKEN_MS
+    consensus = opts.consensus or int(1.2 * token)
+    where = f"line {opts.line}" if opts.token is not None and opts.line else "corosync's default token"
+    return (token + consensus) / 1000, f"token {token} ms + consensus {consensus} ms ({where})"
+
+
+def check_requirements(spec: ClusterSpec) -> None:
+    """Refuse, before any VM boots, a requirement the configuration cannot
+    guarantee, naming the requirement's line and the configuration's.
+    Raises ConfigError; docs/requirements.md explains each rule."""
+    for req in spec.requirements:
+        problem = _cannot_hold(spec, req)
+        if problem:
+            raise ConfigError(f"{spec.path}:{req.line}: requirement {req.describe()} cannot hold: {problem}")
+
+
+def _cannot_hold(spec: ClusterSpec, req: Requirement) -> str:
+    if req.kind in ("together", "apart"):
+        return _tie_problem(spec, req)
+    if req.kind == "max-downtime":
+        return _downtime_problem(spec, req)
+    return ""  # no-outage-on-return: scores add up at run time (stickiness of members, colocations)
+
+
+def _tie_problem(spec: ClusterSpec, req: Requirement) -> str:
+    a, b = _family(spec, req.a), _family(spec, req.b)
+    together = req.kind == "together"
+    if a & b:
+        # One group: always together, never apart.
+        return "" if together else f"{req.a} and {req.b} are in one group, which always runs on one node"
+    ties = [c for c in spec.constraints if isinstance(c, Colocation) and {c.rsc, c.with_rsc} <= a | b
+            and (c.rsc in a) != (c.with_rsc in a)]  # fmt: skip
+    good = [c for c in ties if (c.score >= INFINITY if together else c.score <= -INFINITY)]
+    if good:
+        return ""
+    if ties:
+        c = ties[0]
+        what = "keeps them apart" if c.score < 0 else "ties them together"
+        if (c.score > 0) == together:
+            sign = "" if together else "-"
+            what = f"has score {c.score}, a preference the cluster may trade away; only {sign}INFINITY guarantees it"
+        return f"line {c.line}: colocation of {c.rsc} with {c.with_rsc} {what}"
+    score = "INFINITY" if together else "-INFINITY"
+    return (
+        f"nothing in the configuration {'keeps them together' if together else 'keeps them apart'} "
+        f"({req.a} on line {_line_of(spec, req.a)}, {req.b} on line {_line_of(spec, req.b)}): add "
+        f"`- colocation: {{rsc: {req.a}, with: {req.b}, score: {score}}}` to constraints"
+    )
+
+
+def _downtime_problem(spec: ClusterSpec, req: Requirement) -> str:
+    targets = [w for w in workloads(spec) if req.workload in (None, w.id)]
+    measured = [w for w in targets if w.client is not None]
+    if not measured:
+        who = req.workload or "no certified workload"
+        line = f" (line {_line_of(spec, req.workload)})" if req.workload else ""
+        return f"{who}{line} declares no client: endpoint, so no client downtime can be measured; add one"
+    floor, why = detection_floor(spec)
+    if (req.fault is None or req.fault in TOKEN_BOUND) and req.limit < floor:
+        fault = req.fault or "a node loss"
+        return f"on {fault} the survivors cannot act before {floor:g}s ({why}): lower the token or raise the limit"
+    if req.fault in (None, "kill-workload"):
+        for w in measured:
+            target = workload_kill(w)
+            if isinstance(target, str):
+                continue
+            rsc = spec.resource(target.resource)
+            assert rsc is not None
+            if rsc.no_monitor:
+                return f"line {rsc.line}: {rsc.id} has no monitor operation, so nothing notices its process dying"
+            monitor = next((op for op in rsc.ops if op.name == "monitor"), None)
+            if monitor is not None and monitor.interval is not None and monitor.interval.ms / 1000 > req.limit:
+                return (
+                    f"line {rsc.line}: {rsc.id} is monitored every {monitor.interval}, so a killed process can go "
+                    f"unnoticed longer than {req.limit:g}s"
+                )
+    return ""
+
+
+def requirement_findings(
+    spec: ClusterSpec, workload: Workload, fault: str, timings: Timings, events: Sequence[Event], injected: Event
+) -> list[Finding]:
+    """The run's findings for every requirement on this case's workload and
+    fault (together and apart are checked at every sample by the sampler)."""
+    out = []
+    for req in spec.requirements:
+        if req.workload not in (None, workload.id):
+            continue
+        if req.kind == "max-downtime" and req.fault in (None, fault) and workload.client is not None:
+            down = timings.downtime
+            seen = "not observed" if down.seconds is None else f"{down.seconds:.1f}s"
+            ok = down.seconds is not None and down.seconds <= req.limit
+            out.append(Finding(f"requirement {req.describe()}", f"client downtime at most {req.limit:g}s", seen, ok))
+        if req.kind == "no-outage-on-return" and req.workload == workload.id:
+            out.append(_return_finding(req, workload, timings, events, injected))
+    return out
+
+
+def _return_finding(
+    req: Requirement, workload: Workload, timings: Timings, events: Sequence[Event], injected: Event
+) -> Finding:
+    what = f"requirement {req.describe()}"
+    expected = "not interrupted by the return" + (
+        f", clients out at most {req.limit:g}s" if req.limit else ", not one failed request"
+    )
+    healed = heal_of(events, injected)
+    if healed is None:
+        return Finding(what, expected, "the fault was not healed", False)
+    ids = {workload.id, *workload.members}
+    changes = (EventKind.RESOURCE_STOPPED, EventKind.RESOURCE_FAILED, EventKind.RESOURCE_STARTED)
+    moves = [e for e in events if e.t > healed.t and e.resource in ids and e.kind in changes]
+    outage = next((t for t in timings.extra if t.name == HEAL_OUTAGE), None)
+    seen = []
+    if moves:
+        first = moves[0]
+        seen.append(f"{first.resource} {first.kind.value.replace('resource_', '')} on {first.node} "
+                    f"{first.t - healed.t:.1f}s after the heal")  # fmt: skip
+    over = outage is not None and outage.seconds is not None and outage.seconds > req.limit
+    if outage is not None and outage.seconds is not None:
+        seen.append(f"heal-phase outage {outage.seconds:.1f}s")
+    elif outage is not None:
+        seen.append(f"heal-phase outage not measured ({outage.why})")
+    return Finding(what, expected, "; ".join(seen) or "nothing", not moves and not over)

@@ -7,6 +7,8 @@
 - **Anti-colocation** (-INFINITY) holds whenever both run: no node runs both.
 - **Bans**: no resource runs on a node the spec bans it from (``ban``, or a
   ``location`` of -INFINITY).
+- **Requirements** (``certification.requirements``): ``together`` pairs run on
+  the same nodes and ``apart`` pairs on none in common, whenever both run.
 
 A split brain cannot be seen in any single crm_mon: each side of a partition
 shows only itself running the resource. So the input is a set of
@@ -27,7 +29,7 @@ Pure: unit tested on recorded crm_mon output.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -40,6 +42,7 @@ class ViolationKind(StrEnum):
     COLOCATION = "colocation"
     ANTI_COLOCATION = "anti_colocation"
     BANNED_NODE = "banned_node"
+    REQUIREMENT = "requirement"  # certification.requirements: together, apart
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,46 @@ def check(placement: Placement, spec: ClusterSpec) -> list[Violation]:
                         f"{con.rsc} must never run with {con.with_rsc}, but both run on {both}",
                     )
                 )
+    for req in spec.requirements:
+        if req.kind not in ("together", "apart"):
+            continue
+        mine, theirs = placement.nodes(req.a), placement.nodes(req.b)
+        if not mine or not theirs:
+            continue  # like a colocation: it holds "whenever both run"
+        # Together: one runs where the other does (as a colocation reads it).
+        broken = not (mine <= theirs or theirs <= mine) if req.kind == "together" else bool(mine & theirs)
+        if not broken:
+            continue
+        # The constraint that backs the requirement (check_requirements made
+        # sure there is one) is broken too: one violation, naming both.
+        pair = _family(spec, req.a) | _family(spec, req.b)
+        backing = next(
+            (
+                i
+                for i, v in enumerate(out)
+                if v.kind in (ViolationKind.COLOCATION, ViolationKind.ANTI_COLOCATION)
+                and v.resource in pair
+                and v.other in pair
+            ),
+            None,
+        )
+        if backing is not None:
+            v = out[backing]
+            out[backing] = replace(v, detail=f"{v.detail} (requirement {req.describe()})")
+        else:
+            out.append(
+                Violation(
+                    ViolationKind.REQUIREMENT,
+                    t,
+                    req.a,
+                    tuple(sorted(mine)),
+                    req.b,
+                    tuple(sorted(theirs)),
+                    placement.observers,
+                    f"requirement {req.describe()} broken: {req.a} on {', '.join(sorted(mine))}, "
+                    f"{req.b} on {', '.join(sorted(theirs))}",
+                )
+            )
     for rsc, node in banned(spec):
         if node in placement.nodes(rsc):
             out.append(
@@ -259,6 +302,12 @@ def check(placement: Placement, spec: ClusterSpec) -> list[Violation]:
                 )
             )
     return out
+
+
+def _family(spec: ClusterSpec, rsc: str) -> set[str]:
+    """A resource with its group, or a group with its members."""
+    group = spec.group(rsc) or spec.group_of(rsc)
+    return {rsc, group.id, *group.members} if group is not None else {rsc}
 
 
 def banned(spec: ClusterSpec) -> list[tuple[str, str]]:

@@ -359,6 +359,41 @@ class Expect:
     line: int = field(default=0, compare=False)
 
 
+@dataclass(frozen=True)
+class Requirement:
+    """What must hold whatever the configuration says (``certification.
+    requirements``): checked against the configuration before any VM boots
+    (harness.certify.check_requirements) and against every run.
+
+    - ``together``: ``a`` and ``b`` always run on one node (whenever both run);
+    - ``apart``: ``a`` and ``b`` never run on one node;
+    - ``max-downtime``: clients of ``workload`` (every certified one when
+      None) are never out longer than ``limit`` seconds during ``fault``
+      (every failover fault when None);
+    - ``no-outage-on-return``: when a faulted node comes back, ``workload``
+      is not interrupted (stopped, restarted or moved) and its clients are
+      out no longer than ``limit`` (0: not one failed request)."""
+
+    kind: str
+    a: str = ""
+    b: str = ""
+    workload: str | None = None
+    fault: str | None = None
+    limit: float = 0.0
+    line: int = field(default=0, compare=False)
+
+    def describe(self) -> str:
+        where = f"line {self.line}: " if self.line else ""
+        if self.kind in ("together", "apart"):
+            return f"{where}{self.kind}: [{self.a}, {self.b}]"
+        who = self.workload or "every workload"
+        if self.kind == "max-downtime":
+            return f"{where}max-downtime {self.limit:g}s for {who} on {self.fault or 'every fault'}"
+        allowed = f" (clients out at most {self.limit:g}s)" if self.limit else ""
+        return f"{where}no-outage-on-return of {who}{allowed}"
+
+
+REQUIREMENT_KINDS = ("together", "apart", "max-downtime", "no-outage-on-return")
 EXPECT_OUTCOMES = ("relocated", "restarted", "unaffected", "found-running")
 # The faults of the failover suite, by the names thresholds and markers use.
 FAILOVER_FAULTS = (
@@ -415,6 +450,7 @@ class CorosyncOptions:
     consensus: int | None = None
     knet_ping_interval: int | None = None
     knet_ping_timeout: int | None = None
+    line: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -464,6 +500,8 @@ class ClusterSpec:
     certified_line: int = field(default=0, compare=False)
     # certification.expect: declared outcomes that replace derived ones.
     expectations: tuple[Expect, ...] = ()
+    # certification.requirements, in file order.
+    requirements: tuple[Requirement, ...] = ()
 
     def threshold_table(self) -> dict[str, Thresholds]:
         return dict(self.thresholds)
@@ -859,11 +897,12 @@ class _Reader:
         cert = self.optional(top, "certification")
         cm = None if cert is None else self.mapping(cert, "certification")
         if cm is not None:
-            self.keys(cm, ("thresholds", "workloads", "expect"), "certification")
+            self.keys(cm, ("thresholds", "workloads", "expect", "requirements"), "certification")
         top_level = [w for w in order if not any(w in g.members for g in groups)]
         thresholds = self.thresholds(None if cm is None else self.optional(cm, "thresholds"))
         certified, certified_line = self.certified(None if cm is None else self.optional(cm, "workloads"), top_level)
         expects = self.expects(None if cm is None else self.optional(cm, "expect"), top_level)
+        requirements = self.requirements(None if cm is None else self.optional(cm, "requirements"), ids, top_level)
         return ClusterSpec(
             path,
             cluster,
@@ -876,6 +915,7 @@ class _Reader:
             certified,
             certified_line,
             expects,
+            requirements,
         )
 
     def certified(self, v: _Val | None, top_level: list[str]) -> tuple[tuple[str, ...] | None, int]:
@@ -897,6 +937,62 @@ class _Reader:
                 self.fail(item.line, f"certification.workloads: {name!r} is listed twice")
             out.append(name)
         return tuple(out), v.line
+
+    def requirements(self, v: _Val | None, ids: set[str], top_level: list[str]) -> tuple[Requirement, ...]:
+        if v is None:
+            return ()
+        if not isinstance(v, _Seq):
+            self.fail(v.line, "certification.requirements must be a list (lines starting with '-')")
+        out = []
+        for item in v.items:
+            m = self.mapping(item, "a requirement")
+            if len(m.items) != 1:
+                self.fail(m.line, f"a requirement is one of {', '.join(REQUIREMENT_KINDS)}: ..., one per list entry")
+            ((kind, body),) = m.items.items()
+            if kind not in REQUIREMENT_KINDS:
+                self.fail(m.line, f"unknown requirement {kind!r}; known: {', '.join(REQUIREMENT_KINDS)}")
+            where = f"certification.requirements {kind}"
+            if kind in ("together", "apart"):
+                if not isinstance(body, _Seq) or len(body.items) != 2:
+                    self.fail(body.line, f"{where}: name two workloads or resources, like [historian, gateway]")
+                a, b = (self.ident(x, f"{where} entry") for x in body.items)
+                for name, x in zip((a, b), body.items, strict=True):
+                    if name not in ids:
+                        self.fail(x.line, f"{where}: no resource or group {name!r} in workloads")
+                if a == b:
+                    self.fail(body.line, f"{where}: {a} with itself")
+                out.append(Requirement(kind, a, b, line=m.line))
+                continue
+
+            def workload_of(x: _Val, where: str = where) -> str:
+                name = self.ident(x, f"{where} workload")
+                if name not in top_level:
+                    self.fail(x.line, f"{where}: {name!r} is not a workload (a group or a resource in no group)")
+                return name
+
+            if kind == "no-outage-on-return":
+                if isinstance(body, _Scalar):
+                    out.append(Requirement(kind, workload=workload_of(body), line=m.line))
+                    continue
+                bm = self.mapping(body, where)
+                self.keys(bm, ("workload", "allow"), where)
+                limit = 0.0
+                if (al := self.optional(bm, "allow")) is not None:
+                    limit = self.duration(al, f"{where}.allow", zero=True).ms / 1000
+                out.append(Requirement(kind, workload=workload_of(self.required(bm, "workload", where)),
+                                       limit=limit, line=m.line))  # fmt: skip
+                continue
+            bm = self.mapping(body, where)
+            self.keys(bm, ("limit", "fault", "workload"), where)
+            limit = self.duration(self.required(bm, "limit", where), f"{where}.limit", zero=True).ms / 1000
+            fault = None
+            if (f := self.optional(bm, "fault")) is not None:
+                fault = self.choice(f, f"{where}.fault", FAILOVER_FAULTS)
+            workload = None
+            if (w := self.optional(bm, "workload")) is not None:
+                workload = workload_of(w)
+            out.append(Requirement(kind, workload=workload, fault=fault, limit=limit, line=m.line))
+        return tuple(out)
 
     def expects(self, v: _Val | None, top_level: list[str]) -> tuple[Expect, ...]:
         """``certification.expect: {WORKLOAD: {FAULT: {outcome, fenced, why}}}``."""
@@ -1010,7 +1106,7 @@ class _Reader:
             self.fail(m.key_lines[given], "knet_ping_interval and knet_ping_timeout are a pair: give both")
         if ping is not None and pong is not None and ping >= pong:
             self.fail(m.key_lines["knet_ping_timeout"], "knet_ping_timeout must be longer than knet_ping_interval")
-        return CorosyncOptions(token, consensus, ping, pong)
+        return CorosyncOptions(token, consensus, ping, pong, m.key_lines.get("token", m.line))
 
     def fencing(self, v: _Val | None, default_line: int) -> Fencing:
         if v is None:

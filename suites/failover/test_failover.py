@@ -23,7 +23,15 @@ import pytest
 from fixtures import allure_glue
 from fixtures.faults import FaultInjector
 from fixtures.plugin import environment_of, fleet_nodes, session_spec
-from harness.certify import FailoverCase, Workload, failover_cases, unmeasured, workload_marker
+from harness.certify import (
+    HEAL_OUTAGE,
+    FailoverCase,
+    Workload,
+    failover_cases,
+    requirement_findings,
+    unmeasured,
+    workload_marker,
+)
 from harness.chart import chart_of, client_spans
 from harness.cluster.bootstrap import Cluster
 from harness.cluster.crm import parse_crm_mon
@@ -102,6 +110,10 @@ def test_failover(
     allure_glue.parameter("image", f"{cluster.fleet.image.recipe} {cluster.fleet.image.digest}")
     allure_glue.parameter("spec", spec_path.name)
     allure_glue.attach_file(spec_path, "cluster spec")
+    if any(r.kind == "no-outage-on-return" and r.workload == rsc for r in cluster.spec.requirements):
+        # The return is what the requirement is about: heal until the
+        # cluster has converged with the node back, whatever comes next.
+        fault.wait_healthy = True
     before = cluster.crm_mon_xml()
     (target,) = parse_crm_mon(before).where(rsc)
     with allure_glue.step(f"inject {case.fault} on {target}, where {rsc} runs"):
@@ -125,6 +137,8 @@ def test_failover(
     timings = replace(timings, extra=(*timings.extra, heal_outage(events, outages, injected, measured, workload)))
     limits = thresholds_for(case.fault, thresholds)
     verdict = judge(case.expectation, events, timings, limits, target, workload.members, clients=measured)
+    required = requirement_findings(cluster.spec, workload, case.fault, timings, events, injected)
+    verdict = replace(verdict, findings=(*verdict.findings, *required))
     text = json.dumps({**verdict.to_dict(), "why": case.expectation.why, "timings": timings.to_dict()}, indent=1)
     (tmp_path / "verdict.json").write_text(text)
     chart = chart_of(
@@ -165,7 +179,12 @@ def test_failover(
     allure_glue.attach_tail(cluster.fleet.console_log(target), f"console of {target} (last lines)")
     with allure_glue.step(f"verdict: {'PASS' if verdict.passed else 'FAIL'}"):
         assert verdict.passed, verdict.message()
-        assert not cluster_sampler.violations, [str(v) for v in cluster_sampler.violations]
+        broken = [str(v) for v in cluster_sampler.violations]
+        assert not broken, (
+            "FAIL: violated while the fault played out:\n  "
+            + "\n  ".join(broken)
+            + (f"\ntimeline (seconds from the fault):\n{verdict.excerpt}")
+        )
 
 
 def heal_outage(
@@ -173,7 +192,7 @@ def heal_outage(
 ) -> Timing:
     """The longest client outage that began once the fault was healed: the
     node's return (a fail-back, a restart on rejoin) as clients saw it."""
-    name = "heal-phase outage"
+    name = HEAL_OUTAGE
     if not measured:
         return Timing(name, None, why=unmeasured(workload))
     healed = heal_of(events, fault)

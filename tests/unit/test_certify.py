@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from harness.certify import (
+    HEAL_OUTAGE,
     Workload,
+    check_requirements,
     derive,
     endpoint_of,
     endpoints,
@@ -17,6 +19,7 @@ from harness.certify import (
     kill_target,
     migration_threshold,
     nic_cut_network,
+    requirement_findings,
     workload_kill,
     workload_marker,
     workloads,
@@ -26,6 +29,7 @@ from harness.errors import ConfigError
 from harness.faults import KillProcess, NicDown
 from harness.probe import Endpoint
 from harness.spec import FleetSpec
+from harness.timeline import Event, EventKind
 from harness.verdict import Outcome
 
 EXAMPLES = Path(__file__).parents[2] / "suites" / "specs" / "examples"
@@ -336,3 +340,153 @@ def test_example_specs_make_cases(path: Path) -> None:
     assert sum(c.smoke for c in cases) == 1
     assert {c.workload.id for c in cases} <= set(spec.top_level())
     assert not {"web", "app"} & {w.id for w in workloads(spec)}  # named their own way
+
+
+# ------------------------------------------------------------ requirements
+
+
+def with_requirements(*lines: str, spec: str = SITE) -> ClusterSpec:
+    return parse_spec(spec + "certification:\n  requirements:\n" + "".join(f"    - {x}\n" for x in lines), "r.yaml")
+
+
+def refused(*lines: str, spec: str = SITE) -> str:
+    with pytest.raises(ConfigError) as err:
+        check_requirements(with_requirements(*lines, spec=spec))
+    return str(err.value)
+
+
+def test_requirements_the_configuration_guarantees_pass() -> None:
+    check_requirements(
+        with_requirements(
+            "together: [historian, gateway]",
+            "together: [gw-svc, gw-ip]",  # one group
+            "together: [historian, gw-svc]",  # a member of the anchor's group
+            "apart: [sidecar, gateway]",
+            "max-downtime: {fault: power-off, limit: 60s}",
+            "max-downtime: {fault: kill-workload, workload: historian, limit: 30s}",
+            "no-outage-on-return: gateway",
+            "no-outage-on-return: {workload: historian, allow: 30s}",
+        )
+    )
+
+
+def test_together_contradicted_names_both_lines() -> None:
+    message = refused("together: [sidecar, gateway]")
+    line = SITE.splitlines().index("  - colocation: {rsc: sidecar, with: gateway, score: -INFINITY}") + 1
+    assert message.startswith("r.yaml:")
+    assert "requirement line" in message
+    assert f"line {line}: colocation of sidecar with gateway keeps them apart" in message
+
+
+def test_together_without_a_constraint_says_what_to_add() -> None:
+    message = refused("together: [poller, gateway]")
+    assert "nothing in the configuration keeps them together (poller on line" in message
+    assert "colocation: {rsc: poller, with: gateway, score: INFINITY}" in message
+
+
+def test_a_finite_score_is_no_guarantee() -> None:
+    spec = SITE.replace(
+        "colocation: {rsc: historian, with: gateway}", "colocation: {rsc: historian, with: gateway, score: 500}"
+    )
+    assert "has score 500, a preference" in refused("together: [historian, gateway]", spec=spec)
+
+
+def test_apart_within_one_group_is_refused() -> None:
+    assert "are in one group" in refused("apart: [gw-ip, gw-svc]")
+
+
+def test_max_downtime_below_detection_names_the_token() -> None:
+    spec = SITE.replace("  links: [0, 1]\n", "  links: [0, 1]\n  corosync: {token: 5000}\n")
+    message = refused("max-downtime: {fault: power-off, limit: 5s}", spec=spec)
+    assert "cannot act before 11s (token 5000 ms + consensus 6000 ms (line 4))" in message
+    assert "corosync's default token" in refused("max-downtime: {limit: 2s}")
+
+
+def test_max_downtime_of_an_unmeasured_workload_is_refused() -> None:
+    assert "poller (line" in refused("max-downtime: {workload: poller, limit: 60s}")
+    assert "declares no client" in refused("max-downtime: {workload: poller, limit: 60s}")
+
+
+def test_max_downtime_of_a_kill_needs_a_monitor_that_notices() -> None:
+    spec = SITE.replace("unit: dcn-http@9000", "unit: dcn-http@9000\n    ops: {monitor: {interval: 30s}}")
+    message = refused("max-downtime: {fault: kill-workload, workload: gateway, limit: 10s}", spec=spec)
+    assert "gw-svc is monitored every 30s" in message
+    nomon = SITE.replace("unit: dcn-http@9000", "unit: dcn-http@9000\n    ops: {monitor: null}")
+    assert "no monitor operation" in refused("max-downtime: {fault: kill-workload, limit: 60s}", spec=nomon)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("together: [historian]", "name two workloads"),
+        ("together: [historian, nosuch]", "no resource or group 'nosuch'"),
+        ("max-downtime: {limit: 10s, fault: melt}", "fault is 'melt'"),
+        ("max-downtime: {fault: power-off}", "needs 'limit'"),
+        ("no-outage-on-return: gw-ip", "'gw-ip' is not a workload"),
+        ("sometimes: [a, b]", "unknown requirement 'sometimes'"),
+    ],
+)
+def test_bad_requirements_are_refused_with_their_line(line: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=r"r.yaml:\d+: .*" + message):
+        with_requirements(line)
+
+
+def test_a_broken_together_requirement_is_seen_at_every_sample() -> None:
+    from harness.invariants import Placement, ViolationKind, check
+
+    running = {"historian": frozenset({"dcn2"}), "gateway": frozenset({"dcn1"}), "gw-ip": frozenset({"dcn1"})}
+    placement = Placement(1.0, running, {}, {}, (), ("dcn1",), frozenset())
+    # Backed by a colocation (as check_requirements insists): one violation naming both.
+    (both,) = check(placement, with_requirements("together: [historian, gateway]"))
+    assert both.kind is ViolationKind.COLOCATION
+    assert both.detail.endswith("(requirement line 34: together: [historian, gateway])")
+    # Unbacked (a spec read without the pre-boot check): the requirement alone.
+    unbacked = SITE.replace("  - colocation: {rsc: historian, with: gateway}\n", "")
+    (alone,) = check(placement, with_requirements("together: [historian, gateway]", spec=unbacked))
+    assert alone.kind is ViolationKind.REQUIREMENT
+    assert "historian on dcn2, gateway on dcn1" in alone.detail
+
+
+def _timeline(*rows: tuple[float, EventKind, str | None, str | None]) -> list[Event]:
+    return [Event(t, kind, "test", node=node, resource=rsc) for t, kind, node, rsc in rows]
+
+
+def test_no_outage_on_return_fails_on_a_fail_back_and_on_a_long_outage() -> None:
+    from harness.timeline import Timing, Timings
+
+    spec = with_requirements("no-outage-on-return: gateway")
+    gateway = by_id(spec)["gateway"]
+    fault = Event(10.0, EventKind.FAULT_INJECTED, "fault:power-off", node="dcn2")
+    healed = Event(100.0, EventKind.FAULT_HEALED, "fault:power-off", node="dcn2")
+    none = Timing("x", None)
+
+    def timings(outage: float | None) -> Timings:
+        return Timings(none, none, none, Timing("client downtime", 20.0), (Timing(HEAL_OUTAGE, outage),))
+
+    quiet = [fault, *_timeline((30.0, EventKind.RESOURCE_STARTED, "dcn1", "gateway")), healed]
+    (ok,) = requirement_findings(spec, gateway, "power-off", timings(0.0), quiet, fault)
+    assert ok.ok, ok
+    back = [*quiet, *_timeline((140.0, EventKind.RESOURCE_STOPPED, "dcn1", "gw-svc"))]
+    (moved,) = requirement_findings(spec, gateway, "power-off", timings(0.0), back, fault)
+    assert not moved.ok
+    assert "gw-svc stopped on dcn1 40.0s after the heal" in moved.observed
+    (slow,) = requirement_findings(spec, gateway, "power-off", timings(3.2), quiet, fault)
+    assert not slow.ok
+    assert "heal-phase outage 3.2s" in slow.observed
+    allowed = with_requirements("no-outage-on-return: {workload: gateway, allow: 30s}")
+    (fine,) = requirement_findings(allowed, by_id(allowed)["gateway"], "power-off", timings(3.2), quiet, fault)
+    assert fine.ok
+
+
+def test_max_downtime_at_run_time() -> None:
+    from harness.timeline import Timing, Timings
+
+    spec = with_requirements("max-downtime: {fault: power-off, limit: 60s}")
+    gateway = by_id(spec)["gateway"]
+    fault = Event(10.0, EventKind.FAULT_INJECTED, "fault:power-off", node="dcn2")
+    none = Timing("x", None)
+    over = Timings(none, none, none, Timing("client downtime", 75.5))
+    (finding,) = requirement_findings(spec, gateway, "power-off", over, [fault], fault)
+    assert not finding.ok
+    assert (finding.expected, finding.observed) == ("client downtime at most 60s", "75.5s")
+    assert requirement_findings(spec, gateway, "nic-cut", over, [fault], fault) == []
