@@ -1,172 +1,243 @@
-"""Colocation certification on the spec's constraints, through relocating
-faults on a real cluster.
+"""Colocation certification on every constraint of the spec, through
+relocating faults on a real cluster.
+
+The cases come from the session's spec at collection
+(harness/constraint_cases.py), named by its own resource ids:
+
+- every mandatory colocation (INFINITY) under each relocating fault of the
+  node its pair runs on: power-off and kill-corosync (node losses), and the
+  kill of the dependent's process when its migration-threshold of 1 bans it
+  there, so that only the anchor's move can keep the colocation;
+- every mandatory anti-colocation (-INFINITY) with the kept-apart
+  resource's node lost: with one node fewer it must find a node that is not
+  its rival's;
+- every location preference with the preferred node lost and back: the
+  resource goes back when its score outweighs the resource's stickiness,
+  and stays where it moved when the stickiness outweighs it.
 
 The cluster sampler checks every colocation, anti-colocation and ban of the
 spec at every sample (harness/invariants.py), so "never observed apart" is a
 claim about every sample taken during the fault and its heal, not only the
-end state. With the default spec: app is colocated with web (INFINITY),
-witness is kept apart from web (-INFINITY), web prefers dcn1 (50) but its
-stickiness (100) is higher, so it must not fail back when dcn1 returns.
+end state. A cluster that ends somewhere else than expected fails the case
+at the end of its settle window with a message starting ``FAIL:`` that names
+the constraint, its spec line, and where the resources were.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 import pytest
 
 from fixtures.faults import FaultInjector
+from fixtures.plugin import fleet_nodes, session_spec
 from harness.cluster.bootstrap import Cluster
-from harness.cluster.spec import INFINITY, ClusterSpec, Colocation, Location, Podman, Resource, Systemd
-from harness.faults import Fault, KillProcess, PowerOff
+from harness.cluster.crm import ClusterState
+from harness.constraint_cases import (
+    AntiColocationCase,
+    ColocationCase,
+    Placement,
+    PreferenceCase,
+    apart_before,
+    apart_failure,
+    constraint_cases,
+    home,
+    kept_apart,
+    moved_off,
+    moved_together,
+    not_moved_failure,
+    refuge,
+    return_failure,
+    together_before,
+    together_failure,
+)
+from harness.errors import WaitTimeout
+from harness.faults import PowerOff
 from harness.invariants import Violation
 from harness.sampler import ClusterSampler
 from harness.wait import wait_until
 
 SETTLE = 180.0  # seconds before the accelerator's scale
 
-# Relocating faults on the node running the colocation's anchor, given that
-# node and the dependent resource. Killing the dependent's process relocates
-# both without a node loss when its migration-threshold bans it from the node
-# (the default spec's app: 1), since the colocation can only be kept
-# elsewhere: the quick case of every smoke run.
-FAULTS: dict[str, Callable[[str, Resource], Fault]] = {
-    "power-off": lambda node, _rsc: PowerOff(node),
-    "kill-corosync": lambda node, _rsc: KillProcess(node, "corosync"),
-    "kill-workload": lambda node, rsc: _kill(node, rsc),
-}
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    spec = session_spec(metafunc.config)
+    cases = constraint_cases(spec, fleet_nodes(metafunc.config))
+    # A spec without a constraint of a kind still shows its test, skipped
+    # with the reason, rather than pytest's "got empty parameter set".
+    none = f"{spec.path} has no"
+    if "together" in metafunc.fixturenames:
+        params = [pytest.param(c, id=c.id, marks=_marks(c.fault, c.node_loss, c.smoke, c.skip)) for c in cases.together]
+        metafunc.parametrize("together", params or [_nothing("no-colocation", f"{none} positive colocation")])
+    if "apart" in metafunc.fixturenames:
+        params = [pytest.param(c, id=c.id, marks=_marks("power-off", True, c.smoke, c.skip)) for c in cases.apart]
+        metafunc.parametrize("apart", params or [_nothing("no-anti-colocation", f"{none} anti-colocation")])
+    if "preference" in metafunc.fixturenames:
+        params = [pytest.param(c, id=c.id, marks=_marks("power-off", True, False, c.skip)) for c in cases.preferences]
+        why = f"{none} location preference (a location with a positive score)"
+        metafunc.parametrize("preference", params or [_nothing("no-location-preference", why)])
 
 
-def _kill(node: str, rsc: Resource) -> Fault:
-    if dict(rsc.meta).get("migration-threshold") != "1":
-        pytest.skip(f"{rsc.id} has no migration-threshold of 1: a kill restarts it in place, nothing relocates")
-    # The podman agent names the container after the resource.
-    if isinstance(rsc, Podman):
-        return KillProcess(node, container=rsc.id)
-    if isinstance(rsc, Systemd):
-        return KillProcess(node, unit=rsc.unit)
-    pytest.skip(f"no process to kill for {rsc.id} ({rsc.agent}): kill-workload needs a podman or systemd resource")
+def _marks(fault: str, node_loss: bool, smoke: bool, skip: str) -> list[pytest.MarkDecorator]:
+    marks = [getattr(pytest.mark, fault.replace("-", "_"))]
+    if node_loss:
+        marks.append(pytest.mark.node_loss)
+    if smoke:
+        marks.append(pytest.mark.smoke)
+    if skip:
+        marks.append(pytest.mark.skip(reason=skip))
+    return marks
 
 
-def _colocations(spec: ClusterSpec, together: bool) -> list[Colocation]:
-    return [c for c in spec.constraints if isinstance(c, Colocation) and (c.score > 0) == together]
+def _nothing(case_id: str, why: str) -> object:
+    return pytest.param(None, id=case_id, marks=pytest.mark.skip(reason=f"{why}: nothing to certify"))
 
 
-def _settle_elsewhere(cluster: Cluster, rsc: str, away_from: str) -> str:
-    def moved() -> str | None:
-        state = cluster.state()
-        where = state.where(rsc)
-        return where[0] if state.started(rsc) and len(where) == 1 and where[0] != away_from else None
-
-    return wait_until(moved, timeout=SETTLE * cluster.scale, what=f"{rsc} to run on a node other than {away_from}")
+# ------------------------------------------------------------------ helpers
 
 
-def _score(text: str) -> int:
-    value = text.strip().upper()
-    if value in ("INFINITY", "+INFINITY"):
-        return INFINITY
-    if value == "-INFINITY":
-        return -INFINITY
-    return int(value)
+def _fail(message: str) -> NoReturn:
+    """A certification failure: Allure files ``AssertionError: FAIL: ...``
+    under "Certification failures" (harness/allure_report.py), apart from
+    the harness's own errors."""
+    __tracebackhide__ = True
+    raise AssertionError(message)
+
+
+def _placement(state: ClusterState, resources: Sequence[str]) -> Placement:
+    """Where each resource is started (nowhere while it is stopped or failed)."""
+    return {r: state.where(r) if state.started(r) else [] for r in resources}
+
+
+def _settle(
+    cluster: Cluster,
+    resources: Sequence[str],
+    done: Callable[[Placement], bool],
+    failure: Callable[[Placement, float], str],
+) -> Placement:
+    """Wait for ``done``, and fail the case with ``failure`` (given the last
+    placement seen and the seconds waited) when the settle window ends
+    first: what the cluster did is the verdict, not a harness timeout. Only
+    when no member answered crm_mon in the whole window does the wait's
+    timeout stand: then nothing was observed to judge."""
+    seen: list[Placement] = []
+    start = time.monotonic()
+
+    def settled() -> Placement | None:
+        placement = _placement(cluster.state(), resources)
+        seen[:] = [placement]
+        return placement if done(placement) else None
+
+    try:
+        return wait_until(settled, timeout=SETTLE * cluster.scale, what=" and ".join(resources) + " to settle")
+    except WaitTimeout:
+        if not seen:
+            raise
+        _fail(failure(seen[0], time.monotonic() - start))
 
 
 def _no_violations(sampler: ClusterSampler, late: list[Violation]) -> None:
     found = [str(v) for v in [*sampler.violations, *late]]
-    assert not found, "constraint violated while the fault played out:\n" + "\n".join(found)
+    if found:
+        _fail("FAIL: constraint violated while the fault played out:\n" + "\n".join(found))
 
 
-@pytest.mark.parametrize(
-    "fault_kind",
-    [
-        pytest.param("kill-workload", marks=pytest.mark.smoke),
-        pytest.param("power-off", marks=pytest.mark.node_loss),
-        pytest.param("kill-corosync", marks=pytest.mark.node_loss),
-    ],
-)
+# -------------------------------------------------------------------- cases
+
+
 def test_colocated_resources_move_together(
-    fault_kind: str, fault_cluster: Cluster, cluster_sampler: ClusterSampler, fault: FaultInjector
+    together: ColocationCase | None, fault_cluster: Cluster, cluster_sampler: ClusterSampler, fault: FaultInjector
 ) -> None:
+    """A relocating fault on the node the pair runs on: both must end up on
+    one other node."""
+    # Skipped cases (a placeholder, or one that cannot run) have none.
+    assert together is not None
+    assert together.make is not None
     cluster = fault_cluster
-    pairs = _colocations(cluster.spec, together=True)
-    if not pairs:
-        pytest.skip(f"{cluster.spec.path} has no positive colocation")
-    anchor = pairs[0].with_rsc
-    dependent = cluster.spec.resource(pairs[0].rsc)
-    if dependent is None:
-        pytest.skip(f"{pairs[0].rsc} is a group: kill-workload needs a primitive colocated with {anchor}")
-    (target,) = cluster.state().where(anchor)
-    fault(FAULTS[fault_kind](target, dependent))
-    new_home = _settle_elsewhere(cluster, anchor, target)
-    for pair in pairs:
-        _settle_elsewhere(cluster, pair.rsc, target)
-        state = cluster.state()
-        assert state.where(pair.rsc) == state.where(pair.with_rsc) == [new_home], (
-            f"{pair.rsc} must run with {pair.with_rsc}: {pair.rsc} on {state.where(pair.rsc)}, "
-            f"{pair.with_rsc} on {state.where(pair.with_rsc)}"
-        )
+    c = together.constraint
+    pair = (c.rsc, c.with_rsc)
+    before = _placement(cluster.state(), pair)
+    target = home(before, *pair)
+    if target is None:
+        _fail(together_before(c, before))
+    fault(together.make(target))
+    _settle(
+        cluster,
+        pair,
+        lambda placement: moved_together(c, target, placement),
+        lambda placement, waited: together_failure(c, together, target, placement, waited),
+    )
     late = fault.heal()
     _no_violations(cluster_sampler, late)
 
 
 def test_anti_colocation_holds_with_a_node_fewer(
-    fault_cluster: Cluster, cluster_sampler: ClusterSampler, fault: FaultInjector
+    apart: AntiColocationCase | None, fault_cluster: Cluster, cluster_sampler: ClusterSampler, fault: FaultInjector
 ) -> None:
     """Lose the node the kept-apart resource runs on: with one node fewer it
     must find another node that is not its rival's, never its rival's."""
+    assert apart is not None  # skipped cases have none
     cluster = fault_cluster
-    apart = _colocations(cluster.spec, together=False)
-    if not apart:
-        pytest.skip(f"{cluster.spec.path} has no anti-colocation")
-    pair = apart[0]
-    state = cluster.state()
-    (target,) = state.where(pair.rsc)
-    (rival_home,) = state.where(pair.with_rsc)
-    if len(cluster.members()) < 3:
-        pytest.skip("needs 3 nodes: with 2, losing one leaves no node apart from the rival")
+    c = apart.constraint
+    pair = (c.rsc, c.with_rsc)
+    before = _placement(cluster.state(), pair)
+    kept, rival = before[c.rsc], before[c.with_rsc]
+    if len(kept) != 1 or not rival or kept[0] in rival:
+        _fail(apart_before(c, before))
+    target = kept[0]
+    members = [n.name for n in cluster.members()]
+    if len(members) < 3:
+        pytest.skip(f"needs 3 members or more: with {len(members)}, losing {target} leaves only {c.with_rsc}'s node")
+    if not refuge(cluster.spec, c, members, target, rival):
+        pytest.skip(
+            f"with {target} lost, {c.rsc} may run on no member: {c.with_rsc} runs on {', '.join(rival)} "
+            "and the spec bans it from the others"
+        )
     fault(PowerOff(target))
-    moved_to = _settle_elsewhere(cluster, pair.rsc, target)
-    assert moved_to != cluster.state().where(pair.with_rsc)[0], f"{pair.rsc} ended on {pair.with_rsc}'s node"
-    assert rival_home != target
+    _settle(
+        cluster,
+        pair,
+        lambda placement: kept_apart(c, target, placement),
+        lambda placement, waited: apart_failure(c, target, placement, waited),
+    )
     late = fault.heal()
     _no_violations(cluster_sampler, late)
 
 
-def test_returning_node_does_not_pull_resources_back(fault_cluster: Cluster, request: pytest.FixtureRequest) -> None:
+def test_returning_node(
+    preference: PreferenceCase | None, fault_cluster: Cluster, request: pytest.FixtureRequest
+) -> None:
     """After the preferred node a resource left comes back (fenced, powered
     on, rejoined), the resource stays where it went when its stickiness
-    outweighs its location preference (the default spec), and goes back when
-    the preference is higher."""
+    outweighs its location preference, and goes back when the preference
+    weighs more (the case's ``why`` says which, from the spec's values)."""
+    assert preference is not None  # skipped cases have none
     cluster = fault_cluster
-    spec = cluster.spec
-    prefs = [c for c in spec.constraints if isinstance(c, Location) and c.score > 0]
-    if not prefs:
-        pytest.skip(f"{spec.path} has no location preference")
-    pref = prefs[0]
-    stickiness = _score(dict(spec.cluster.resource_defaults).get("resource-stickiness", "0"))
-    if stickiness == pref.score:
-        pytest.skip(f"stickiness equals the location score ({stickiness}): Pacemaker may go either way")
-    if pref.node not in [n.name for n in cluster.members()]:
-        pytest.skip(f"{pref.rsc} prefers {pref.node}, which is not a cluster member")
+    c = preference.constraint
+    if c.node not in [n.name for n in cluster.members()]:
+        pytest.skip(f"{c.rsc} prefers {c.node}, which is not a cluster member")
     # Only the loss of the preferred node itself can tell stickiness from
     # preference: from any other node the resource has no reason to return,
     # whatever the scores. Earlier cases leave it wherever they moved it, so
     # put it there first (no constraint is left), before the observers arm.
-    cluster.place(pref.rsc, pref.node)
+    cluster.place(c.rsc, c.node)
     cluster_sampler: ClusterSampler = request.getfixturevalue("cluster_sampler")
     fault: FaultInjector = request.getfixturevalue("fault")
-    target = pref.node
     # This test is about what happens once the node is back: always wait for
     # the healthy cluster, even when no later test needs it.
     fault.wait_healthy = True
-    fault(PowerOff(target))
-    moved_to = _settle_elsewhere(cluster, pref.rsc, target)
+    fault(PowerOff(c.node))
+    placement = _settle(
+        cluster,
+        (c.rsc,),
+        lambda placement: moved_off(c.rsc, c.node, placement),
+        lambda placement, waited: not_moved_failure(preference, placement, waited),
+    )
+    (moved_to,) = placement[c.rsc]
     late = fault.heal()  # powers the node on and waits until the cluster has converged with it
-    where = cluster.state().where(pref.rsc)
-    if stickiness > pref.score:
-        assert where == [moved_to], (
-            f"{pref.rsc} moved back to {where} after {target} returned; its stickiness {stickiness} "
-            f"should keep it on {moved_to} (location preference for {pref.node}: {pref.score})"
-        )
-    else:
-        assert where == [pref.node], f"{pref.rsc} did not go back to its preferred node {pref.node}: {where}"
+    wrong = return_failure(preference, moved_to, _placement(cluster.state(), (c.rsc,))[c.rsc])
+    if wrong:
+        _fail(wrong)
     _no_violations(cluster_sampler, late)

@@ -1,13 +1,23 @@
 """Grow and shrink a running cluster while clients watch.
 
-A spare node is booted before the observers arm (:meth:`Cluster.boot_spare`:
+Spare nodes are booted before the observers arm (:meth:`Cluster.boot_spare`:
 under TCG the members are paused meanwhile, the host's two cores being the
-lab's limit, not the cluster's), then joined to the running cluster and later
-drained and removed, in the steps of ``pcs cluster node add/remove``. At every
-size the quorum must count exactly the members, the workloads must not move
-(none of the spec's constraints asks them to), and the client probes must see
-no outage longer than the spec's ``grow-shrink`` downtime (none at all when
-it is 0, the default).
+lab's limit, not the cluster's), then joined to the running cluster, and
+members are drained and removed, one at a time, in the steps of ``pcs cluster
+node add/remove``. At every size the quorum must count exactly the members,
+the workloads must not move (none of the spec's constraints asks them to;
+only what ran on a removed node moves), and the client probes must see no
+outage longer than the spec's ``grow-shrink`` downtime (none at all when it
+is 0, the default).
+
+The cases follow the fleet's size N (``--dcn-nodes``, else the spec's
+``cluster.nodes``), shown in their ids: grow then shrink (N to N+1 and back),
+remove a node (N to N-1), shrink to two and grow back (N to 2, a node at a
+time, and back to N with as many spares). A cluster never goes below two
+nodes: on a 2-node fleet the removal cases are skipped saying so. The members
+removed run nothing a client reaches (a certified workload with a client, a
+floating IP), the highest-numbered first; when there are not enough, the case
+is skipped saying what runs where (harness/constraint_cases.py).
 
 The smoke case only shrinks (no spare, no join): see its comment.
 
@@ -20,14 +30,24 @@ timeline a failure message shows).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
+from fixtures.plugin import fleet_nodes
 from harness.cluster.bootstrap import Cluster
 from harness.cluster.crm import ClusterState
-from harness.cluster.spec import IPaddr2
+from harness.constraint_cases import (
+    Resize,
+    client_facing,
+    grow_then_shrink,
+    pick_removals,
+    remove_one,
+    shrink_to_two_and_back,
+)
+from harness.errors import ClusterError
 from harness.journal import record_journals
 from harness.node import Node
 from harness.probe import Availability, ClientProbe
@@ -37,54 +57,111 @@ from harness.verdict import Thresholds, describe_outage, downtime_over, membersh
 
 pytestmark = [pytest.mark.grow_shrink, pytest.mark.destructive]
 
+# The member counts each case goes through, from the fleet's size.
+RESIZES: dict[str, Callable[[int], Resize]] = {
+    "test_grow_then_shrink_without_downtime": grow_then_shrink,
+    "test_remove_a_node": remove_one,
+    "test_shrink_to_two_and_grow_back": shrink_to_two_and_back,
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # At collection, so a case the fleet is too small for is skipped before
+    # its destructive mark costs a fresh cluster.
+    if "resize" not in metafunc.fixturenames:
+        return
+    resize = RESIZES[metafunc.function.__name__](fleet_nodes(metafunc.config))
+    marks = [pytest.mark.skip(reason=resize.skip)] if resize.skip else []
+    metafunc.parametrize("resize", [pytest.param(resize, id=resize.id, marks=marks)])
+
 
 @pytest.fixture
-def spare(fault_cluster: Cluster) -> Iterator[Node]:
-    """A node booted for the cluster, not joined yet; deleted at the end
-    unless it joined."""
-    node = fault_cluster.boot_spare()
-    yield node
-    if node.name in fault_cluster.spares:
-        fault_cluster.drop_spare(node.name)
+def victims(resize: Resize, fault_cluster: Cluster) -> tuple[str, ...]:
+    """The members the case removes, in order, chosen before any spare boots
+    or observer arms: a case with none to remove is skipped at no more cost.
+    All are chosen from the placement at the start, which the case certifies
+    does not change (only what ran on a removed node moves)."""
+    if not resize.removals:
+        return ()
+    members = [n.name for n in fault_cluster.members()]
+    if len(members) != resize.sizes[0]:
+        raise ClusterError(
+            f"the cluster has {len(members)} members ({', '.join(members)}) but the case was made for "
+            f"{resize.sizes[0]} (--dcn-nodes, else the spec's cluster.nodes): a fresh cluster should have that many"
+        )
+    state = fault_cluster.state()
+    facing = client_facing(fault_cluster.spec)
+    busy = {m: [rsc for rsc in facing if m in state.where(rsc)] for m in members}
+    picked = pick_removals(members, busy, resize.removals)
+    if isinstance(picked, str):
+        pytest.skip(picked)
+    return picked
 
 
 @pytest.fixture
-def watched_without_spare(
-    fault_cluster: Cluster, timeline: Recorder, cluster_sampler: ClusterSampler
+def spares(resize: Resize, victims: tuple[str, ...], fault_cluster: Cluster) -> Iterator[list[Node]]:
+    """The nodes the case joins, booted for the cluster (after ``victims``
+    is chosen), not joined yet; deleted at the end unless they joined."""
+    booted: list[Node] = []
+    try:
+        for _ in range(resize.joins):
+            booted.append(fault_cluster.boot_spare())
+        yield booted
+    finally:
+        for node in booted:
+            if node.name in fault_cluster.spares:
+                fault_cluster.drop_spare(node.name)
+
+
+@pytest.fixture
+def watched(
+    spares: list[Node], fault_cluster: Cluster, timeline: Recorder, cluster_sampler: ClusterSampler
 ) -> Iterator[Cluster]:
-    """The cluster with the sampler checking invariants throughout."""
+    """The cluster with the sampler checking invariants throughout, its
+    spares booted first (pytest sets up a fixture's arguments in order)."""
     yield fault_cluster
-    assert not cluster_sampler.violations, [str(v) for v in cluster_sampler.violations]
+    if cluster_sampler.violations:
+        _fail(
+            "FAIL: invariants violated while the membership changed:\n"
+            + "\n".join(map(str, cluster_sampler.violations))
+        )
 
 
-@pytest.fixture
-def watched(spare: Node, watched_without_spare: Cluster) -> Cluster:
-    """The same with its spare booted first (``spare`` before the sampler's
-    fixtures: pytest sets up a fixture's arguments in order)."""
-    return watched_without_spare
-
-
-def _removable(cluster: Cluster, state: ClusterState) -> str:
-    """A member running none of the client-facing resources (a floating IP),
-    the last in order: removing it moves nothing a client reaches. Skips a
-    cluster of other than three nodes: the cases shrink it to two."""
-    if len(cluster.members()) != 3:
-        pytest.skip("written for a 3-node cluster")
-    facing = {r.id for r in cluster.spec.resources if isinstance(r, IPaddr2)}
-    busy = {node for rsc in facing for node in state.where(rsc)}
-    victim = next((n.name for n in reversed(cluster.members()) if n.name not in busy), None)
-    assert victim is not None, f"every member runs a floating IP ({sorted(busy)}): no node to remove without a move"
-    return victim
+def _fail(message: str) -> NoReturn:
+    """A certification failure: Allure files ``AssertionError: FAIL: ...``
+    under "Certification failures" (harness/allure_report.py), apart from
+    the harness's own errors."""
+    __tracebackhide__ = True
+    raise AssertionError(message)
 
 
 def _shrink(cluster: Cluster, timeline: Recorder, victim: str) -> None:
-    """Drain ``victim``, take it out of the cluster; quorum right after."""
+    """Drain ``victim``, take it out of the cluster; quorum right after, and
+    nothing that ran elsewhere moved."""
+    before = _placement(cluster, cluster.state())
     _step(timeline, f"standby {victim}")
     cluster.standby(victim)
     _step(timeline, f"remove {victim}")
     cluster.remove_node(victim)
     _step(timeline, f"{victim} removed: {len(cluster.members())} nodes")
     _assert_quorum(cluster)
+    after = _placement(cluster, cluster.state())
+    moved = {r: (before[r], after[r]) for r in before if before[r] != after[r] and victim not in before[r]}
+    if moved:
+        _fail(f"FAIL: resources not on {victim} moved when it left (before, after): {moved}")
+
+
+def _grow(cluster: Cluster, timeline: Recorder, spare: Node) -> None:
+    """Join ``spare``; quorum right after, and nothing moved."""
+    before = _placement(cluster, cluster.state())
+    _step(timeline, f"join {spare.name}")
+    cluster.add_node(spare)
+    _step(timeline, f"{spare.name} joined, cluster converged: {len(cluster.members())} nodes")
+    _assert_quorum(cluster)
+    after = _placement(cluster, cluster.state())
+    moved = {r: (before[r], after[r]) for r in before if before[r] != after[r]}
+    if moved:
+        _fail(f"FAIL: resources moved when {spare.name} joined (before, after): {moved}")
 
 
 def _placement(cluster: Cluster, state: ClusterState) -> dict[str, list[str]]:
@@ -95,9 +172,12 @@ def _assert_quorum(cluster: Cluster) -> None:
     members = sorted(n.name for n in cluster.members())
     for node in cluster.members():
         q = cluster.quorum(node)
-        assert q.quorate, f"{node.name} is not quorate with {members}"
-        assert q.total_votes == len(members), f"{node.name}: {q.total_votes} votes for {len(members)} members"
-        assert sorted(q.member_names()) == members, f"{node.name} sees {q.member_names()}, fleet runs {members}"
+        if not q.quorate:
+            _fail(f"FAIL: {node.name} is not quorate with {members}")
+        if q.total_votes != len(members):
+            _fail(f"FAIL: {node.name} counts {q.total_votes} votes for {len(members)} members")
+        if sorted(q.member_names()) != members:
+            _fail(f"FAIL: {node.name} sees members {q.member_names()}, the fleet runs {members}")
 
 
 def _assert_downtime(availability: dict[str, Availability], limit: float, timeline: Recorder) -> None:
@@ -108,12 +188,11 @@ def _assert_downtime(availability: dict[str, Availability], limit: float, timeli
         return
     worst = max(over, key=lambda o: o.duration)
     allowed = "no failed request" if limit == 0 else f"no outage over {limit:g}s"
-    pytest.fail(
-        f"grow-shrink: expected {allowed} (certification.thresholds.grow-shrink.downtime), observed "
+    _fail(
+        f"FAIL: grow-shrink: expected {allowed} (certification.thresholds.grow-shrink.downtime), observed "
         + "; ".join(describe_outage(o) for o in over)
         + "\ntimeline around the longest, from its start:\n"
-        + window(timeline.events(), worst.start, worst.end or worst.last_failed),
-        pytrace=False,
+        + window(timeline.events(), worst.start, worst.end or worst.last_failed)
     )
 
 
@@ -132,95 +211,87 @@ def _record(
     return availability
 
 
-# Not in the smoke set: while the spare joins, four TCG guests share the two
-# host cores, on top of what the membership change costs the web node itself
-# (the shipped spec's grow-shrink comment); in an earlier session that node
-# went quiet long enough to be fenced.
+# Not in the smoke set: while the spare joins, one guest more than the
+# members share the two host cores, on top of what the membership change
+# costs the web node itself (the shipped spec's grow-shrink comment); in an
+# earlier session that node went quiet long enough to be fenced.
 def test_grow_then_shrink_without_downtime(
+    resize: Resize,
     watched: Cluster,
-    spare: Node,
+    spares: list[Node],
     timeline: Recorder,
     probes: ClientProbe,
     thresholds: dict[str, Thresholds],
     tmp_path: Path,
 ) -> None:
     cluster = watched
+    (spare,) = spares
     since = time.monotonic()
-    before = _placement(cluster, cluster.state())
     _assert_quorum(cluster)
     try:
-        _step(timeline, f"join {spare.name}")
-        cluster.add_node(spare)
-        _step(timeline, f"{spare.name} joined, cluster converged")
-        _assert_quorum(cluster)
-        assert _placement(cluster, cluster.state()) == before, "resources moved when a node joined"
-        _step(timeline, f"standby {spare.name}")
-        cluster.standby(spare.name)  # nothing runs there unless something must
-        _step(timeline, f"remove {spare.name}")
-        cluster.remove_node(spare.name)
-        _step(timeline, f"{spare.name} removed, cluster converged")
-        _assert_quorum(cluster)
-        assert _placement(cluster, cluster.state()) == before, "resources moved when a node left"
+        _grow(cluster, timeline, spare)
+        # Nothing runs there unless something must: the standby in _shrink
+        # moves only that.
+        _shrink(cluster, timeline, spare.name)
     finally:
         availability = _record(cluster, probes, timeline, since, tmp_path)
     _assert_downtime(availability, membership_change_limit(thresholds), timeline)
 
 
-# The smoke case: one node drained and removed, down to two (corosync's
-# two-node mode), and nothing else. It needs no spare: booting one and its join
-# are the slowest and most TCG-bound steps of this suite (a fourth guest on two
-# host cores; corosync and pacemaker on every member busy for seconds while a
-# node joins). Joins are certified by the two cases above and below.
+# The smoke case: one node drained and removed (on a 3-node cluster, down to
+# two: corosync's two-node mode), and nothing else. It needs no spare:
+# booting one and its join are the slowest and most TCG-bound steps of this
+# suite (a guest more on two host cores; corosync and pacemaker on every
+# member busy for seconds while a node joins). Joins are certified by the
+# two cases above and below.
 @pytest.mark.smoke
-def test_remove_a_node_down_to_two(
-    watched_without_spare: Cluster,
+def test_remove_a_node(
+    resize: Resize,
+    watched: Cluster,
+    victims: tuple[str, ...],
     timeline: Recorder,
     probes: ClientProbe,
     thresholds: dict[str, Thresholds],
     tmp_path: Path,
 ) -> None:
-    """Remove a node that runs none of the client-facing resources, down to
-    two nodes: no outage of the workloads, quorum right, and only what ran
-    on the removed node moved."""
-    cluster = watched_without_spare
+    """Remove a node that runs nothing a client reaches, one node fewer: no
+    outage of the workloads, quorum right, and only what ran on the removed
+    node moved."""
+    cluster = watched
+    (victim,) = victims
     since = time.monotonic()
-    state = cluster.state()
-    victim = _removable(cluster, state)
-    before = _placement(cluster, state)
     try:
         _shrink(cluster, timeline, victim)
-        after = _placement(cluster, cluster.state())
-        stayed_put = {r: (before[r], after[r]) for r in before if before[r] != after[r] and victim not in before[r]}
-        assert not stayed_put, f"resources not on {victim} moved when it left: {stayed_put}"
     finally:
         availability = _record(cluster, probes, timeline, since, tmp_path)
     _assert_downtime(availability, membership_change_limit(thresholds), timeline)
 
 
-# The spare joins a two-node cluster, so three guests share the host, as in
-# every other case. Its outages under TCG (0-9.0 s, from the membership
-# change's work on the web node: corosync's, then pacemaker's) are what
-# sized the shipped spec's grow-shrink downtime.
+# On a 3-node fleet the spare joins a two-node cluster, so three guests share
+# the host, as in every other case. Its outages under TCG (0-9.0 s, from the
+# membership change's work on the web node: corosync's, then pacemaker's) are
+# what sized the shipped spec's grow-shrink downtime.
 def test_shrink_to_two_and_grow_back(
+    resize: Resize,
     watched: Cluster,
-    spare: Node,
+    victims: tuple[str, ...],
+    spares: list[Node],
     timeline: Recorder,
     probes: ClientProbe,
     thresholds: dict[str, Thresholds],
     tmp_path: Path,
 ) -> None:
-    """Remove a node that runs none of the client-facing resources, down to
-    two nodes (corosync's two-node mode), then join the spare: no outage of
-    the workloads, quorum right at every size."""
+    """Remove nodes that run nothing a client reaches, one at a time, down
+    to two (corosync's two-node mode), then join as many spares, one at a
+    time: no outage of the workloads, quorum right at every size, and only
+    what ran on a removed node moved."""
     cluster = watched
     since = time.monotonic()
-    victim = _removable(cluster, cluster.state())
     try:
-        _shrink(cluster, timeline, victim)
-        _step(timeline, f"join {spare.name}")
-        cluster.add_node(spare)
-        _step(timeline, f"{spare.name} joined: three nodes")
-        _assert_quorum(cluster)
+        for victim in victims:
+            _shrink(cluster, timeline, victim)
+        for spare in spares:
+            _grow(cluster, timeline, spare)
     finally:
         availability = _record(cluster, probes, timeline, since, tmp_path)
     _assert_downtime(availability, membership_change_limit(thresholds), timeline)
