@@ -161,7 +161,7 @@ class KillTarget:
         if self.unit is not None:
             return f"systemd unit {self.unit} of {self.resource}"
         if self.container is not None:
-            return f"podman container {self.container} of {self.resource}"
+            return f"podman container {self.container}"  # named after its resource
         return f"process {self.process} of {self.resource}"
 
 

@@ -1,19 +1,28 @@
 """What a DCN image must hold before a cluster is built on it, and the pure
 parsers the preflight suite (``suites/image``) reads node output with.
 
-Everything here is data or a pure function of command output, so it is unit
-tested without a VM. Each requirement carries the fix to print when it is
-missing, for both image families the harness meets: Debian (``deb``, the
-stand-in built by ``images/``) and RHEL / RHDE (``rpm``).
+What the image must hold comes from the cluster spec (:func:`requirements_of`):
+the systemd units, container images, resource and fence agents its resources
+and fencing use, and the packages that ship them, on top of the cluster stack
+every spec needs (:data:`REQUIRED_PACKAGES`). Nothing here knows the shipped
+demo's workloads.
+
+Everything here is data or a pure function of the spec or of command output,
+so it is unit tested without a VM. Each requirement carries the fix to print
+when it is missing, for both image families the harness meets: Debian
+(``deb``, the stand-in built by ``images/``) and RHEL / RHDE (``rpm``).
 
 Sources of the port and package facts:
 - HA ports: firewalld's ``config/services/high-availability.xml`` (tcp 2224
   pcsd; udp 5404-5405 corosync; tcp 3121 pacemaker_remote, 5403 qnetd, 21064
   dlm, which this harness's clusters do not use).
 - RHEL packages: the fence-agents spec file (``fence-virt`` ships fence_xvm
-  and fence_virt; RHEL builds skip fence_virsh), and the High Availability
-  add-on's package names (pcs, pacemaker, pacemaker-cli, corosync,
-  resource-agents, fence-agents-all).
+  and fence_virt; fence_virsh is its own ``fence-agents-virsh``, which RHEL's
+  High Availability add-on does not ship), pacemaker's spec file (the
+  ocf:pacemaker agents are in ``pacemaker-cli``), and the add-on's package
+  names (pcs, pacemaker, pacemaker-cli, corosync, resource-agents).
+- Debian packages: bookworm's package contents (``pacemaker-resource-agents``
+  ships ocf:pacemaker's Dummy, ping...; ``fence-agents`` ships fence_virsh).
 """
 
 from __future__ import annotations
@@ -24,6 +33,8 @@ import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from harness.cluster.spec import ClusterSpec, Podman, Systemd
 
 Family = Literal["deb", "rpm"]
 
@@ -62,24 +73,6 @@ def install_hint(family: Family, packages: Iterable[str]) -> str:
     return f"add {names} to the image-builder blueprint's [[packages]] (images/rhde/), or `dnf install {names}`"
 
 
-# --------------------------------------------------------------------------- guest shell
-
-
-def fetch_command(url: str) -> str:
-    """A shell HTTP GET that works on the stand-in (busybox wget) and on RHEL (curl).
-
-    Bounded by ``timeout``, not wget's -T: busybox 1.35's static wget crashes with -T.
-    """
-    q = shlex.quote(url)
-    return f"if command -v curl >/dev/null; then curl -fsS --max-time 5 {q}; else timeout 5 busybox wget -qO- {q}; fi"
-
-
-def retry_shell(command: str, attempts: int = 20, pause: float = 0.5) -> str:
-    """``command`` retried in the guest's shell, a bounded number of times (a
-    server just started may not listen yet); exits 0 on the first success."""
-    return f"for _ in $(seq {attempts}); do {command} && exit 0; sleep {pause}; done; exit 1"
-
-
 # --------------------------------------------------------------------------- packages
 
 
@@ -94,26 +87,48 @@ class PackageRequirement:
         return self.deb if family == "deb" else self.rpm
 
 
+PACEMAKER = PackageRequirement("pacemaker", "pacemaker", "pacemaker", "the cluster resource manager")
+PACEMAKER_CLI = PackageRequirement(
+    "pacemaker command line",
+    "pacemaker-cli-utils",
+    "pacemaker-cli",
+    "crm_mon, crm_resource, cibadmin; without crm_mon `pcs cluster setup --start` fails",
+)
+
+# What every cluster needs, whatever its spec: the versions a run reports
+# (fixtures/plugin.py) and the floor of :attr:`ImageNeeds.packages`.
 REQUIRED_PACKAGES: tuple[PackageRequirement, ...] = (
-    PackageRequirement("pacemaker", "pacemaker", "pacemaker", "the cluster resource manager"),
-    PackageRequirement(
-        "pacemaker command line",
-        "pacemaker-cli-utils",
-        "pacemaker-cli",
-        "crm_mon, crm_resource, cibadmin; without crm_mon `pcs cluster setup --start` fails",
-    ),
+    PACEMAKER,
+    PACEMAKER_CLI,
     PackageRequirement("corosync", "corosync", "corosync", "cluster membership and messaging (knet links)"),
     PackageRequirement("pcs", "pcs", "pcs", "pcs and pcsd, to configure the cluster"),
-    PackageRequirement(
-        "resource-agents",
-        "resource-agents",
-        "resource-agents",
-        "the OCF agents the cluster runs: ocf:heartbeat:IPaddr2, ocf:heartbeat:podman",
-    ),
-    PackageRequirement("fence agents", "fence-agents", "fence-agents-all", "fence agents, fence_virsh on Debian"),
-    PackageRequirement("fence-virt", "fence-virt", "fence-virt", "fence_xvm and fence_virt, to fence virtual nodes"),
-    PackageRequirement("podman", "podman", "podman", "the container workloads (ocf:heartbeat:podman)"),
 )
+
+RESOURCE_AGENTS = PackageRequirement(
+    "resource-agents", "resource-agents", "resource-agents", "the ocf:heartbeat agents (IPaddr2, podman...)"
+)
+# Debian splits Pacemaker's own OCF agents (Dummy, ping, attribute...) into a
+# package; RHEL ships them in pacemaker-cli (pacemaker.spec: %files cli).
+PACEMAKER_AGENTS = PackageRequirement(
+    "pacemaker's OCF agents", "pacemaker-resource-agents", "pacemaker-cli", "the ocf:pacemaker agents (Dummy, ping...)"
+)
+# ocf:pacemaker agents that come with the daemons, on both families.
+_PACEMAKER_DAEMON_AGENTS = {"controld", "o2cb", "remote"}
+OCF_PROVIDERS: dict[str, PackageRequirement] = {"heartbeat": RESOURCE_AGENTS, "pacemaker": PACEMAKER_AGENTS}
+PODMAN = PackageRequirement("podman", "podman", "podman", "the container runtime of ocf:heartbeat:podman")
+FENCE_AGENTS: dict[str, PackageRequirement] = {
+    "fence_virt": PackageRequirement(
+        "fence-virt", "fence-virt", "fence-virt", "fence_virt, fencing through fence_virtd"
+    ),
+    # fence-agents.spec builds fence_virsh as its own subpackage and leaves it
+    # out of fence-agents-all; RHEL's High Availability add-on does not ship it.
+    "fence_virsh": PackageRequirement(
+        "fence_virsh",
+        "fence-agents",
+        "fence-agents-virsh",
+        "fence_virsh, fencing over SSH to the hypervisor (not in RHEL's HA add-on: use fence_virt there)",
+    ),
+}
 
 
 def package_query_command(family: Family, packages: Sequence[str]) -> str:
@@ -142,13 +157,16 @@ def parse_package_query(stdout: str) -> dict[str, str]:
     return installed
 
 
-def missing_packages(family: Family, installed: Mapping[str, str]) -> list[str]:
-    """One line per missing required package: what it is, why, and the fix."""
+def missing_packages(family: Family, installed: Mapping[str, str], needs: Iterable[PackageNeed]) -> list[str]:
+    """One line per needed package that is not installed: what it is, what needs it, and the fix."""
     lines = []
-    for req in REQUIRED_PACKAGES:
-        pkg = req.package(family)
+    for need in merge_packages(family, needs):
+        pkg = need.requirement.package(family)
         if pkg not in installed:
-            lines.append(f"{pkg} is not installed ({req.why}): {install_hint(family, [pkg])}")
+            lines.append(
+                f"{pkg} is not installed ({need.requirement.why}; needed by {', '.join(need.needed_by)}): "
+                f"{install_hint(family, [pkg])}"
+            )
     return lines
 
 
@@ -497,51 +515,198 @@ MACHINE_ID_FIX = (
 )
 
 
-# --------------------------------------------------------------------------- agents
+# --------------------------------------------------------------------------- what the spec needs
+
+
+EVERY_CLUSTER = "every cluster"
 
 
 @dataclass(frozen=True)
-class AgentRequirement:
-    agent: str  # "ocf:heartbeat:IPaddr2", "systemd", "stonith:fence_xvm"
-    listing: str  # which listing answers for it: an agent class, or "features"
-    deb: str | None  # package providing it; None: the family does not ship it
-    rpm: str | None
-    why: str
+class SpecRef:
+    """Where a need comes from in the cluster spec, as failures name it:
+    ``resource http (spec.yaml:72)``."""
 
-    @property
-    def name(self) -> str:
-        """What the listing shows: the agent's own name, or the pacemaker feature."""
-        return self.agent.rsplit(":", 1)[-1]
+    item: str  # "resource http", "fencing fence_virt"
+    path: str
+    line: int
 
-    def package(self, family: Family) -> str | None:
-        return self.deb if family == "deb" else self.rpm
+    def __str__(self) -> str:
+        return f"{self.item} ({self.path}:{self.line})"
 
 
-# How each listing is read on a node. The systemd class is a build feature of
-# pacemaker (`pacemakerd --features`): `crm_resource --list-standards` asks
-# systemd over D-Bus and leaves it out when that answer is slow, as it is
-# under emulation while the node still boots.
-AGENT_LISTINGS = {
-    "features": "pacemakerd --features",
-    "ocf:heartbeat": "crm_resource --list-agents ocf:heartbeat",
-    "stonith": "crm_resource --list-agents stonith",
-}
+@dataclass(frozen=True)
+class UnitNeed:
+    """A systemd unit a ``type: systemd`` resource runs."""
 
-REQUIRED_AGENTS: tuple[AgentRequirement, ...] = (
-    AgentRequirement(
-        "ocf:heartbeat:IPaddr2", "ocf:heartbeat", "resource-agents", "resource-agents", "the floating service address"
-    ),
-    AgentRequirement(
-        "ocf:heartbeat:podman", "ocf:heartbeat", "resource-agents", "resource-agents", "the container workload"
-    ),
-    AgentRequirement("systemd", "features", "pacemaker", "pacemaker", "the bare-metal dcn-http.service workload"),
-    AgentRequirement(
-        "stonith:fence_xvm", "stonith", "fence-virt", "fence-virt", "fencing through fence_virtd (multicast)"
-    ),
-    AgentRequirement("stonith:fence_virt", "stonith", "fence-virt", "fence-virt", "fencing through fence_virtd (tcp)"),
-    # RHEL's fence-agents build skips fence_virsh; fence_virt does the job there.
-    AgentRequirement("stonith:fence_virsh", "stonith", "fence-agents", None, "fencing over SSH to the hypervisor"),
-)
+    resource: str
+    unit: str  # the unit file's name, as systemd loads it: dcn-http.service
+    source: SpecRef
+
+
+@dataclass(frozen=True)
+class ContainerNeed:
+    """A container image a ``type: podman`` resource runs, with no registry."""
+
+    resource: str
+    image: str
+    source: SpecRef
+
+
+@dataclass(frozen=True)
+class AgentNeed:
+    """A resource or fence agent Pacemaker must find on the node.
+
+    ``listing`` says how it is looked up: ``ocf:PROVIDER`` and ``stonith`` are
+    ``crm_resource --list-agents`` classes, ``features`` is ``pacemakerd
+    --features`` (the systemd class is a build feature of Pacemaker:
+    ``crm_resource --list-standards`` asks systemd over D-Bus and leaves it
+    out when that answer is slow, as it is under emulation while the node
+    still boots). ``name`` is what the listing shows when the agent is there.
+    """
+
+    resource: str  # a resource id, or "fencing"
+    agent: str  # as the cluster names it: ocf:heartbeat:IPaddr2, systemd:dcn-http, stonith:fence_virt
+    listing: str
+    name: str
+    package: PackageRequirement | None  # None: no package is known to ship it (a site's own OCF provider)
+    source: SpecRef
+
+    def listing_command(self) -> str:
+        if self.listing == "features":
+            return "pacemakerd --features"
+        return f"crm_resource --list-agents {shlex.quote(self.listing)}"
+
+    def lister(self) -> tuple[str, PackageRequirement]:
+        """The program the listing runs, and the package it comes with."""
+        return ("pacemakerd", PACEMAKER) if self.listing == "features" else ("crm_resource", PACEMAKER_CLI)
+
+    def problem(self, family: Family, listed: set[str]) -> str | None:
+        """Why the agent is missing from ``listed`` (the listing's names), with the fix; None when present."""
+        if self.name in listed:
+            return None
+        if self.listing == "features":
+            return (
+                f"{self.agent} is missing (needed by {self.source}): this pacemaker has no systemd support "
+                f"(`pacemakerd --features` does not list systemd); install a pacemaker built with it: "
+                f"{install_hint(family, [PACEMAKER.package(family)])}"
+            )
+        if self.package is None:
+            if self.listing == "stonith":
+                # Pacemaker runs fence agents from its fence bindir, /usr/sbin.
+                where, field_name = f"/usr/sbin/{self.name}", "fencing.method"
+            else:
+                where, field_name = f"/usr/lib/ocf/resource.d/{self.listing.partition(':')[2]}/{self.name}", "agent"
+            return (
+                f"{self.agent} is missing (needed by {self.source}): no package is known for it; "
+                f"put it in the image as {where} (executable), or correct `{field_name}:` in the spec"
+            )
+        pkg = self.package.package(family)
+        return f"{self.agent} is missing (needed by {self.source}): it comes with {pkg}; {install_hint(family, [pkg])}"
+
+
+@dataclass(frozen=True)
+class PackageNeed:
+    requirement: PackageRequirement
+    needed_by: tuple[str, ...]  # EVERY_CLUSTER, or the spec items (str(SpecRef))
+
+
+@dataclass(frozen=True)
+class ImageNeeds:
+    """What a cluster spec needs of the image, from :func:`requirements_of`."""
+
+    units: tuple[UnitNeed, ...]
+    containers: tuple[ContainerNeed, ...]
+    agents: tuple[AgentNeed, ...]  # one per resource, in the spec's order
+    fence_agent: AgentNeed | None  # None: fencing.method none
+    packages: tuple[PackageNeed, ...]
+
+    def package_names(self, family: Family) -> list[str]:
+        """The packages to query on a node of ``family``, each once, cluster stack first."""
+        return [need.requirement.package(family) for need in merge_packages(family, self.packages)]
+
+
+def merge_packages(family: Family, needs: Iterable[PackageNeed]) -> list[PackageNeed]:
+    """One need per package name of ``family`` (two requirements can name the
+    same package, as pacemaker-cli on RHEL), the spec items merged, first seen first."""
+    merged: dict[str, PackageNeed] = {}
+    for need in needs:
+        pkg = need.requirement.package(family)
+        if pkg in merged:
+            seen = merged[pkg]
+            extra = tuple(n for n in need.needed_by if n not in seen.needed_by)
+            merged[pkg] = PackageNeed(seen.requirement, seen.needed_by + extra)
+        else:
+            merged[pkg] = need
+    return list(merged.values())
+
+
+def unit_file(unit: str) -> str:
+    """The unit systemd loads for Pacemaker's ``systemd:UNIT``: the name as
+    given when it has a unit type suffix Pacemaker knows, else ``UNIT.service``
+    (Pacemaker's lib/services/systemd.c, ``systemd_service_name``)."""
+    _name, dot, suffix = unit.rpartition(".")
+    if dot and suffix in ("service", "socket", "mount", "timer", "path"):
+        return unit
+    return f"{unit}.service"
+
+
+def agent_need(resource: str, agent: str, source: SpecRef) -> AgentNeed:
+    """How to find an agent (``ocf:P:T``, ``systemd:UNIT`` or ``stonith:AGENT``) and what ships it."""
+    standard, _, rest = agent.partition(":")
+    if standard == "systemd":
+        return AgentNeed(resource, agent, "features", "systemd", PACEMAKER, source)
+    if standard == "stonith" and rest:
+        return AgentNeed(resource, agent, "stonith", rest, FENCE_AGENTS.get(rest), source)
+    provider, _, kind = rest.partition(":")
+    if standard != "ocf" or not provider or not kind:
+        raise PreflightError(
+            f"{source}: agent {agent!r} is none of ocf:PROVIDER:TYPE, systemd:UNIT or stonith:AGENT; "
+            "correct it in the spec"
+        )
+    package = OCF_PROVIDERS.get(provider)
+    if provider == "pacemaker" and kind in _PACEMAKER_DAEMON_AGENTS:
+        package = PACEMAKER
+    return AgentNeed(resource, agent, f"ocf:{provider}", kind, package, source)
+
+
+def requirements_of(spec: ClusterSpec) -> ImageNeeds:
+    """What the image must hold for ``spec``'s cluster, read from the spec alone.
+
+    Units from the systemd resources, images from the podman resources, the
+    agent of every resource and of the fence method, and the packages that
+    ship them on top of the cluster stack (:data:`REQUIRED_PACKAGES`). An agent
+    of an OCF provider no package is known for names no package; it must
+    exist all the same.
+    """
+    units: list[UnitNeed] = []
+    containers: list[ContainerNeed] = []
+    agents: list[AgentNeed] = []
+    packages: dict[PackageRequirement, list[str]] = {req: [EVERY_CLUSTER] for req in REQUIRED_PACKAGES}
+    for rsc in spec.resources:
+        ref = SpecRef(f"resource {rsc.id}", spec.path, rsc.line)
+        if isinstance(rsc, Systemd):
+            units.append(UnitNeed(rsc.id, unit_file(rsc.unit), ref))
+        if isinstance(rsc, Podman):
+            containers.append(ContainerNeed(rsc.id, rsc.image, ref))
+            packages.setdefault(PODMAN, []).append(str(ref))
+        agent = agent_need(rsc.id, rsc.agent, ref)
+        agents.append(agent)
+        if agent.package is not None:
+            packages.setdefault(agent.package, []).append(str(ref))
+    fence = None
+    method = spec.fencing.method
+    if method != "none":
+        ref = SpecRef(f"fencing {method}", spec.path, spec.fencing.line)
+        fence = agent_need("fencing", f"stonith:{method}", ref)
+        if fence.package is not None:
+            packages.setdefault(fence.package, []).append(str(ref))
+    return ImageNeeds(
+        tuple(units),
+        tuple(containers),
+        tuple(agents),
+        fence,
+        tuple(PackageNeed(req, tuple(dict.fromkeys(by))) for req, by in packages.items()),
+    )
 
 
 def parse_agent_list(stdout: str) -> set[str]:
@@ -553,22 +718,62 @@ def parse_agent_list(stdout: str) -> set[str]:
     return {line for line in lines if " " not in line}
 
 
-def agent_lookups(family: Family) -> dict[str, list[AgentRequirement]]:
-    """listing -> the requirements it answers, for the agents this family ships."""
-    out: dict[str, list[AgentRequirement]] = {}
-    for req in REQUIRED_AGENTS:
-        if req.package(family) is not None:
-            out.setdefault(req.listing, []).append(req)
-    return out
+# --------------------------------------------------------------------------- a spec's systemd units
+
+# UnitFileState values that start a unit at boot; "static" units cannot be enabled.
+_ENABLED = ("enabled", "enabled-runtime")
+# ActiveState values of a unit that runs or is on its way to.
+_RUNNING = ("active", "activating", "reloading")
+# is-active answers that will change by themselves: wait them out.
+_TRANSIENT = ("activating", "deactivating", "reloading", "refreshing")
 
 
-def missing_agents(family: Family, listings: Mapping[str, set[str]]) -> list[str]:
-    """One line per required agent absent from the crm_resource listings, naming its package."""
-    lines = []
-    for listing, reqs in agent_lookups(family).items():
-        names = listings.get(listing, set())
-        for req in reqs:
-            if req.name not in names:
-                pkg = req.package(family) or "?"
-                lines.append(f"{req.agent} is missing ({req.why}): it comes with {pkg}; {install_hint(family, [pkg])}")
-    return lines
+def unit_state_problems(node: str, need: UnitNeed, props: Mapping[str, str]) -> list[str]:
+    """What is wrong with ``need``'s unit before the cluster exists, from its
+    ``systemctl show -p Id,LoadState,UnitFileState,ActiveState`` properties:
+    it must be loaded, not enabled at boot and not running (only the cluster
+    may start it). Each line names the node, the spec item and the fix."""
+    unit, where = need.unit, f"{node}: {need.unit} ({need.source})"
+    load = props.get("LoadState", "not shown")
+    if load == "masked":
+        return [f"{where} is masked, so the cluster cannot start it; fix: `systemctl unmask {unit}` in the image"]
+    if load != "loaded":
+        return [
+            f"{where} is not on the node (LoadState={load}); fix: install its unit file in the image "
+            f"(/etc/systemd/system/{unit}, or the package that ships it), or correct `unit:` in the spec"
+        ]
+    problems = []
+    file_state = props.get("UnitFileState", "")
+    if file_state in _ENABLED:
+        problems.append(
+            f"{where} is enabled at boot (UnitFileState={file_state}): only the cluster may start it; "
+            f"fix: `systemctl disable {unit}` in the image (or leave out its [Install] section)"
+        )
+    active = props.get("ActiveState", "")
+    if active in _RUNNING:
+        problems.append(
+            f"{where} is already {active} before the cluster exists: something else starts it "
+            f"(see `systemctl list-dependencies --reverse {unit}`); fix: the image must leave it stopped"
+        )
+    return problems
+
+
+def settled_state(is_active_stdout: str) -> str | None:
+    """The state ``systemctl is-active`` printed, or None while it is still changing."""
+    state = is_active_stdout.strip() or "unknown"
+    return None if state in _TRANSIENT else state
+
+
+# --------------------------------------------------------------------------- a spec's container images
+
+
+def image_fix(family: Family, image: str) -> str:
+    """How to get a container image into an image's local store, per family."""
+    if family == "deb":
+        where = (
+            "load it into podman's store at image build time (the recipe's customize.run, "
+            "as images/guest/dcn-http-image does with podman import)"
+        )
+    else:
+        where = f'embed it in the blueprint ([[containers]] source = "{image}", see images/rhde/README.md)'
+    return f"{where}, or correct `image:` in the spec"

@@ -2,9 +2,12 @@
 
 Runs ``pytest suites/image`` as a user would, in a child process with its own
 one-node fleet, against an image built from the ``dcn-debian-no-ra`` recipe
-(dcn-debian without resource-agents), and checks that it fails, that the
-failures name resource-agents, and that nothing else failed: the image boots,
-so every other check must still pass.
+(dcn-debian without resource-agents), for the default cluster spec, and checks
+that it fails, that the failures name resource-agents, and that nothing else
+failed: the image boots, so every other check must still pass. The spec's
+ocf:heartbeat resources are vip (IPaddr2) and app (podman): their agent cases
+fail; witness's ocf:pacemaker:Dummy comes with pacemaker-resource-agents,
+which the recipe leaves in place.
 
 The image suite's counterpart of test_bad_specs.py, and like it collected
 only when asked for by path (tests/meta/conftest.py): building the broken
@@ -29,7 +32,7 @@ from images.builder import build_image
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-# Build (first time ~2.5 min), boot of one node under TCG, ten checks with podman.
+# Build (first time ~2.5 min), boot of one node under TCG, a dozen checks with podman.
 CHILD_TIMEOUT = 1500.0
 
 
@@ -58,8 +61,9 @@ def test_preflight_fails_naming_resource_agents(tmp_path: Path) -> None:
             str(image.disk),
             "--dcn-nodes",
             "1",
+            # The default spec's two knet links need two networks.
             "--dcn-networks",
-            "1",
+            "2",
             "-p",
             "no:cacheprovider",
             f"--junitxml={junit}",
@@ -74,7 +78,8 @@ def test_preflight_fails_naming_resource_agents(tmp_path: Path) -> None:
     assert not errors, f"errors (not failures) in {errors}: the fleet itself broke?\n{out[-4000:]}"
     assert set(failed) == {
         "test_required_packages[dcn1]",
-        "test_resource_and_fence_agents_present[dcn1]",
+        "test_resource_agent[dcn1-vip]",
+        "test_resource_agent[dcn1-app]",
     }, f"only the resource-agents checks may fail; failed: {sorted(failed)}\n{out[-4000:]}"
 
     def text(name: str) -> str:
@@ -82,10 +87,13 @@ def test_preflight_fails_naming_resource_agents(tmp_path: Path) -> None:
         assert failure is not None
         return (failure.get("message") or "") + "\n" + (failure.text or "")
 
-    assert "resource-agents is not installed" in text("test_required_packages[dcn1]")
-    agents = text("test_resource_and_fence_agents_present[dcn1]")
-    assert "ocf:heartbeat:IPaddr2 is missing" in agents
-    assert "ocf:heartbeat:podman is missing" in agents
-    assert "it comes with resource-agents" in agents
+    packages = text("test_required_packages[dcn1]")
+    assert "resource-agents is not installed" in packages
+    assert "needed by resource vip (" in packages  # the spec items that need it
+    vip, app = text("test_resource_agent[dcn1-vip]"), text("test_resource_agent[dcn1-app]")
+    assert "ocf:heartbeat:IPaddr2 is missing (needed by resource vip (" in vip
+    assert "ocf:heartbeat:podman is missing (needed by resource app (" in app
+    assert "it comes with resource-agents" in vip
+    assert "it comes with resource-agents" in app
     # And what a person reads at the end of the run says the same.
     assert "resource-agents is not installed" in out

@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 
 from harness import preflight
+from harness.cluster.spec import DEFAULT_SPEC, load_spec, parse_spec
 from harness.preflight import (
     HA_PORTS,
+    ImageNeeds,
     InputFilter,
     Port,
     PortRange,
     PreflightError,
-    agent_lookups,
+    SpecRef,
+    UnitNeed,
     chrony_sources,
     firewalld_zone_filter,
     iptables_filter,
     machine_id_problem,
-    missing_agents,
     missing_packages,
     nftables_filters,
     os_family,
@@ -29,9 +33,15 @@ from harness.preflight import (
     parse_firewalld_active_zones,
     parse_package_query,
     parse_systemctl_show,
+    requirements_of,
+    settled_state,
     shared_machine_ids,
     timesyncd_sources,
+    unit_file,
+    unit_state_problems,
 )
+
+REPO = Path(__file__).resolve().parents[2]
 
 # ---------------------------------------------------------------- OS family
 
@@ -52,19 +62,6 @@ def test_os_family(text: str, family: str) -> None:
 def test_unknown_os_family_names_the_id() -> None:
     with pytest.raises(PreflightError, match="'arch'"):
         os_family("ID=arch\n")
-
-
-# ---------------------------------------------------------------- guest shell
-
-
-def test_fetch_and_retry_commands_run_in_sh() -> None:
-    cmd = preflight.retry_shell(preflight.fetch_command("http://127.0.0.1:1/x y"), attempts=2, pause=0)
-    assert "'http://127.0.0.1:1/x y'" in cmd
-    assert "-T" not in cmd  # busybox 1.35's static wget crashes with it
-    result = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1  # nothing listens on port 1: every attempt fails, then exit 1
-    ok = subprocess.run(["sh", "-c", preflight.retry_shell("true", attempts=3)], timeout=10)
-    assert ok.returncode == 0
 
 
 # ---------------------------------------------------------------- packages
@@ -90,17 +87,25 @@ def test_parse_rpm_query_skips_not_installed_lines() -> None:
     assert parse_package_query(out) == {"pacemaker": "2.1.7-5.el9"}
 
 
-def test_missing_packages_name_package_and_fix_per_family() -> None:
-    installed = {r.deb: "1" for r in preflight.REQUIRED_PACKAGES if r.deb != "resource-agents"}
-    (line,) = missing_packages("deb", installed)
-    assert line.startswith("resource-agents is not installed")
-    assert "ocf:heartbeat:IPaddr2" in line
+def test_missing_packages_name_package_what_needs_it_and_fix_per_family() -> None:
+    needs = requirements_of(load_spec(DEFAULT_SPEC)).packages
+    installed = {name: "1" for name in requirements_of(load_spec(DEFAULT_SPEC)).package_names("deb")}
+    del installed["resource-agents"]
+    (line,) = missing_packages("deb", installed, needs)
+    assert line.startswith("resource-agents is not installed (the ocf:heartbeat agents")
+    # The spec items that need it, with the spec's lines.
+    assert "needed by resource vip (" in line
+    assert "default.yaml:" in line
+    assert "resource app (" in line
     assert "packages.include" in line
-    rpm_lines = missing_packages("rpm", {})
+    rpm_lines = missing_packages("rpm", {}, needs)
     assert any(line.startswith("pacemaker-cli ") for line in rpm_lines)
-    assert any(line.startswith("fence-agents-all ") for line in rpm_lines)
+    assert any("needed by every cluster" in line for line in rpm_lines)
     assert all("blueprint" in line for line in rpm_lines)
-    assert missing_packages("rpm", {r.rpm: "1" for r in preflight.REQUIRED_PACKAGES}) == []
+    # Each package once, though two requirements name pacemaker-cli on RHEL.
+    assert len(rpm_lines) == len({line.split()[0] for line in rpm_lines})
+    rpm_installed = {name: "1" for name in requirements_of(load_spec(DEFAULT_SPEC)).package_names("rpm")}
+    assert missing_packages("rpm", rpm_installed, needs) == []
 
 
 # ---------------------------------------------------------------- units
@@ -339,26 +344,259 @@ def test_pacemaker_features_parsing() -> None:
     assert "v3.16.1" not in features
 
 
-def test_agent_lookups_group_by_listing_and_skip_what_rhel_lacks() -> None:
-    deb = agent_lookups("deb")
-    assert sorted(deb) == ["features", "ocf:heartbeat", "stonith"]
-    assert set(deb) <= set(preflight.AGENT_LISTINGS)
-    assert [r.agent for r in deb["stonith"]] == ["stonith:fence_xvm", "stonith:fence_virt", "stonith:fence_virsh"]
-    assert "stonith:fence_virsh" not in [r.agent for r in agent_lookups("rpm")["stonith"]]
+# ---------------------------------------------------------------- what a spec needs of the image
 
 
-def test_missing_agents_names_the_package() -> None:
-    listings = {
-        "features": {"remote", "systemd"},
-        "ocf:heartbeat": set(),
-        "stonith": {"fence_xvm", "fence_virt", "fence_virsh"},
-    }
-    lines = missing_agents("deb", listings)
+def needs_of(yaml_text: str) -> ImageNeeds:
+    return requirements_of(parse_spec(yaml_text, "site.yaml"))
+
+
+STACK_DEB = ["pacemaker", "pacemaker-cli-utils", "corosync", "pcs"]
+STACK_RPM = ["pacemaker", "pacemaker-cli", "corosync", "pcs"]
+NO_FENCING = "fencing: {method: none}\ncluster: {properties: {stonith-enabled: false}}\n"
+
+
+def test_the_default_spec_needs_its_unit_image_agents_and_packages() -> None:
+    spec = load_spec(DEFAULT_SPEC)
+    needs = requirements_of(spec)
+    http = spec.resource("http")
+    assert http is not None
+    (unit,) = needs.units
+    assert unit == UnitNeed("http", "dcn-http.service", SpecRef("resource http", spec.path, http.line))
+    assert str(unit.source) == f"resource http ({spec.path}:{http.line})"
+    assert [(c.resource, c.image) for c in needs.containers] == [("app", "localhost/dcn-http:latest")]
+    assert [(a.resource, a.agent, a.listing, a.name) for a in needs.agents] == [
+        ("vip", "ocf:heartbeat:IPaddr2", "ocf:heartbeat", "IPaddr2"),
+        ("http", "systemd:dcn-http", "features", "systemd"),
+        ("app", "ocf:heartbeat:podman", "ocf:heartbeat", "podman"),
+        ("witness", "ocf:pacemaker:Dummy", "ocf:pacemaker", "Dummy"),
+    ]
+    assert needs.fence_agent is not None
+    assert (needs.fence_agent.agent, needs.fence_agent.listing, needs.fence_agent.name) == (
+        "stonith:fence_virt",
+        "stonith",
+        "fence_virt",
+    )
+    assert needs.package_names("deb") == [
+        *STACK_DEB,
+        "resource-agents",
+        "podman",
+        "pacemaker-resource-agents",
+        "fence-virt",
+    ]
+    # On RHEL Pacemaker's own agents come with pacemaker-cli, already in the stack.
+    assert needs.package_names("rpm") == [*STACK_RPM, "resource-agents", "podman", "fence-virt"]
+
+
+def test_the_cluster_stack_is_needed_by_every_spec() -> None:
+    needs = needs_of(NO_FENCING)
+    assert needs.package_names("deb") == STACK_DEB
+    assert needs.package_names("rpm") == STACK_RPM
+    assert [p.requirement for p in needs.packages] == list(preflight.REQUIRED_PACKAGES)
+    assert all(p.needed_by == (preflight.EVERY_CLUSTER,) for p in needs.packages)
+    assert (needs.units, needs.containers, needs.agents, needs.fence_agent) == ((), (), (), None)
+
+
+def test_a_spec_without_podman_needs_no_podman_nor_container_image() -> None:
+    needs = needs_of(
+        "workloads:\n"
+        "  - {id: vip, type: ipaddr2}\n"
+        "  - {id: web, type: systemd, unit: nginx}\n"  # no .service: systemd loads nginx.service
+    )
+    assert needs.containers == ()
+    assert "podman" not in needs.package_names("deb")
+    assert [u.unit for u in needs.units] == ["nginx.service"]
+    assert needs.package_names("deb") == [*STACK_DEB, "resource-agents", "fence-virt"]
+
+
+def test_a_spec_with_only_dummy_needs_no_resource_agents() -> None:
+    needs = needs_of(NO_FENCING + "workloads:\n  - {id: beat, type: ocf, agent: 'ocf:pacemaker:Dummy'}\n")
+    (agent,) = needs.agents
+    assert (agent.resource, agent.listing, agent.name) == ("beat", "ocf:pacemaker", "Dummy")
+    assert agent.listing_command() == "crm_resource --list-agents ocf:pacemaker"
+    assert needs.package_names("deb") == [*STACK_DEB, "pacemaker-resource-agents"]
+    assert needs.package_names("rpm") == STACK_RPM
+    merged = preflight.merge_packages("rpm", needs.packages)
+    (cli,) = [p for p in merged if p.requirement.package("rpm") == "pacemaker-cli"]
+    assert cli.needed_by == (preflight.EVERY_CLUSTER, "resource beat (site.yaml:4)")
+
+
+def test_pacemaker_daemon_agents_come_with_pacemaker() -> None:
+    needs = needs_of(NO_FENCING + "workloads:\n  - {id: rem, type: ocf, agent: 'ocf:pacemaker:remote'}\n")
+    (agent,) = needs.agents
+    assert agent.package == preflight.PACEMAKER
+    assert needs.package_names("deb") == STACK_DEB
+
+
+def test_fencing_none_needs_no_fence_agent() -> None:
+    needs = needs_of(NO_FENCING + "workloads:\n  - {id: vip, type: ipaddr2}\n")
+    assert needs.fence_agent is None
+    assert not {"fence-virt", "fence-agents", "fence-agents-all"} & set(needs.package_names("deb"))
+
+
+def test_fence_virsh_needs_its_own_package_per_family() -> None:
+    needs = needs_of("fencing: {method: fence_virsh}\n")
+    fence = needs.fence_agent
+    assert fence is not None
+    assert (fence.resource, fence.agent, fence.name) == ("fencing", "stonith:fence_virsh", "fence_virsh")
+    assert fence.listing_command() == "crm_resource --list-agents stonith"
+    assert str(fence.source).startswith("fencing fence_virsh (site.yaml:")
+    assert needs.package_names("deb") == [*STACK_DEB, "fence-agents"]
+    assert needs.package_names("rpm") == [*STACK_RPM, "fence-agents-virsh"]
+    line = fence.problem("rpm", {"fence_virt"})
+    assert line is not None
+    assert line.startswith("stonith:fence_virsh is missing (needed by fencing fence_virsh (site.yaml:")
+    assert "it comes with fence-agents-virsh" in line
+    assert fence.problem("rpm", {"fence_virsh"}) is None
+
+
+def test_a_custom_provider_names_no_package_but_must_exist() -> None:
+    needs = needs_of(NO_FENCING + "workloads:\n  - id: hist\n    type: ocf\n    agent: ocf:acme:historian\n")
+    (agent,) = needs.agents
+    assert (agent.listing, agent.name, agent.package) == ("ocf:acme", "historian", None)
+    assert needs.package_names("deb") == STACK_DEB
+    line = agent.problem("deb", set())
+    assert line is not None
+    assert line.startswith("ocf:acme:historian is missing (needed by resource hist (site.yaml:4))")
+    assert "/usr/lib/ocf/resource.d/acme/historian" in line
+    assert agent.problem("deb", {"historian"}) is None
+
+
+def test_agent_problems_name_the_package_and_fix() -> None:
+    needs = requirements_of(load_spec(DEFAULT_SPEC))
+    vip, http, _app, _witness = needs.agents
+    line = vip.problem("deb", {"podman"})
+    assert line is not None
+    assert line.startswith("ocf:heartbeat:IPaddr2 is missing (needed by resource vip (")
+    assert "it comes with resource-agents; add resource-agents to the image recipe" in line
+    assert vip.problem("deb", {"IPaddr2"}) is None
+    assert http.listing_command() == "pacemakerd --features"
+    assert http.lister()[0] == "pacemakerd"
+    assert vip.lister()[0] == "crm_resource"
+    line = http.problem("rpm", {"remote"})
+    assert line is not None
+    assert "no systemd support" in line
+    assert "blueprint" in line
+    assert http.problem("rpm", {"remote", "systemd"}) is None
+
+
+def test_an_agent_of_an_unknown_class_is_a_preflight_error() -> None:
+    with pytest.raises(PreflightError, match="'lsb:foo'"):
+        preflight.agent_need("x", "lsb:foo", SpecRef("resource x", "s.yaml", 3))
+
+
+def test_a_fence_agent_no_package_is_known_for_must_be_in_the_fence_bindir() -> None:
+    need = preflight.agent_need("fencing", "stonith:fence_site", SpecRef("fencing fence_site", "s.yaml", 2))
+    assert need.package is None
+    line = need.problem("rpm", {"fence_virt"})
+    assert line is not None
+    assert "/usr/sbin/fence_site" in line
+    assert "`fencing.method:`" in line
+
+
+@pytest.mark.parametrize(
+    ("unit", "loaded"),
+    [
+        ("dcn-http", "dcn-http.service"),
+        ("dcn-http@9000", "dcn-http@9000.service"),
+        ("ticker.timer", "ticker.timer"),
+        ("data.mount", "data.mount"),
+        ("app.v2", "app.v2.service"),  # a dot, but no unit type Pacemaker knows
+    ],
+)
+def test_unit_file_follows_pacemakers_suffix_rule(unit: str, loaded: str) -> None:
+    assert unit_file(unit) == loaded
+
+
+# ---------------------------------------------------------------- a spec's units on a node
+
+
+UNIT = UnitNeed("web", "nginx.service", SpecRef("resource web", "site.yaml", 7))
+
+
+def show(load: str = "loaded", file_state: str = "disabled", active: str = "inactive") -> dict[str, str]:
+    return {"Id": UNIT.unit, "LoadState": load, "UnitFileState": file_state, "ActiveState": active}
+
+
+def test_a_unit_left_to_the_cluster_has_no_problem() -> None:
+    assert unit_state_problems("dcn1", UNIT, show()) == []
+    assert unit_state_problems("dcn1", UNIT, show(file_state="static")) == []
+
+
+def test_a_missing_unit_names_node_spec_item_and_fix() -> None:
+    (line,) = unit_state_problems("dcn2", UNIT, show(load="not-found", file_state="", active="inactive"))
+    assert line.startswith("dcn2: nginx.service (resource web (site.yaml:7)) is not on the node (LoadState=not-found)")
+    assert "/etc/systemd/system/nginx.service" in line
+    assert "`unit:`" in line
+    (line,) = unit_state_problems("dcn2", UNIT, {})
+    assert "LoadState=not shown" in line
+    (line,) = unit_state_problems("dcn2", UNIT, show(load="masked"))
+    assert "systemctl unmask nginx.service" in line
+
+
+def test_a_unit_enabled_or_running_before_the_cluster_is_a_problem() -> None:
+    lines = unit_state_problems("dcn1", UNIT, show(file_state="enabled", active="active"))
     assert len(lines) == 2
-    assert lines[0].startswith("ocf:heartbeat:IPaddr2 is missing")
-    assert all("resource-agents" in line for line in lines)
-    listings["ocf:heartbeat"] = {"IPaddr2", "podman"}
-    assert missing_agents("deb", listings) == []
-    listings["features"] = {"remote"}
-    (line,) = missing_agents("deb", listings)
-    assert line.startswith("systemd is missing")
+    assert "is enabled at boot (UnitFileState=enabled)" in lines[0]
+    assert "systemctl disable nginx.service" in lines[0]
+    assert "is already active before the cluster exists" in lines[1]
+    (line,) = unit_state_problems("dcn1", UNIT, show(file_state="enabled-runtime"))
+    assert "enabled-runtime" in line
+    (line,) = unit_state_problems("dcn1", UNIT, show(active="activating"))
+    assert "already activating" in line
+
+
+@pytest.mark.parametrize(
+    ("stdout", "state"),
+    [
+        ("active\n", "active"),
+        ("failed\n", "failed"),
+        ("inactive\n", "inactive"),
+        ("activating\n", None),
+        ("", "unknown"),
+    ],
+)
+def test_settled_state_waits_out_transitions(stdout: str, state: str | None) -> None:
+    assert settled_state(stdout) == state
+
+
+def test_image_fix_per_family() -> None:
+    assert "customize.run" in preflight.image_fix("deb", "localhost/app:1")
+    rpm = preflight.image_fix("rpm", "localhost/app:1")
+    assert 'source = "localhost/app:1"' in rpm
+    assert "`image:`" in rpm
+
+
+# ---------------------------------------------------------------- the suite's cases
+
+
+def collect_image_suite(*args: str) -> list[str]:
+    """The node ids ``pytest suites/image --collect-only`` lists (no VM is booted)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "suites/image", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return [line.split("::", 1)[1] for line in result.stdout.splitlines() if "::" in line]
+
+
+def test_the_image_suite_has_a_case_per_node_and_spec_item(tmp_path: Path) -> None:
+    ids = collect_image_suite("--dcn-nodes", "1")
+    # tests/meta/test_bad_image.py expects exactly these to fail on an image without resource-agents.
+    assert {"test_required_packages[dcn1]", "test_resource_agent[dcn1-vip]", "test_resource_agent[dcn1-app]"} <= set(
+        ids
+    )
+    assert "test_systemd_unit[dcn1-http]" in ids
+    assert "test_container_image[dcn1-app]" in ids
+    assert "test_fence_agent[dcn1-fence_virt]" in ids
+    assert not [i for i in ids if "dcn-http" in i or "dcn2" in i]
+    spec = tmp_path / "bare.yaml"
+    spec.write_text(NO_FENCING + "workloads:\n  - {id: beat, type: ocf, agent: 'ocf:pacemaker:Dummy'}\n")
+    ids = collect_image_suite("--dcn-nodes", "2", "--dcn-cluster-spec", str(spec))
+    assert "test_resource_agent[dcn2-beat]" in ids
+    # Nothing of a kind the spec lacks: one skipped case each, saying why.
+    for test in ("test_systemd_unit", "test_container_image", "test_fence_agent"):
+        assert f"{test}[dcn1-none]" in ids
