@@ -142,7 +142,7 @@ def test_faults_are_made_for_the_node_and_know_node_loss() -> None:
     assert isinstance(killed, KillProcess)
     assert killed.what == "corosync"
     assert (kill.node_loss, power.node_loss, corosync.node_loss) == (False, True, True)
-    assert kill.action("dcn2") == "kill-workload of podman container historian of historian on dcn2"
+    assert kill.action("dcn2") == "kill-workload of podman container historian on dcn2"
     assert power.action("dcn1") == "power-off of dcn1"
 
 
