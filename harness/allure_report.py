@@ -44,9 +44,10 @@ REPORT_NAME = "dcnlab certification"
 CATEGORIES: list[dict[str, Any]] = [
     {
         "name": "Certification failures",
-        "description": "the image and cluster spec did not meet a certification expectation (a FAIL verdict)",
-        "matchedStatuses": ["failed"],
-        "messageRegex": r"^AssertionError: FAIL: [\s\S]*",
+        "description": "the image and cluster spec did not meet a certification expectation (a FAIL verdict), "
+        "or could not form the cluster the spec describes (a CertificationFailure while setting it up)",
+        "matchedStatuses": ["failed", "broken"],
+        "messageRegex": r"^(AssertionError|harness\.errors\.CertificationFailure): FAIL: [\s\S]*",
     },
     {
         "name": "Harness and infrastructure errors",

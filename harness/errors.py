@@ -45,3 +45,11 @@ class ClusterError(DcnlabError):
 
 class FaultError(DcnlabError):
     """A fault could not be injected or healed; the cluster may need a look."""
+
+
+class CertificationFailure(ClusterError):
+    """The image or cluster spec under test cannot deliver what is certified
+    (its cluster cannot form, a resource cannot start): a finding about the
+    product, not an error of dcnlab. Messages start with ``FAIL: `` like a
+    verdict's, name what failed (link and network, resource and agent) with
+    the stack's own words, and say what to change."""

@@ -51,7 +51,7 @@ from harness.cluster.pcs import (
     parse_batch,
 )
 from harness.cluster.spec import STONITH_ID, ClusterSpec, load_spec
-from harness.errors import ClusterError, CommandError, ConfigError, DcnlabError
+from harness.errors import CertificationFailure, ClusterError, CommandError, ConfigError, DcnlabError, WaitTimeout
 from harness.fleet import Fleet
 from harness.node import Node
 from harness.parallel import on_each
@@ -202,14 +202,36 @@ class Cluster:
             box["why"] = f"links down on {', '.join(down)}" if down else ""
             return not down
 
-        wait_until(
-            linked,
-            timeout=MEMBERSHIP * self.scale,
-            what=f"every knet link of {', '.join(n.name for n in members)} to be connected",
-            interval=2.0,
-            describe_failure=lambda: box.get("why", ""),
+        try:
+            wait_until(
+                linked,
+                timeout=MEMBERSHIP * self.scale,
+                what=f"every knet link of {', '.join(n.name for n in members)} to be connected",
+                interval=2.0,
+                describe_failure=lambda: box.get("why", ""),
+            )
+        except WaitTimeout as err:
+            # Links that never connect are the image's or the spec's doing (a
+            # firewall, a link on a network that does not route): a finding.
+            statuses = {n.name: self.links(n) for n in members}
+            words = {n.name: self._corosync_words(n) for n in members}
+            raise CertificationFailure(links_finding(self.spec, self.fleet.spec.networks, statuses, words)) from err
+        try:
+            return self.wait_converged()
+        except WaitTimeout as err:
+            state = self.state()
+            if not state.failures:
+                raise
+            raise CertificationFailure(resources_finding(self.spec, state)) from err
+
+    def _corosync_words(self, node: Node) -> str:
+        """corosync's last lines about its links on ``node``, from the journal."""
+        res = node.run(
+            "journalctl -u corosync --no-pager -o cat -n 400 | grep -iE 'link|knet' | tail -n 4",
+            timeout=30 * self.scale,
+            check=False,
         )
-        return self.wait_converged()
+        return res.stdout.strip()
 
     def _run_batch(self, node: Node, steps: Sequence[Step]) -> None:
         """``steps`` (pcs commands) in one run of the batch script on ``node``:
@@ -597,6 +619,60 @@ def _read_text(node: Node, path: str, timeout: float) -> str:
 def _read_bytes(node: Node, path: str, timeout: float) -> bytes:
     """A binary file (an authkey), base64 over the SSH session's text."""
     return base64.b64decode(node.run(["base64", "-w0", path], timeout=timeout).stdout)
+
+
+def links_finding(
+    spec: ClusterSpec, networks: int, statuses: Mapping[str, LinkStatus], words: Mapping[str, str]
+) -> str:
+    """A certification failure's text for knet links that never connected:
+    which link, on which fleet network, between which nodes, and what
+    corosync itself says on each node."""
+    names = {st.local_nodeid: node for node, st in statuses.items()}
+    nets = spec.link_networks(networks)
+    lines = []
+    down_links: set[int] = set()
+    for node, st in sorted(statuses.items()):
+        for link in st.links:
+            down = link.down_peers()
+            if down:
+                down_links.add(link.link)
+                net = nets[link.link] if link.link < len(nets) else "?"
+                peers = ", ".join(names.get(i, f"nodeid {i}") for i in down)
+                lines.append(
+                    f"  {node}: knet link {link.link} (fleet network {net}, {link.address}) cannot reach {peers}"
+                )
+    said = [f"  corosync on {node}: " + text.replace("\n", "\n    ") for node, text in sorted(words.items()) if text]
+    which = ", ".join(f"{k} (network {nets[k] if k < len(nets) else '?'}, eth{nets[k] if k < len(nets) else '?'})"
+                      for k in sorted(down_links))  # fmt: skip
+    return "\n".join(
+        [
+            f"FAIL: cluster {spec.cluster.name} cannot form on this image and spec: knet link(s) {which or '?'} "
+            "never connected",
+            *lines,
+            *said,
+            "  fix: let corosync's knet traffic (UDP 5405 and up, one port per link) through the image's firewall "
+            "on that interface, or take the network out of cluster.links in the spec",
+        ]
+    )
+
+
+def resources_finding(spec: ClusterSpec, state: ClusterState) -> str:
+    """A certification failure's text for resources that failed while the
+    cluster was set up: each with its agent and the agent's own words."""
+    lines = []
+    for f in state.failures:
+        rsc = spec.resource(f.resource)
+        agent = rsc.agent if rsc is not None else "fence device" if f.resource == STONITH_ID else "?"
+        where = f" ({spec.path}:{rsc.line})" if rsc is not None and rsc.line else ""
+        lines.append(f"  {f.resource} [{agent}]{where}: {f.task} failed on {f.node}: {f.exitreason or f.exitstatus}")
+    return "\n".join(
+        [
+            f"FAIL: cluster {spec.cluster.name} cannot run its resources on this image and spec:",
+            *lines,
+            "  fix: the agent's words above say what it lacked (a unit, a container image, a parameter); "
+            "suites/image checks what the spec needs of the image",
+        ]
+    )
 
 
 def not_converged(spec: ClusterSpec, state: ClusterState, expected_nodes: Sequence[str]) -> str | None:

@@ -23,7 +23,7 @@ from harness.allure_report import (
     write_results_metadata,
 )
 from harness.cli import main
-from harness.errors import CommandError, ConfigError, DcnlabError, WaitTimeout
+from harness.errors import CertificationFailure, CommandError, ConfigError, DcnlabError, WaitTimeout
 from harness.probe import ProbeError
 from harness.report import Environment
 
@@ -89,6 +89,11 @@ def test_environment_properties_escapes_what_properties_files_cannot_hold() -> N
         (AssertionError("assert [] == ['x']"), "failed", "Other failed checks"),
         (AssertionError("PASS: looks fine but FAIL: later"), "failed", "Other failed checks"),
         (KeyError("web"), "broken", "Unexpected errors"),
+        (
+            CertificationFailure("FAIL: cluster dcn cannot form on this image and spec: knet link(s) 1 ..."),
+            "broken",
+            "Certification failures",
+        ),
     ],
 )
 def test_categories_tell_certification_failures_from_harness_errors(
@@ -108,6 +113,10 @@ def test_categories_cover_every_harness_error_class() -> None:
         err = cls.__new__(cls)
         err.args = ("something failed",)
         assert category_of(message_of(err), "broken") == "Harness and infrastructure errors", cls
+    # A finding about the product raised while setting up: only with its FAIL.
+    finding = message_of(CertificationFailure("FAIL: resource x cannot start"))
+    assert category_of(finding, "broken") == "Certification failures"
+    assert re.fullmatch(CATEGORIES[0]["messageRegex"], finding)
 
 
 def test_patterns_also_match_whole_messages_as_allure_2_does() -> None:

@@ -306,3 +306,46 @@ def test_bad_edits_say_what_is_wrong() -> None:
         parse_conf("totem {\n    version: 2\n")
     with pytest.raises(ConfigError, match=r"corosync\.conf has no nodelist section"):
         with_node("totem {\n}\n", "dcn1", ["10.77.0.11"])
+
+
+def test_links_that_never_connect_are_a_finding_naming_link_network_and_corosync() -> None:
+    """An image whose firewall drops corosync on network 1: every node's link
+    1 is down to both others. The finding names the link, its network and
+    interface, the nodes, and corosync's own words."""
+    from harness.cluster.bootstrap import links_finding
+    from harness.cluster.spec import DEFAULT_SPEC, load_spec
+
+    def status(me: int) -> str:
+        others = "".join(f"\t\tnodeid:          {i}:\t{'localhost' if i == me else 'connected'}\n" for i in (1, 2, 3))
+        down = "".join(f"\t\tnodeid:          {i}:\t{'localhost' if i == me else 'disconnected'}\n" for i in (1, 2, 3))
+        return (
+            f"Local node ID {me}, transport knet\n"
+            f"LINK ID 0 udp\n\taddr\t= 10.77.0.1{me}\n\tstatus:\n{others}"
+            f"LINK ID 1 udp\n\taddr\t= 10.77.1.1{me}\n\tstatus:\n{down}"
+        )
+
+    statuses = {f"dcn{i}": parse_cfgtool(status(i)) for i in (1, 2, 3)}
+    words = {"dcn1": "[KNET  ] host: host: 2 (passive) best link: 0 (pri: 1)\n[KNET  ] link: host: 2 link: 1 is down"}
+    text = links_finding(load_spec(DEFAULT_SPEC), 2, statuses, words)
+    assert text.startswith("FAIL: cluster dcn cannot form on this image and spec: knet link(s) 1 (network 1, eth1)")
+    assert "dcn1: knet link 1 (fleet network 1, 10.77.1.11) cannot reach dcn2, dcn3" in text
+    assert "corosync on dcn1: [KNET  ] host: host: 2" in text
+    assert "link 0" not in text.split("corosync on")[0]  # link 0 is fine
+    assert "fix: let corosync's knet traffic" in text
+
+
+def test_resources_that_fail_to_start_are_a_finding_with_the_agents_words() -> None:
+    from harness.cluster.bootstrap import resources_finding
+    from harness.cluster.crm import ClusterState, FailedAction
+    from harness.cluster.spec import DEFAULT_SPEC, load_spec
+
+    spec = load_spec(DEFAULT_SPEC)
+    failure = FailedAction(
+        "app_start_0", "app", "start", 0, "dcn1", "not installed", "podman image localhost/x not found", 5, 12,
+        "complete", None, None, None,
+    )  # fmt: skip
+    state = ClusterState(None, "dcn2", None, True, None, None, True, False, (), (), (), (failure,), (), None, ())
+    text = resources_finding(spec, state)
+    assert text.startswith("FAIL: cluster dcn cannot run its resources on this image and spec:")
+    assert "app [ocf:heartbeat:podman]" in text
+    assert "start failed on dcn1: podman image localhost/x not found" in text
