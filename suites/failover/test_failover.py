@@ -110,6 +110,8 @@ def test_failover(
     allure_glue.parameter("image", f"{cluster.fleet.image.recipe} {cluster.fleet.image.digest}")
     allure_glue.parameter("spec", spec_path.name)
     allure_glue.attach_file(spec_path, "cluster spec")
+    if workload.client is None:
+        allure_glue.parameter("client downtime", f"not measured: {unmeasured(workload)}")
     if any(r.kind == "no-outage-on-return" and r.workload == rsc for r in cluster.spec.requirements):
         # The return is what the requirement is about: heal until the
         # cluster has converged with the node back, whatever comes next.
