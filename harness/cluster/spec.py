@@ -105,7 +105,7 @@ import yaml.nodes
 
 from harness.errors import ConfigError
 from harness.spec import MAX_NODES, AddressPlan
-from harness.verdict import THRESHOLD_KEYS, Thresholds, timings_of
+from harness.verdict import FAULT_KINDS, THRESHOLD_KEYS, Thresholds, timings_of
 
 # Pacemaker's score arithmetic saturates at one million ("INFINITY").
 INFINITY = 1_000_000
@@ -396,16 +396,7 @@ class Requirement:
 REQUIREMENT_KINDS = ("together", "apart", "max-downtime", "no-outage-on-return")
 EXPECT_OUTCOMES = ("relocated", "restarted", "unaffected", "found-running")
 # The faults of the failover suite, by the names thresholds and markers use.
-FAILOVER_FAULTS = (
-    "power-off",
-    "hard-reset",
-    "freeze",
-    "nic-cut",
-    "isolate",
-    "kill-workload",
-    "kill-controld",
-    "kill-corosync",
-)
+FAILOVER_FAULTS = FAULT_KINDS
 
 
 @dataclass(frozen=True)
