@@ -70,6 +70,9 @@ workloads)::
                                 # every resource in no group)
       expect:                   # declared outcomes, over the derived ones
         app: {kill-workload: {outcome: relocated, fenced: false, why: text}}
+      requirements:             # must hold whatever the configuration says
+        - together: [app, web]  # (harness.certify.check_requirements)
+        - no-outage-on-return: {workload: web, allow: 30s}
       thresholds:               # durations; a suite case fails above any of them
         default: {detection: 20s, fencing: 30s, recovery: 2min, downtime: 150s}
         kill-workload: {downtime: 60s}   # per fault: power-off, hard-reset, freeze,
