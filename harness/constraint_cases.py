@@ -377,6 +377,7 @@ class PreferenceCase:
     returns: bool
     why: str
     skip: str = ""
+    smoke: bool = False
 
     @property
     def id(self) -> str:
@@ -464,19 +465,24 @@ class ConstraintCases:
 def constraint_cases(spec: ClusterSpec, nodes: int) -> ConstraintCases:
     """Every case of the colocation suite for ``spec`` on ``nodes`` nodes.
 
-    The smoke case is one quick case for any spec: the first colocation's
-    kill-workload case when it can run (no node lost), else the first
-    anti-colocation case that can run, else none."""
+    The smoke case is one case for any spec that has a constraint to
+    certify, the quickest first: a colocation's kill-workload case (no node
+    lost), else an anti-colocation case, else a colocation under a node
+    loss, else a location preference's (the first of each that can run)."""
     together = colocation_cases(spec)
     apart = anti_colocation_cases(spec, nodes)
-    first = together[0] if together else None
-    if first is not None and first.fault == "kill-workload" and not first.skip:
-        together = [replace(first, smoke=True), *together[1:]]
-    else:
-        pick = next((i for i, a in enumerate(apart) if not a.skip), None)
-        if pick is not None:
-            apart = [replace(a, smoke=i == pick) for i, a in enumerate(apart)]
-    return ConstraintCases(together, apart, preference_cases(spec, nodes))
+    preferences = preference_cases(spec, nodes)
+    kills = [c for c in together if c.fault == "kill-workload" and not c.skip]
+    pick: object = next(
+        iter([*kills, *(a for a in apart if not a.skip), *(c for c in together if not c.skip),
+              *(p for p in preferences if not p.skip)]),
+        None,
+    )  # fmt: skip
+    return ConstraintCases(
+        [replace(c, smoke=c is pick) for c in together],
+        [replace(a, smoke=a is pick) for a in apart],
+        [replace(p, smoke=p is pick) for p in preferences],
+    )
 
 
 # ------------------------------------------------------------ grow/shrink

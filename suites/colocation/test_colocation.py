@@ -75,7 +75,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         params = [pytest.param(c, id=c.id, marks=_marks("power-off", True, c.smoke, c.skip)) for c in cases.apart]
         metafunc.parametrize("apart", params or [_nothing("no-anti-colocation", f"{none} anti-colocation")])
     if "preference" in metafunc.fixturenames:
-        params = [pytest.param(c, id=c.id, marks=_marks("power-off", True, False, c.skip)) for c in cases.preferences]
+        params = [pytest.param(c, id=c.id, marks=_marks("power-off", True, c.smoke, c.skip)) for c in cases.preferences]
         why = f"{none} location preference (a location with a positive score)"
         metafunc.parametrize("preference", params or [_nothing("no-location-preference", why)])
 

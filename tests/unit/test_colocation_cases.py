@@ -83,7 +83,11 @@ def skips(spec: ClusterSpec, nodes: int = 3) -> dict[str, str]:
 
 def smoke(spec: ClusterSpec, nodes: int = 3) -> list[str]:
     cases = constraint_cases(spec, nodes)
-    marked: list[ColocationCase | AntiColocationCase] = [*cases.together, *cases.apart]
+    marked: list[ColocationCase | AntiColocationCase | PreferenceCase] = [
+        *cases.together,
+        *cases.apart,
+        *cases.preferences,
+    ]
     return [c.id for c in marked if c.smoke]
 
 
@@ -197,14 +201,17 @@ def test_anti_colocation_needs_three_nodes() -> None:
     assert not skips(site(), nodes=4)["poller-apart-from-gateway"]
 
 
-def test_smoke_falls_back_to_the_first_runnable_anti_colocation_then_none() -> None:
+def test_smoke_is_the_quickest_runnable_case_of_any_spec() -> None:
     restarts = parse_spec(SITE.replace("meta: {migration-threshold: 1}", "meta: {}"), "site.yaml")
-    assert smoke(restarts) == ["poller-apart-from-gateway"]
-    assert smoke(restarts, nodes=2) == []
+    assert smoke(restarts) == ["poller-apart-from-gateway"]  # no kill relocates: an anti-colocation
+    assert smoke(restarts, nodes=2) == ["historian-with-gateway-power-off"]  # then a node loss
     only_apart = load_spec(EXAMPLES / "plant-4node.yaml")
     assert smoke(only_apart, nodes=4) == ["historian-stack-apart-from-scada"]
     edge = load_spec(EXAMPLES / "edge-gateway.yaml")  # migration-threshold 2, no anti-colocation
-    assert smoke(edge) == []
+    assert smoke(edge) == ["historian-with-gateway-power-off"]
+    prefs_only = parse_spec("workloads:\n  - {id: d, type: ocf, agent: 'ocf:pacemaker:Dummy'}\n"
+                            "constraints:\n  - location: {rsc: d, prefers: dcn1, score: 10}\n")  # fmt: skip
+    assert smoke(prefs_only) == ["d-prefers-dcn1"]
 
 
 def test_no_constraints_no_cases() -> None:
