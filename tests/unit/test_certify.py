@@ -490,3 +490,24 @@ def test_max_downtime_at_run_time() -> None:
     assert not finding.ok
     assert (finding.expected, finding.observed) == ("client downtime at most 60s", "75.5s")
     assert requirement_findings(spec, gateway, "nic-cut", over, [fault], fault) == []
+
+
+def test_pytest_refuses_a_spec_whose_requirement_cannot_hold(tmp_path: Path) -> None:
+    """As a user meets it: the run stops before any VM boots (at
+    configure), with one line naming the requirement's line and the
+    constraint's."""
+    import subprocess
+    import sys
+
+    spec = tmp_path / "site.yaml"
+    spec.write_text(SITE + "certification:\n  requirements:\n    - together: [sidecar, gateway]\n")
+    root = Path(__file__).parents[2]
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "suites/failover", "--collect-only", "-q", "-p", "no:cacheprovider",
+         "--dcn-cluster-spec", str(spec)],
+        cwd=root, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 4, res.stdout + res.stderr
+    constraint = SITE.splitlines().index("  - colocation: {rsc: sidecar, with: gateway, score: -INFINITY}") + 1
+    assert f"site.yaml:{constraint + 3}: requirement line {constraint + 3}: together: [sidecar, gateway]" in res.stderr
+    assert f"line {constraint}: colocation of sidecar with gateway keeps them apart" in res.stderr
