@@ -600,3 +600,13 @@ def test_the_image_suite_has_a_case_per_node_and_spec_item(tmp_path: Path) -> No
     # Nothing of a kind the spec lacks: one skipped case each, saying why.
     for test in ("test_systemd_unit", "test_container_image", "test_fence_agent"):
         assert f"{test}[dcn1-none]" in ids
+
+
+def test_the_fleet_takes_its_size_from_the_spec_unless_told() -> None:
+    """cluster.nodes sizes the fleet (plant-4node: dcn1..dcn4); --dcn-nodes wins."""
+    plant = str(REPO / "suites" / "specs" / "examples" / "plant-4node.yaml")
+    ids = collect_image_suite("--dcn-cluster-spec", plant)
+    assert "test_systemd_unit[dcn4-scada-hmi]" in ids
+    assert not [i for i in ids if "dcn5" in i]
+    assert not [i for i in collect_image_suite("--dcn-cluster-spec", plant, "--dcn-nodes", "4") if "dcn5" in i]
+    assert "test_required_packages[dcn3]" in collect_image_suite()  # the default spec says nothing: 3
