@@ -30,6 +30,7 @@ from harness.cluster.spec import (
     Requirement,
     Resource,
     Systemd,
+    score_text,
 )
 from harness.errors import ConfigError
 from harness.faults import Fault, Freeze, HardReset, Isolate, KillProcess, NicDown, PowerOff
@@ -198,10 +199,11 @@ def workload_kill(workload: Workload) -> KillTarget | str:
 
 
 def meta_of(spec: ClusterSpec, resource: str, name: str) -> str | None:
-    """A meta attribute as Pacemaker resolves it for a primitive: its own,
-    else its group's, else ``resource_defaults``; None when nobody sets it."""
+    """A meta attribute as Pacemaker resolves it: a primitive's own, else
+    its group's, else ``resource_defaults``; for a group id, the group's,
+    else ``resource_defaults``. None when nobody sets it."""
     rsc = spec.resource(resource)
-    group = spec.group_of(resource)
+    group = spec.group(resource) or spec.group_of(resource)
     for source in (rsc.meta if rsc else (), group.meta if group else (), spec.cluster.resource_defaults):
         value = dict(source).get(name)
         if value is not None:
@@ -271,7 +273,7 @@ _NODE_LOSS_WHY = {
     "power-off": "the node is gone",
     "hard-reset": "the node reboots without its cluster stack (not enabled at boot)",
     "freeze": "a paused node misses the token",
-    "isolate": "every link down: the node is cut off from the rest",
+    "isolate": "every link down cuts the node off from the rest",
     "kill-corosync": "membership is lost with corosync",
     "kill-controld": "a node whose controller dies holds resources in an unknown state",
 }
@@ -343,7 +345,7 @@ def _kill(spec: ClusterSpec, workload: Workload) -> Expectation | str:
         else "its monitor notices"
     )
     if threshold > 1:
-        limit = _score(threshold)
+        limit = score_text(threshold)
         why = f"{target.describe()} killed; {noticed}; below migration-threshold ({limit}) it restarts in place"
         return Expectation("kill-workload", workload.id, Outcome.RESTARTED, fenced=False, why=why)
     # One failure bans the resource from the node: it (and its workload) moves.
@@ -360,10 +362,6 @@ def _kill(spec: ClusterSpec, workload: Workload) -> Expectation | str:
             )
         why += f"; its colocation with {c.with_rsc} (line {c.line}) moves both"
     return Expectation("kill-workload", workload.id, Outcome.RELOCATED, fenced=False, why=why)
-
-
-def _score(value: int) -> str:
-    return "INFINITY" if value >= INFINITY else str(value)
 
 
 # ------------------------------------------------------------------ cases

@@ -113,19 +113,6 @@ def stickiness(spec: ClusterSpec, rsc: str) -> int:
     return total
 
 
-def _group_meta(spec: ClusterSpec, rsc: str, name: str) -> str | None:
-    """A meta attribute of a primitive (:func:`meta_of`) or of a group
-    itself (its own meta, else resource_defaults)."""
-    group = spec.group(rsc)
-    if group is None:
-        return meta_of(spec, rsc, name)
-    for source in (group.meta, spec.cluster.resource_defaults):
-        value = dict(source).get(name)
-        if value is not None:
-            return value
-    return None
-
-
 def _colocated_units(spec: ClusterSpec, rsc: str) -> list[str]:
     """The other units tied to ``rsc``'s by mandatory colocations, either
     way and through chains: they all run on one node."""
@@ -239,7 +226,7 @@ def _relocating_kill(spec: ClusterSpec, c: Colocation) -> KillTarget | str:
         )
     # Without the colocation's influence (the dependent's critical, true by
     # default) the ban stops the dependent instead of moving its anchor.
-    if (_group_meta(spec, c.rsc, "critical") or "true") != "true":
+    if (meta_of(spec, c.rsc, "critical") or "true") != "true":
         return (
             f"kill-workload: {c.rsc} is not critical (meta critical=false), so its ban leaves it stopped "
             f"rather than moving {c.with_rsc}"

@@ -17,6 +17,7 @@ from harness.certify import (
     endpoints,
     failover_cases,
     kill_target,
+    meta_of,
     migration_threshold,
     nic_cut_network,
     requirement_findings,
@@ -182,6 +183,8 @@ def test_migration_threshold_resolution() -> None:
         SITE.replace("group: [gw-ip, gw-svc]", "group: [gw-ip, gw-svc]\n    meta: {migration-threshold: 3}")
     )
     assert migration_threshold(grouped, "gw-svc") == 3  # from its group
+    assert meta_of(grouped, "gateway", "migration-threshold") == "3"  # the group's own
+    assert meta_of(grouped, "gateway", "resource-stickiness") == "100"  # resource_defaults
 
 
 # ------------------------------------------------------------- the table
