@@ -150,7 +150,7 @@ def test_pytest_invalid_spec_is_file_and_line_before_boot(
     ("fixture", "line", "message"),
     [
         ("broken_yaml", 4, "not valid YAML"),
-        ("misspelt_key", 3, "unknown key 'tokn' in cluster; known keys: name, links, corosync"),
+        ("misspelt_key", 3, "unknown key 'tokn' in cluster; known keys: name, nodes, links, corosync"),
     ],
 )
 def test_pytest_spec_syntax_errors(
