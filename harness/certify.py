@@ -544,7 +544,10 @@ def requirement_findings(
     spec: ClusterSpec, workload: Workload, fault: str, timings: Timings, events: Sequence[Event], injected: Event
 ) -> list[Finding]:
     """The run's findings for every requirement on this case's workload and
-    fault (together and apart are checked at every sample by the sampler)."""
+    fault (together and apart are checked at every sample by the sampler).
+    ``no-outage-on-return`` applies to the faults that take a node away and
+    bring it back (NODE_LOSS): after a kill, the cleanup of the failed
+    action is no return."""
     out = []
     for req in spec.requirements:
         if req.workload not in (None, workload.id):
@@ -554,7 +557,7 @@ def requirement_findings(
             seen = "not observed" if down.seconds is None else f"{down.seconds:.1f}s"
             ok = down.seconds is not None and down.seconds <= req.limit
             out.append(Finding(f"requirement {req.describe()}", f"client downtime at most {req.limit:g}s", seen, ok))
-        if req.kind == "no-outage-on-return" and req.workload == workload.id:
+        if req.kind == "no-outage-on-return" and req.workload == workload.id and fault in NODE_LOSS:
             out.append(_return_finding(req, workload, timings, events, injected))
     return out
 

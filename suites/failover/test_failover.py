@@ -25,6 +25,7 @@ from fixtures.faults import FaultInjector
 from fixtures.plugin import environment_of, fleet_nodes, session_spec
 from harness.certify import (
     HEAL_OUTAGE,
+    NODE_LOSS,
     FailoverCase,
     Workload,
     failover_cases,
@@ -112,7 +113,8 @@ def test_failover(
     allure_glue.attach_file(spec_path, "cluster spec")
     if workload.client is None:
         allure_glue.parameter("client downtime", f"not measured: {unmeasured(workload)}")
-    if any(r.kind == "no-outage-on-return" and r.workload == rsc for r in cluster.spec.requirements):
+    returning = case.fault in NODE_LOSS
+    if returning and any(r.kind == "no-outage-on-return" and r.workload == rsc for r in cluster.spec.requirements):
         # The return is what the requirement is about: heal until the
         # cluster has converged with the node back, whatever comes next.
         fault.wait_healthy = True

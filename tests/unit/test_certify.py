@@ -476,6 +476,8 @@ def test_no_outage_on_return_fails_on_a_fail_back_and_on_a_long_outage() -> None
     (slow,) = requirement_findings(spec, gateway, "power-off", timings(3.2), quiet, fault)
     assert not slow.ok
     assert "heal-phase outage 3.2s" in slow.observed
+    # A kill brings no node back: its cleanup's restart is not a return.
+    assert requirement_findings(spec, gateway, "kill-workload", timings(0.0), back, fault) == []
     allowed = with_requirements("no-outage-on-return: {workload: gateway, allow: 30s}")
     (fine,) = requirement_findings(allowed, by_id(allowed)["gateway"], "power-off", timings(3.2), quiet, fault)
     assert fine.ok
