@@ -568,6 +568,8 @@ class Injected:
 
     fault: Fault
     restore_seconds: float | None = None
+    # Seconds spent waiting for health, whether or not it came.
+    waited: float = 0.0
     heal_errors: list[str] = field(default_factory=list)
 
 
@@ -598,10 +600,12 @@ def injected(
             except DcnlabError as err:
                 errors.append(f"after the heal: {err}")
         if wait_healthy:
+            started = time.monotonic()
             try:
                 result.restore_seconds = restore(ctx)
             except FaultError as err:
                 errors.append(str(err))
+            result.waited = time.monotonic() - started
         result.heal_errors = errors
         if errors:
             ctx.recorder.record(EventKind.NOTE, fault.source, detail="heal failed: " + " | ".join(errors))

@@ -122,6 +122,53 @@ class ClusterStart:
         return f"{self.how} in {self.seconds:.0f}s{when}"
 
 
+# Where a test's wall time goes, in the order it happens (issue 25).
+PHASES = ("setup", "fault to verdict", "heal", "wait for health", "other")
+
+
+@dataclass(frozen=True)
+class CasePhases:
+    """Where one test's wall time went: its set-up (the fleet booted, its
+    cluster built, restored or reused), from the first fault to the start of
+    the heal (observing what the fault did), the heal itself, the wait for a
+    healthy cluster after it, and everything else (judging, artifacts,
+    teardown). A test that injects no fault spends it all in set-up and
+    other."""
+
+    test: str  # pytest node id
+    cluster: str  # how the test got its cluster: built, restored, reused; "" none
+    seconds: dict[str, float]  # PHASES -> seconds
+
+    @classmethod
+    def of(
+        cls,
+        test: str,
+        cluster: str,
+        *,
+        setup: float,
+        call: float,
+        teardown: float,
+        fault: float = 0.0,
+        heal: float = 0.0,
+        health: float = 0.0,
+    ) -> CasePhases:
+        """From pytest's set-up, call and teardown durations and the fault
+        injector's clock (which runs inside call and teardown)."""
+        other = max(0.0, call + teardown - fault - heal - health)
+        values = (setup, fault, heal, health, other)
+        return cls(test, cluster, {name: round(v, 1) for name, v in zip(PHASES, values, strict=True)})
+
+    @property
+    def suite(self) -> str:
+        """The folder the test lives in: ``failover`` for suites/failover/..."""
+        path = self.test.split("::", 1)[0].split("/")
+        return path[-2] if len(path) > 1 else path[0]
+
+    @property
+    def total(self) -> float:
+        return round(sum(self.seconds.values()), 1)
+
+
 @dataclass(frozen=True)
 class Stats:
     count: int  # observed values
@@ -162,6 +209,7 @@ class RunReport:
     environment: Environment | None = None
     cases: list[CaseRecord] = field(default_factory=list)
     clusters: list[ClusterStart] = field(default_factory=list)
+    phases: list[CasePhases] = field(default_factory=list)
 
     def add(self, record: CaseRecord) -> None:
         self.cases.append(record)
@@ -174,6 +222,7 @@ class RunReport:
             environment=Environment(**env) if env else None,
             cases=[CaseRecord(**case) for case in data.get("cases", [])],
             clusters=[ClusterStart(**start) for start in data.get("clusters", [])],
+            phases=[CasePhases(**p) for p in data.get("phases", [])],
         )
 
     def merge(self, other: RunReport) -> None:
@@ -181,6 +230,7 @@ class RunReport:
         controller's); the first environment seen stands for the run."""
         self.cases.extend(other.cases)
         self.clusters.extend(other.clusters)
+        self.phases.extend(other.phases)
         if self.environment is None:
             self.environment = other.environment
 
@@ -205,6 +255,7 @@ class RunReport:
             "environment": asdict(self.environment) if self.environment else None,
             "cases": [asdict(c) for c in self.cases],
             "clusters": [asdict(c) for c in self.clusters],
+            "phases": [asdict(p) for p in self.phases],
             "summary": [
                 {
                     "fault": r.fault,
@@ -259,19 +310,44 @@ class RunReport:
         if self.clusters:
             lines.append("Clusters: " + "; ".join(c.describe() for c in self.clusters))
             lines.append("")
-        head, *rows = self.table()
-        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+        if self.cases:
+            lines += _markdown_table(self.table())
         if notes := self.notes():
             lines += ["", *(f"- {note}" for note in notes)]
+        if self.phases:
+            lines += ["", "## Where the time went", "", "Per suite (seconds):", ""]
+            lines += _markdown_table(self.phase_table())
+            lines += ["", "Per test, in run order (seconds):", ""]
+            lines += _markdown_table(self.phase_table(per_test=True))
         return "\n".join(lines) + "\n"
 
+    def phase_table(self, *, per_test: bool = False, slowest: int | None = None) -> list[list[str]]:
+        """Where the time went (:class:`CasePhases`), the header first: a row
+        per suite with the sum of each phase and a total row, or a row per
+        test (the ``slowest`` ones first when given)."""
+        if per_test:
+            chosen = sorted(self.phases, key=lambda p: -p.total)[:slowest] if slowest else self.phases
+            out = [["test", "cluster", *PHASES, "total"]]
+            for p in chosen:
+                out.append([p.test, p.cluster or "-", *(f"{p.seconds[n]:.1f}" for n in PHASES), f"{p.total:.1f}"])
+            return out
+        suites: dict[str, list[CasePhases]] = {}
+        for p in self.phases:
+            suites.setdefault(p.suite, []).append(p)
+        out = [["suite", "tests", *PHASES, "total"]]
+        for name, ps in [*suites.items(), ("all", self.phases)]:
+            sums = [sum(p.seconds[n] for p in ps) for n in PHASES]
+            out.append([name, str(len(ps)), *(f"{v:.0f}" for v in sums), f"{sum(sums):.0f}"])
+        return out
+
     def text(self) -> str:
-        """The summary for the terminal: :meth:`table`, aligned."""
-        rows = self.table()
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        table = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-        return "\n".join([*table, *self.notes()])
+        """The summary for the terminal: :meth:`table` aligned, then where
+        the time went per suite and in the slowest tests."""
+        lines = [*_aligned(self.table()), *self.notes()] if self.cases or not self.phases else []
+        if self.phases:
+            lines += ["", "where the time went (seconds):", *_aligned(self.phase_table())]
+            lines += ["", "slowest tests:", *_aligned(self.phase_table(per_test=True, slowest=10))]
+        return "\n".join(lines)
 
     def write(self, directory: Path) -> tuple[Path, Path]:
         """``timing-report.json`` and ``.md``, and with repeats the
@@ -299,6 +375,16 @@ class RunReport:
             for label, timings in values.items()
         }
         return distribution_svg(rows, f"timings across repeats ({len(self.cases)} cases)")
+
+
+def _aligned(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def _markdown_table(rows: list[list[str]]) -> list[str]:
+    head, *body = rows
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *("| " + " | ".join(r) + " |" for r in body)]
 
 
 def _fmt(value: float | None) -> str:

@@ -6,7 +6,7 @@ import jsonschema
 import pytest
 
 from harness.probe import analyse, parse_output
-from harness.report import SCHEMA, CaseRecord, ClusterStart, Environment, RunReport, Stats
+from harness.report import SCHEMA, CasePhases, CaseRecord, ClusterStart, Environment, RunReport, Stats
 from harness.timeline import Recorder, derive
 from harness.verdict import Expectation, Outcome, Thresholds, judge
 
@@ -199,3 +199,60 @@ def test_a_workload_without_a_client_has_its_downtime_reported_as_not_measured(t
     assert "| not measured |" in md
     assert f"- web: downtime not measured: {why}" in md
     assert why in report.text()
+
+
+def test_where_the_time_went_splits_each_test_into_phases(tmp_path: Path) -> None:
+    # A failover case: 40 s of set-up, then in call 60 s from the fault to
+    # the heal, 20 s healing, 90 s waiting for health, 10 s judging; 2 s teardown.
+    case = CasePhases.of(
+        "suites/failover/test_failover.py::test_failover[power-off-web]",
+        "restored",
+        setup=40.0,
+        call=180.0,
+        teardown=2.0,
+        fault=60.0,
+        heal=20.0,
+        health=90.0,
+    )
+    assert case.seconds == {
+        "setup": 40.0,
+        "fault to verdict": 60.0,
+        "heal": 20.0,
+        "wait for health": 90.0,
+        "other": 12.0,
+    }
+    assert case.total == 222.0
+    assert case.suite == "failover"
+    # No fault: set-up and the rest. A clock that overlaps pytest's rounding never goes negative.
+    test = "suites/image/test_image_preflight.py::test_units[dcn1]"
+    preflight = CasePhases.of(test, "reused", setup=0.1, call=3.0, teardown=0.0)
+    assert preflight.seconds["other"] == 3.0
+    assert CasePhases.of("t.py::x", "", setup=0, call=1.0, teardown=0, fault=1.0, heal=0.5).seconds["other"] == 0.0
+
+    report = RunReport(ENV, phases=[case, preflight])
+    json_path, md_path = report.write(tmp_path)
+    data = json.loads(json_path.read_text())
+    validate(data)
+    assert RunReport.from_dict(data).phases == [case, preflight]
+    md = md_path.read_text()
+    assert "## Where the time went" in md
+    assert "| failover | 1 | 40 | 60 | 20 | 90 | 12 | 222 |" in md
+    assert "| image | 1 | 0 | 0 | 0 | 0 | 3 | 3 |" in md
+    assert "| all | 2 | 40 | 60 | 20 | 90 | 15 | 225 |" in md
+    text = report.text()
+    assert "where the time went" in text
+    assert "slowest tests:" in text
+    # The slowest first in the terminal's list.
+    slow = text.split("slowest tests:")[1]
+    assert slow.index("power-off-web") < slow.index("test_units")
+
+
+def test_phases_merge_from_workers_and_the_schema_holds_them_to_known_phases() -> None:
+    a = RunReport(phases=[CasePhases.of("a.py::t", "built", setup=1, call=2, teardown=0)])
+    a.merge(RunReport(phases=[CasePhases.of("b.py::t", "reused", setup=1, call=2, teardown=0)]))
+    assert [p.test for p in a.phases] == ["a.py::t", "b.py::t"]
+    data = a.to_dict()
+    validate(data)
+    data["phases"][0]["seconds"]["lunch"] = 3.0
+    with pytest.raises(jsonschema.ValidationError):
+        validate(data)
