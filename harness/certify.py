@@ -467,6 +467,42 @@ def detection_floor(spec: ClusterSpec) -> tuple[float, str]:
     return (token + consensus) / 1000, f"token {token} ms + consensus {consensus} ms ({where})"
 
 
+# pcs gives a resource whose spec sets no monitor the interval its agent's
+# metadata advertises, and 60 s when the agent advertises none
+# (docs/expectations.md): the spec does not say which, so the longer is assumed.
+PCS_MONITOR_DEFAULT_S = 60.0
+
+
+def monitor_interval(resource: Resource) -> float | None:
+    """Seconds between the resource's monitors; None: it has none."""
+    if resource.no_monitor:
+        return None
+    for op in resource.ops:
+        if op.name == "monitor" and op.interval is not None:
+            return op.interval.ms / 1000
+    return PCS_MONITOR_DEFAULT_S
+
+
+def quiet_window(spec: ClusterSpec, workload: Workload) -> tuple[float, str]:
+    """How long a case that expects nothing to happen must watch before
+    "nothing happened" is a finding, before scaling for slow guests: the
+    token and consensus (a node cut off is declared lost), then two monitor
+    intervals of the slowest monitor that runs next to the workload (its
+    members and what is colocated with them: one interval for a monitor to
+    start after the fault, one for a run already under way), and why."""
+    floor, floor_why = detection_floor(spec)
+    ids = {workload.id, *workload.members}
+    for c in spec.constraints:
+        if isinstance(c, Colocation) and c.score > 0 and ids & {c.rsc, c.with_rsc}:
+            ids |= {c.rsc, c.with_rsc}
+    near = [r for r in spec.resources if _family(spec, r.id) & ids]
+    intervals = [(i, r.id) for r in near if (i := monitor_interval(r)) is not None]
+    if not intervals:
+        return floor, f"{floor_why}; no monitor runs next to {workload.id}"
+    longest, rsc = max(intervals)
+    return floor + 2 * longest, f"{floor_why} + 2 x {longest:g} s ({rsc}'s monitor interval)"
+
+
 def check_requirements(spec: ClusterSpec) -> None:
     """Refuse, before any VM boots, a requirement the configuration cannot
     guarantee, naming the requirement's line and the configuration's.

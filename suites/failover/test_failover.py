@@ -29,6 +29,7 @@ from harness.certify import (
     FailoverCase,
     Workload,
     failover_cases,
+    quiet_window,
     requirement_findings,
     unmeasured,
     workload_marker,
@@ -65,9 +66,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 # Seconds (before the accelerator's scale) a case waits for its outcome.
 SETTLE = 180.0
-# How long "nothing happens" is watched: past corosync's token and consensus
-# and two monitor intervals of every resource (the longest is 30 s).
-QUIET = 45.0
+# "Nothing happens" is watched for the spec's quiet window (the token and
+# consensus, then two intervals of the slowest monitor next to the workload:
+# harness.certify.quiet_window), plus this, scaled for slow guests: a monitor
+# run, the controller acting on it, and a sample of crm_mon that sees it.
+QUIET_SLACK = 10.0
 # How long a restart seen by the client may take to show in the journal.
 JOURNAL = 60.0
 # How often the target's journal is read for a restart of a workload that no
@@ -214,8 +217,8 @@ def _wait_for_outcome(
     case: FailoverCase, cluster: Cluster, timeline: Recorder, probes: ClientProbe, injected: Event, target: str
 ) -> None:
     """Until the fault has played out: the workload settled somewhere and the
-    client answered by it again; or, when nothing should happen, for QUIET
-    seconds (and, if something happens after all, until that settles).
+    client answered by it again; or, when nothing should happen, for the
+    spec's quiet window (and, if something happens after all, until that settles).
     Never fails by itself: a case that does not settle is judged on what the
     timeline shows, and the verdict says what was missing."""
     assert case.expectation is not None
@@ -224,14 +227,17 @@ def _wait_for_outcome(
     measured = rsc in {e.name for e in probes.endpoints}
     quiet: Deadline | None = None  # no answer settles the case before it
     if case.expectation.outcome is Outcome.UNAFFECTED:
-        # Watch for QUIET seconds. A timeout is the expected case: nothing
+        # Watch for the quiet window. A timeout is the expected case: nothing
         # happened. If something does happen, its first sign is not the
         # outcome: single_link's nic-cut first showed web "restarted" on the
         # cut-off dcn1 (that node's own view, and its answers to clients,
         # until the fence a second later), then web came up on dcn3. So the
         # whole window is watched, then until the workload settles, and the
         # verdict names where it ended.
-        quiet = Deadline.after(QUIET * cluster.scale)
+        window, why = quiet_window(cluster.spec, case.workload)
+        seconds = window + QUIET_SLACK * cluster.scale
+        timeline.record(EventKind.NOTE, "suite", detail=f"watching {rsc} for {seconds:.0f} s: {why}")
+        quiet = Deadline.after(seconds)
 
         def disturbed() -> bool:
             seen = observe(timeline.events(), rsc, target, injected, members)

@@ -20,6 +20,7 @@ from harness.certify import (
     meta_of,
     migration_threshold,
     nic_cut_network,
+    quiet_window,
     requirement_findings,
     workload_kill,
     workload_marker,
@@ -289,6 +290,38 @@ def test_declared_expectations_replace_derived_ones() -> None:
     ]:
         with pytest.raises(ConfigError, match=message):
             site(f"certification:\n  expect:\n    {bad}\n")
+
+
+# ------------------------------------------------------------ quiet window
+
+
+def test_the_quiet_window_covers_the_token_and_two_intervals_of_the_slowest_monitor_nearby() -> None:
+    # The default: token 3000 ms + consensus 3600 ms; web's members and app
+    # (colocated) monitor every 10 s or faster; witness (kept apart, 30 s) is
+    # not next to web and does not count.
+    spec = load_spec(DEFAULT_SPEC)
+    window, why = quiet_window(spec, by_id(spec)["web"])
+    assert window == pytest.approx(6.6 + 20.0)
+    assert "token 3000 ms + consensus 3600 ms" in why
+    assert "2 x 10 s" in why
+
+
+def test_the_quiet_window_assumes_pcs_default_for_a_monitor_the_spec_leaves_out() -> None:
+    # SITE sets no monitor: pcs gives the agent's default, up to 60 s; the
+    # historian is colocated with the gateway, so its monitor counts too.
+    spec = site()
+    window, why = quiet_window(spec, by_id(spec)["gateway"])
+    assert window == pytest.approx(3.0 + 3.6 + 2 * 60)
+    assert "corosync's default token" in why
+    fast = parse_spec(
+        SITE.replace("unit: dcn-http@9000", "unit: dcn-http@9000\n    ops: {monitor: {interval: 5s}}")
+        .replace("    address: 10.77.1.50", "    address: 10.77.1.50\n    ops: {monitor: {interval: 7s}}")
+        .replace("meta: {migration-threshold: 1}", "meta: {migration-threshold: 1}\n    ops: {monitor: null}"),
+        "fast.yaml",
+    )
+    window, why = quiet_window(fast, by_id(fast)["gateway"])
+    assert window == pytest.approx(6.6 + 14.0)
+    assert "gw-ip's monitor interval" in why
 
 
 # ---------------------------------------------------------------- cases
