@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shlex
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,10 +21,14 @@ JOURNAL_UNITS = ("corosync", "pacemaker", "pcsd")
 JOURNAL_SLACK = 60
 
 
-def collect_logs(fleet: Fleet, dest: Path, since_wall: float, timeout: float = 60.0) -> list[str]:
+def collect_logs(
+    fleet: Fleet, dest: Path, since_wall: float, timeout: float = 60.0, booting: Collection[str] = ()
+) -> list[str]:
     """Copy console logs and fetch journals (units :data:`JOURNAL_UNITS`,
-    since host wall-clock ``since_wall``) into ``dest``. Returns what could
-    not be collected; never raises for an unreachable node."""
+    since host wall-clock ``since_wall``) into ``dest``; not the journals of
+    the ``booting`` nodes (powered on and not waited for: SSH would wait for
+    their boot). Returns what could not be collected; never raises for an
+    unreachable node."""
     dest.mkdir(parents=True, exist_ok=True)
     missing: list[str] = []
     since = int(since_wall) - JOURNAL_SLACK
@@ -32,6 +37,9 @@ def collect_logs(fleet: Fleet, dest: Path, since_wall: float, timeout: float = 6
         console = fleet.console_log(name)
         if console.exists():
             shutil.copyfile(console, dest / f"{name}.console.log")
+        if name in booting:
+            missing.append(f"{name}: journal not collected (still booting: its return was not waited for)")
+            continue
         if fleet.domain_state(name) != "running":
             missing.append(f"{name}: journal not collected (domain is {fleet.domain_state(name)})")
             continue

@@ -116,13 +116,24 @@ def test_failover(
     allure_glue.attach_file(spec_path, "cluster spec")
     if workload.client is None:
         allure_glue.parameter("client downtime", f"not measured: {unmeasured(workload)}")
+    if timing_report.environment is None:
+        # Before the fault: afterwards a node may be off or still booting.
+        timing_report.environment = environment_of(cluster.fleet, cluster.spec)
+    before = cluster.crm_mon_xml()
+    (target,) = parse_crm_mon(before).where(rsc)
     returning = case.fault in NODE_LOSS
+    skipped_return = ""
     if returning and any(r.kind == "no-outage-on-return" and r.workload == rsc for r in cluster.spec.requirements):
         # The return is what the requirement is about: heal until the
         # cluster has converged with the node back, whatever comes next.
         fault.wait_healthy = True
-    before = cluster.crm_mon_xml()
-    (target,) = parse_crm_mon(before).where(rsc)
+    elif returning and fault.skip_the_return(f"{target} not waited for after {case.fault}"):
+        # Nothing certifies this node's return: the next test gets a
+        # cluster restored from the ready state rather than waiting for it.
+        skipped_return = (
+            f"{target}'s return (the next test gets a cluster restored from the ready state; "
+            f"a no-outage-on-return requirement on {rsc} would certify the return)"
+        )
     with allure_glue.step(f"inject {case.fault} on {target}, where {rsc} runs"):
         injected = fault(case.make(target)).injected_at
     assert injected is not None
@@ -132,7 +143,8 @@ def test_failover(
     # Heal with the probes still running: the return of the node (a
     # fail-back, a restart on rejoin) is a second outage clients see, and the
     # report carries how long the return to a healthy cluster took.
-    with allure_glue.step(f"heal {case.fault} and wait for a healthy cluster"):
+    wait = "and wait for a healthy cluster" if fault.wait_healthy else "(the next test gets a fresh cluster)"
+    with allure_glue.step(f"heal {case.fault} {wait}"):
         fault.heal()
     availability = probes.record(timeline)
     events = timeline.events()
@@ -141,7 +153,8 @@ def test_failover(
     timings = derive(events, rsc, outages, workload.members)
     if not measured:
         timings = replace(timings, downtime=Timing("client downtime", None, why=unmeasured(workload)))
-    timings = replace(timings, extra=(*timings.extra, heal_outage(events, outages, injected, measured, workload)))
+    healed = heal_outage(events, outages, injected, measured, workload, skipped_return)
+    timings = replace(timings, extra=(*timings.extra, healed))
     limits = thresholds_for(case.fault, thresholds)
     verdict = judge(case.expectation, events, timings, limits, target, workload.members, clients=measured)
     required = requirement_findings(cluster.spec, workload, case.fault, timings, events, injected)
@@ -158,8 +171,6 @@ def test_failover(
     )
     (tmp_path / "timeline.svg").write_text(chart.svg())
     request.node.add_report_section("call", "verdict", verdict.message())
-    if timing_report.environment is None:
-        timing_report.environment = environment_of(cluster.fleet, cluster.spec)
     record = CaseRecord.from_verdict(
         test=request.node.nodeid,
         suite="failover",
@@ -178,7 +189,9 @@ def test_failover(
     allure_glue.attach_file(tmp_path / "timing.json", "timing")
     allure_glue.attach_file(tmp_path / "verdict.json", "verdict")
     allure_glue.attach_text(before, "crm_mon before the fault", "xml")
-    allure_glue.attach_text(cluster.crm_mon_xml(), "crm_mon after the heal", "xml")
+    # From a node that stayed up: the target may still be booting.
+    survivor = next((n for n in cluster.members() if n.name != target), None)
+    allure_glue.attach_text(cluster.crm_mon_xml(via=survivor), "crm_mon after the heal", "xml")
     # The affected node's side of the story: its cluster journal since the
     # fault (when it could be read) and its serial console (boot after a fence).
     for path in sorted((tmp_path / "journal").glob("*.txt")):
@@ -195,13 +208,22 @@ def test_failover(
 
 
 def heal_outage(
-    events: Sequence[Event], outages: Sequence[Outage], fault: Event, measured: bool, workload: Workload
+    events: Sequence[Event],
+    outages: Sequence[Outage],
+    fault: Event,
+    measured: bool,
+    workload: Workload,
+    skipped_return: str = "",
 ) -> Timing:
     """The longest client outage that began once the fault was healed: the
-    node's return (a fail-back, a restart on rejoin) as clients saw it."""
+    node's return (a fail-back, a restart on rejoin) as clients saw it; not
+    measured when the case did not wait for the return (``skipped_return``
+    says why)."""
     name = HEAL_OUTAGE
     if not measured:
         return Timing(name, None, why=unmeasured(workload))
+    if skipped_return:
+        return Timing(name, None, why=f"not waited for: {skipped_return}")
     healed = heal_of(events, fault)
     if healed is None:
         return Timing(name, None, why="the fault was not healed")

@@ -1,0 +1,70 @@
+"""The fault fixture's injector without VMs: skipping the node's return when
+the next test can get a restored cluster, and the clock of where a case's
+time went. A stand-in cluster with no fleet: any call that would reach a
+VM (waiting for health, a node watch) fails the test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from fixtures.faults import FaultInjector
+from harness.faults import Fault
+from harness.timeline import ClockAnchor, Recorder
+
+
+class Noted(Fault):
+    kind = "noted"
+
+    def __init__(self) -> None:
+        super().__init__("dcn1")
+        self.calls: list[str] = []
+
+    def _inject(self, ctx: Any) -> None:
+        self.calls.append("inject")
+
+    def _heal(self, ctx: Any) -> None:
+        self.calls.append("heal")
+
+
+def injector(tmp_path: Path, *, renewable: bool) -> FaultInjector:
+    cluster = SimpleNamespace(fleet=None)  # no fleet: a wait for health would fail
+    sampler = SimpleNamespace(replay_with=lambda views: pytest.fail("no node was watched"))
+    return FaultInjector(
+        cluster,  # type: ignore[arg-type]
+        Recorder(ClockAnchor(0.0, 0.0)),
+        sampler,  # type: ignore[arg-type]
+        tmp_path,
+        renewable=renewable,
+    )
+
+
+def test_skipping_the_return_heals_without_waiting_for_health(tmp_path: Path) -> None:
+    inj = injector(tmp_path, renewable=True)
+    assert inj.skip_the_return("dcn1 not waited for after power-off")
+    assert inj.renewal == "dcn1 not waited for after power-off"
+    f = inj(Noted())
+    inj.heal()  # would fail reaching for the cluster if it waited for health
+    assert f.calls == ["inject", "heal"]
+    assert inj.restore_seconds is None
+    assert set(inj.phases) == {"fault", "heal", "health"}
+    assert inj.phases["health"] == 0.0
+    assert inj.phases["fault"] >= 0.0
+
+
+def test_no_ready_state_no_shortcut(tmp_path: Path) -> None:
+    inj = injector(tmp_path, renewable=False)
+    assert not inj.skip_the_return("why")
+    assert inj.wait_healthy
+    assert inj.renewal == ""
+
+
+def test_the_shortcut_is_chosen_before_the_fault(tmp_path: Path) -> None:
+    inj = injector(tmp_path, renewable=True)
+    inj.wait_healthy = False  # a throwaway: no wait either way
+    inj(Noted())
+    assert not inj.skip_the_return("too late: the fault's heal already knows whether to wait")
+    inj.heal()
