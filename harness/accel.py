@@ -2,7 +2,7 @@
 
 ``/dev/kvm`` existing proves nothing: on these machines it is backed by
 kvm-pvm, where QEMU aborts or the guest dies with "KVM internal error"
-(FACTS.md). So we boot the image's kernel once under KVM with no root disk: a
+(docs/facts.md). So we boot the image's kernel once under KVM with no root disk: a
 kernel that gets as far as "Kernel panic ... VFS" ran fine. The answer is cached
 per host (kernel release, QEMU binary) in the cache directory.
 """

@@ -7,7 +7,7 @@ and a private mount namespace, and does three things the machine's PID 1 won't:
    /etc/libvirt, ...) by bind-mounting the run's directories over them, so it
    never clashes with a system libvirtd or with another run.
 2. Reaps every orphan (``PR_SET_CHILD_SUBREAPER``): QEMU is daemonised by
-   libvirtd and would otherwise stay a zombie, which stalls libvirt (FACTS.md).
+   libvirtd and would otherwise stay a zombie, which stalls libvirt (docs/facts.md).
 3. Stops everything it started when told to (SIGTERM) or when libvirtd dies,
    killing leftover QEMU processes so nothing outlives the run.
 """

@@ -49,7 +49,7 @@ log_outputs = "3:stderr"
 """
 VIRTLOGD_CONF = 'log_outputs = "3:stderr"\n'
 # QEMU runs as root with no security driver or cgroups: there is no systemd
-# and no AppArmor here, and /dev/kvm is 0600 (FACTS.md).
+# and no AppArmor here, and /dev/kvm is 0600 (docs/facts.md).
 QEMU_CONF = """\
 user = "root"
 group = "root"

@@ -2,7 +2,7 @@
 instead of rebuilt when nothing that shaped it has changed.
 
 Building a cluster costs minutes under TCG (boot, pcs, convergence); restoring
-the saved memory and disks of a converged one costs seconds (FACTS.md: ~11 s
+the saved memory and disks of a converged one costs seconds (docs/facts.md: ~11 s
 for three nodes). An entry lives in ``cache_dir()/ready/KEY`` and holds, per
 node, libvirt's save image (``virDomainSave``) and a copy of the node's qcow2
 overlay taken while the domain was stopped, plus the SSH key that reached the

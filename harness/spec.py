@@ -18,7 +18,7 @@ MAX_NODES = 32
 MAX_NETWORKS = 8
 MAX_BOOT_TIMEOUT = 3 * 3600
 MAC_PREFIX = "52:54:00:dc"  # QEMU's locally administered OUI, then "dc"
-MIN_MEMORY_MIB = 768  # FACTS.md: 512 MiB boots but leaves ~100 MB free once the cluster runs
+MIN_MEMORY_MIB = 768  # docs/facts.md: 512 MiB boots but leaves ~100 MB free once the cluster runs
 
 
 def check_fleet_name(name: str) -> str:

@@ -6,7 +6,7 @@
 - :func:`parse_quorumtool` reads ``corosync-quorumtool -s`` (quorate, votes,
   members); :func:`parse_members` reads ``corosync-quorumtool -l``.
 - :func:`corosync_conf` renders the corosync.conf that ``pcs cluster setup``
-  writes for the same spec, line for line (FACTS.md: "matched pcs's line for
+  writes for the same spec, line for line (docs/facts.md: "matched pcs's line for
   line, UUID aside"), for the fast path that skips pcsd.
 - :func:`with_node` and :func:`without_node` edit a live corosync.conf's
   nodelist the way ``pcs cluster node add/remove`` do (pcs

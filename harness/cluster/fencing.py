@@ -5,7 +5,7 @@ ipaddr=GW ipport=PORT key_file=KEY ...``, see :mod:`harness.cluster.pcs`) asks
 a fence_virtd that listens on TCP at the gateway of a fleet network, that is on
 the namespace side of the bridge, and that powers domains off through the
 fleet's own libvirtd. Measured: 8/8 fences in 0.6-0.7 s with action off
-(FACTS.md), where the multicast listener timed out under load.
+(docs/facts.md), where the multicast listener timed out under load.
 
 Formats and options come from fence-agents ``agents/virt``: the config file
 is fence_virt.conf(5) (``fence_virtd { listener; backend; }``,
@@ -81,7 +81,7 @@ def fence_virtd_argv(conf: str | Path, pidfile: str | Path, *, debug: int = 0) -
 
     ``-p`` matters: without its own pid file a second fence_virtd on the host
     finds the default one taken and exits silently, after which every fence
-    fails with "No data available" (FACTS.md). ``-w`` makes it retry while
+    fails with "No data available" (docs/facts.md). ``-w`` makes it retry while
     the fleet's libvirtd is not reachable yet instead of giving up.
     """
     argv = ["fence_virtd", "-F", "-w", "-f", str(conf), "-p", str(pidfile)]

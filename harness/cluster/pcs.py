@@ -28,7 +28,7 @@ The plan, and why it is shaped this way:
 3. ``pcs cluster cib FILE`` saves the live CIB to a file on the first node, then
    every property, default, the fence device, resource and constraint is added
    with ``pcs -f FILE ...``: no pcsd and no CIB round trip per command (each
-   pcs command costs 10-20 s under TCG, FACTS.md), and no transient state where
+   pcs command costs 10-20 s under TCG, docs/facts.md), and no transient state where
    half the resources run without their constraints.
 4. ``pcs cluster cib-push FILE --config --wait=N`` replaces the configuration
    section in one go and waits, through ``crm_resource --wait``, until the
@@ -88,7 +88,7 @@ PCSD_START_ARGV = ("systemctl", "start", "--no-block", "pcsd.service")
 HACLUSTER_USER = "hacluster"
 # Seconds a step may take under KVM; the caller scales them by the accelerator
 # (x4 under TCG). Measured under TCG: any pcs command 10-20 s, setup+start of 3
-# nodes ~150 s (FACTS.md), so these leave room without hiding a hang.
+# nodes ~150 s (docs/facts.md), so these leave room without hiding a hang.
 PCS_TIMEOUT = 30.0
 AUTH_TIMEOUT = 45.0
 
