@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness.errors import ConfigError, DcnlabError
-from harness.spec import FleetSpec, check_fleet_name
+from harness.spec import FIRMWARE_CHOICES, FleetSpec, check_fleet_name
 
 _T0 = time.monotonic()
 
@@ -58,6 +58,7 @@ def cmd_fleet_up(args: argparse.Namespace) -> int:
         vcpus=args.vcpus,
         memory_mib=args.memory,
         boot_timeout=args.boot_timeout,
+        firmware=args.firmware,
     )
     check_placement(args.libvirt_uri, args.netns)  # before an image build of minutes
     image = resolve_image(args.image, args.recipe)
@@ -300,6 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="SECONDS",
         help="how long a node may take to answer SSH (default: 60 s under KVM, x4 under TCG, more on a busy host)",
+    )
+    up.add_argument(
+        "--firmware",
+        choices=FIRMWARE_CHOICES,
+        default="auto",
+        help="firmware of an image that boots its own boot loader: auto (from its partition table), bios or uefi",
     )
 
     st = add(fsub, "status", cmd_fleet_status, "show a fleet's nodes, states and addresses")

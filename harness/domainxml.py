@@ -75,12 +75,17 @@ def domain_xml(
     networks: dict[int, NetworkPlan],
     seed: Path | None = None,
     uuid: str | None = None,
+    firmware: str = "bios",
+    nvram: Path | None = None,
 ) -> str:
     """The domain of one node. ``seed``: a cloud-init NoCloud image (see
     :mod:`harness.seed`) attached as a read-only CD-ROM, for images that boot
     from their own disk and take their identity from cloud-init. ``uuid``: the
     domain's UUID (libvirt makes one up when None); a domain restored from a
-    save image must have the saved one (harness.readystate)."""
+    save image must have the saved one (harness.readystate). ``firmware``:
+    ``bios`` (SeaBIOS) or ``uefi`` (OVMF, chosen by libvirt's firmware
+    auto-selection without secure boot; its variables in ``nvram``, a file
+    of the run that goes with the domain)."""
     root = ET.Element("domain", type=domain_type)
     ET.SubElement(root, "name").text = node.domain
     if uuid is not None:
@@ -91,6 +96,18 @@ def domain_xml(
     ET.SubElement(root, "vcpu").text = str(vcpus)
     os_el = ET.SubElement(root, "os")
     ET.SubElement(os_el, "type", arch="x86_64", machine=MACHINE).text = "hvm"
+    if firmware == "uefi":
+        if nvram is None:
+            raise ValueError("a UEFI domain needs its nvram path")
+        os_el.set("firmware", "efi")
+        # Secure boot wants q35 and SMM; the images certified here boot
+        # without it, and the non-secure OVMF build supports i440fx.
+        fw = ET.SubElement(os_el, "firmware")
+        ET.SubElement(fw, "feature", enabled="no", name="secure-boot")
+        ET.SubElement(fw, "feature", enabled="no", name="enrolled-keys")
+        ET.SubElement(os_el, "nvram").text = str(nvram)
+    elif firmware != "bios":
+        raise ValueError(f"firmware {firmware!r}: bios or uefi")
     if boot.kernel is not None:
         ET.SubElement(os_el, "kernel").text = str(boot.kernel)
         if boot.initrd is not None:

@@ -9,6 +9,7 @@ removes exactly what the record and the owner labels say is ours.
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import secrets
 import shutil
@@ -24,6 +25,7 @@ from harness import interrupts, paths, readystate
 from harness.accel import Accel, detect
 from harness.domainxml import BootSpec, Owner, domain_xml, network_xml, parse_owner
 from harness.errors import CommandError, ConfigError, DcnlabError, HypervisorError, ProvisionError
+from harness.firmware import resolve as resolve_firmware
 from harness.hypervisor import (
     EmbeddedHypervisor,
     ExternalHypervisor,
@@ -59,6 +61,15 @@ STATE_NAMES = {
 # Seconds a node takes to answer SSH under KVM on an idle core; scaled by the
 # accelerator and by how many guests share each host core.
 BOOT_BASE_SECONDS = 60.0
+
+
+# A domain goes with its managed save, its snapshots' metadata and its UEFI
+# variables file (libvirt refuses to undefine a domain with NVRAM otherwise).
+UNDEFINE_FLAGS = (
+    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+    | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+    | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+)
 
 
 def netns_name(fleet: str) -> str:
@@ -173,6 +184,10 @@ class Fleet:
             raise ConfigError("a cached cluster-ready state restores only on the embedded hypervisor")
         start = time.monotonic()
         check_placement(libvirt_uri, netns)
+        # Before anything is created: an image its firmware cannot boot.
+        firmware, why = resolve_firmware(image.disk, image.kernel, spec.firmware)
+        if image.kernel is None:
+            progress(f"fleet {spec.name}: nodes boot their own boot loader under {firmware.upper()} ({why})")
         run_dir = run_dir_of(spec.name)
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -327,6 +342,14 @@ class Fleet:
             raise ProvisionError(f"cannot start node {plan.name} (domain {plan.domain}): {err}") from err
         self.progress(f"fleet {self.name}: {plan.name} started ({', '.join(str(n.address) for n in plan.nics)})")
 
+    @functools.cached_property
+    def firmware(self) -> tuple[str, str]:
+        """The firmware every node boots with, and why (harness.firmware)."""
+        firmware, why = resolve_firmware(self.image.disk, self.image.kernel, self.spec.firmware)
+        if firmware == "uefi":
+            (self.run_dir / "nvram").mkdir(exist_ok=True)
+        return firmware, why
+
     def _define(self, plan: NodePlan, disk: Path, uuid: str | None = None) -> libvirt.virDomain:
         """Define ``plan``'s domain on ``disk`` (recorded at once, for gc)."""
         networks = {i: self.plan.network(i) for i in range(self.spec.networks)}
@@ -342,6 +365,7 @@ class Fleet:
                 instance_id=f"{self.record.run_id}-{plan.name}",
             )
             seed = write_seed_image(documents, self.run_dir / "seeds" / f"{plan.name}.iso")
+        firmware, _why = self.firmware
         xml = domain_xml(
             plan,
             owner=Owner(self.record.run_id, self.name),
@@ -354,6 +378,8 @@ class Fleet:
             networks=networks,
             seed=seed,
             uuid=uuid,
+            firmware=firmware,
+            nvram=self.run_dir / "nvram" / f"{plan.name}_VARS.fd" if firmware == "uefi" else None,
         )
         try:
             dom = self.conn.defineXML(xml)
@@ -490,7 +516,7 @@ class Fleet:
             raise ProvisionError(f"domain {domain} is not owned by run {self.record.run_id}; leaving it alone")
         if dom.isActive():
             dom.destroy()
-        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+        dom.undefineFlags(UNDEFINE_FLAGS)
 
     def power_on(self, name: str) -> None:
         """Start a node that is off (fenced, powered off) and wait for SSH."""
@@ -665,9 +691,7 @@ def _remove_all(record: RunRecord, run_dir: Path, fleet: Fleet | None, progress:
                 for dom in _owned_domains(conn, record.run_id):
                     if dom.isActive():
                         dom.destroy()
-                    dom.undefineFlags(
-                        libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-                    )
+                    dom.undefineFlags(UNDEFINE_FLAGS)
                 # libvirt 9.0 networks carry no metadata: ours are known by name.
                 prefix = f"dcnlab-{record.name}-n"
                 for net in conn.listAllNetworks():

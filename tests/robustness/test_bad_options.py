@@ -33,6 +33,10 @@ def row(args: list[str], message: str, safety: tuple[str, ...] = SAFE) -> Any:
         ),
         row(["--dcn-boot-timeout", "0"], "argument --dcn-boot-timeout: 0 is out of range: use 1 to 10800 seconds"),
         row(["--dcn-boot-timeout", "soon"], "argument --dcn-boot-timeout: 'soon' is not a number of seconds"),
+        row(
+            ["--dcn-firmware", "efi"],
+            "argument --dcn-firmware: invalid choice: 'efi' (choose from 'auto', 'bios', 'uefi')",
+        ),
         row(["--dcn-repeat", "0"], "argument --dcn-repeat: 0 is out of range: use 1 to 1000"),
         row(
             ["--dcn-threshold", "nonsense"],
@@ -75,6 +79,7 @@ def test_pytest_option_values(
             (["--nodes", "0"], "argument --nodes: 0 is too small: use 1 or more"),
             (["--accel", "bogus"], "argument --accel: invalid choice: 'bogus'"),
             (["--boot-timeout", "0.5"], "--boot-timeout 0.5: use 1 to 10800 seconds"),
+            (["--firmware", "efi"], "argument --firmware: invalid choice: 'efi'"),
             (["--netns", "somewhere"], "--netns only applies with --libvirt-uri"),
             (["--recipe", "nosuch"], "no image recipe named 'nosuch'"),
             (["--recipe", "dcn-debian", "--image", "/x.qcow2"], "give either --image PATH or --recipe NAME, not both"),

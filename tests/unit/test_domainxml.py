@@ -1,11 +1,14 @@
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from harness.domainxml import BootSpec, Owner, domain_xml, network_xml, parse_owner
 from harness.spec import FleetSpec
 
 
-def _xml(kernel: Path | None = Path("/img/vmlinuz")) -> str:
+def _xml(kernel: Path | None = Path("/img/vmlinuz"), **firmware: Any) -> str:
     plan = FleetSpec(name="t1").plan()
     return domain_xml(
         plan.node(1, networks=2),
@@ -17,6 +20,7 @@ def _xml(kernel: Path | None = Path("/img/vmlinuz")) -> str:
         console_log=Path("/run/t1/logs/dcn1.console.log"),
         boot=BootSpec(kernel, Path("/img/initrd.img") if kernel else None, "root=/dev/vda rw"),
         networks={i: plan.network(i) for i in range(2)},
+        **firmware,
     )
 
 
@@ -61,3 +65,22 @@ def test_network_is_isolated_without_dhcp_or_dns() -> None:
     assert root.find("dns").get("enable") == "no"  # type: ignore[union-attr]
     assert root.find("ip").get("address") == "10.77.1.1"  # type: ignore[union-attr]
     assert root.find("bridge").get("stp") == "off"  # type: ignore[union-attr]
+
+
+def test_bios_is_the_default_and_uefi_asks_libvirt_for_ovmf_without_secure_boot() -> None:
+    bios = ET.fromstring(_xml(None)).find("os")
+    assert bios is not None
+    assert bios.get("firmware") is None
+    assert bios.find("nvram") is None
+    nvram = Path("/run/t1/nvram/dcn1_VARS.fd")
+    os_el = ET.fromstring(_xml(None, firmware="uefi", nvram=nvram)).find("os")
+    assert os_el is not None
+    assert os_el.get("firmware") == "efi"
+    assert os_el.findtext("nvram") == str(nvram)  # a file of the run: removed with it
+    features = {f.get("name"): f.get("enabled") for f in os_el.findall("firmware/feature")}
+    assert features == {"secure-boot": "no", "enrolled-keys": "no"}
+    assert os_el.find("boot").get("dev") == "hd"  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="nvram"):
+        _xml(None, firmware="uefi")
+    with pytest.raises(ValueError, match="bios or uefi"):
+        _xml(None, firmware="efi")
