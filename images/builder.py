@@ -52,6 +52,16 @@ MANIFEST_FORMAT = 1
 # Used for user-supplied images that carry no manifest.
 DEFAULT_CMDLINE = "root=/dev/vda rw console=ttyS0"
 
+# How an image boots (recipe [boot] mode); see Recipe.boot.
+BOOT_MODES = ("kernel", "disk")
+# FAT32 needs 65525 clusters: 33 MiB with 512-byte clusters; round up.
+MIN_ESP_MIB = 34
+# The GRUB install of a disk-booted image runs in a one-shot QEMU boot of the
+# image itself (grub-install wants a block device; the build has a file).
+GRUB_ONCE = "/usr/local/lib/dcnlab/grub-install-once"
+GRUB_DONE = "DCNLAB-GRUB-INSTALLED"
+GRUB_TIMEOUT = 900.0  # under TCG: a boot, two grub-installs, update-grub
+
 Progress = Callable[[str], None]
 
 _VARIANTS = frozenset(
@@ -126,6 +136,11 @@ class Recipe:
     run: tuple[str, ...] = ()
     # The bytes of every recipe this one extends, nearest first (for the digest).
     base_raw: tuple[bytes, ...] = field(default=(), repr=False)
+    # How the image boots: "kernel" (direct kernel boot; kernel and initrd
+    # kept beside the disk) or "disk" (its own GPT with a BIOS boot partition
+    # and an EFI system partition, GRUB for both firmwares, no kernel kept).
+    boot: str = "kernel"
+    esp_size_mib: int = 64
 
 
 _MISSING: Any = object()
@@ -239,6 +254,7 @@ _TOP_KEYS = (
     "units",
     "customize",
     "files",
+    "boot",
 )
 
 
@@ -304,7 +320,15 @@ def _resolve(raw: bytes, path: Path, chain: tuple[Path, ...] = ()) -> tuple[dict
             else entry
             for entry in files
         ]
-    return _merge(base, data), (base_bytes, *deeper)
+    merged = _merge(base, data)
+    # A variant's [[files]] come on top of its base's (the same path replaces
+    # the base's entry), as its [packages] add does for packages.
+    own = data.get("files")
+    if isinstance(files, list) and isinstance(own, list):
+        paths = {entry.get("path") for entry in own if isinstance(entry, dict)}
+        kept = [e for e in base["files"] if not (isinstance(e, dict) and e.get("path") in paths)]
+        merged["files"] = [*kept, *own]
+    return merged, (base_bytes, *deeper)
 
 
 def parse_recipe(raw: bytes, path: Path) -> Recipe:
@@ -312,8 +336,10 @@ def parse_recipe(raw: bytes, path: Path) -> Recipe:
 
     A recipe may ``extends = "NAME"`` another (looked up beside it, then among
     the built-in recipes): its tables are merged over the base's, other values
-    replace the base's. ``packages.exclude`` drops names from the merged
-    ``packages.include`` (the build fails if a dependency still pulls one in);
+    replace the base's, but its ``[[files]]`` add to the base's (a path it
+    names again replaces the base's entry). ``packages.add`` puts more names
+    after the merged ``packages.include``; ``packages.exclude`` drops names
+    from it (the build fails if a dependency still pulls one in);
     ``packages.remove`` forces installed packages out afterwards, dependencies
     or not, for deliberately broken test images.
     """
@@ -343,9 +369,10 @@ def parse_recipe(raw: bytes, path: Path) -> Recipe:
         raise mirror_t.error("'mirror.components' must name at least one component")
 
     pkg_t = top.table(
-        "packages", ("include", "exclude", "remove", "install_recommends", "path_exclude", "path_include")
+        "packages", ("include", "add", "exclude", "remove", "install_recommends", "path_exclude", "path_include")
     )
     include = pkg_t.strings("include", pattern=_PACKAGE_RE)
+    include += tuple(p for p in pkg_t.strings("add", [], _PACKAGE_RE) if p not in include)
     exclude = pkg_t.strings("exclude", [], _PACKAGE_RE)
     stray = sorted(set(exclude) - set(include))
     if stray:
@@ -371,6 +398,16 @@ def parse_recipe(raw: bytes, path: Path) -> Recipe:
     )
     files = _parse_files(top, path.parent)
     run = cust_t.strings("run", [], re.compile(r"^/[A-Za-z0-9._/+-]+$"))
+    boot_t = top.table("boot", ("mode", "esp_size"))
+    boot = boot_t.string("mode", "kernel")
+    if boot not in BOOT_MODES:
+        raise boot_t.error(f"'boot.mode' = {boot!r}: use one of {', '.join(BOOT_MODES)}")
+    esp = boot_t.string("esp_size", "64M", _SIZE_RE)
+    esp_match = _SIZE_RE.match(esp)
+    assert esp_match is not None  # checked by string() above
+    esp_size_mib = int(esp_match.group(1)) * (1024 if esp_match.group(2) == "G" else 1)
+    if not MIN_ESP_MIB <= esp_size_mib <= disk_size_mib // 4:
+        raise boot_t.error(f"'boot.esp_size' = {esp!r}: use {MIN_ESP_MIB}M (FAT32's least) to a quarter of disk_size")
     return Recipe(
         name=top.string("name", pattern=_NAME_RE),
         description=top.string("description", ""),
@@ -399,6 +436,8 @@ def parse_recipe(raw: bytes, path: Path) -> Recipe:
         remove=remove,
         run=run,
         base_raw=base_raw,
+        boot=boot,
+        esp_size_mib=esp_size_mib,
     )
 
 
@@ -688,6 +727,76 @@ def mirror_lines(recipe: Recipe, apt_dir: Path = Path("/etc/apt")) -> list[str]:
     if recipe.mirror.security_updates:
         lines.append(f"deb {security} {recipe.suite}-security {comps}")
     return lines
+
+
+# --------------------------------------------------------------------------- disk layout
+
+SECTOR = 512
+MIB_SECTORS = 1024 * 1024 // SECTOR
+GPT_BACKUP_SECTORS = 33  # the backup header and its 128 entries, at the disk's end
+# Partition type GUIDs: GRUB's BIOS boot partition, the EFI system partition,
+# Linux filesystem data.
+TYPE_BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649"
+TYPE_ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+TYPE_LINUX = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+
+
+@dataclass(frozen=True)
+class Partition:
+    name: str
+    start: int  # first sector
+    sectors: int
+    type: str  # GPT partition type GUID
+
+    @property
+    def number(self) -> int:
+        return {"bios": 1, "esp": 2, "root": 3}[self.name]
+
+
+def disk_layout(disk_mib: int, esp_mib: int) -> tuple[Partition, Partition, Partition]:
+    """The GPT of a disk-booted image, as RHEL for Edge and bootc-image-builder
+    lay theirs out (docs/facts.md): a 1 MiB BIOS boot partition (GRUB's core
+    image, for SeaBIOS), an EFI system partition (for OVMF), and the root
+    filesystem in the rest; every partition MiB-aligned."""
+    total = disk_mib * MIB_SECTORS
+    bios = Partition("bios", MIB_SECTORS, MIB_SECTORS, TYPE_BIOS_BOOT)
+    esp = Partition("esp", bios.start + bios.sectors, esp_mib * MIB_SECTORS, TYPE_ESP)
+    start = esp.start + esp.sectors
+    end = (total - GPT_BACKUP_SECTORS) // MIB_SECTORS * MIB_SECTORS
+    return bios, esp, Partition("root", start, end - start, TYPE_LINUX)
+
+
+def sfdisk_script(layout: Sequence[Partition]) -> str:
+    """``sfdisk``'s input for ``layout`` on an empty disk."""
+    lines = ["label: gpt"]
+    lines += [f"start={p.start}, size={p.sectors}, type={p.type}, name={p.name}" for p in layout]
+    return "\n".join(lines) + "\n"
+
+
+def grub_install_once(esp: Partition) -> str:
+    """The init of the one-shot boot that installs GRUB: for BIOS into the
+    BIOS boot partition and the MBR, for UEFI as the removable-media loader
+    (\\EFI\\BOOT\\BOOTX64.EFI: no NVRAM entry needed), then grub.cfg; prints
+    :data:`GRUB_DONE` on success and powers off either way."""
+    return f"""#!/bin/sh
+# Run once, as init, by the image build (images/builder.py); removes itself.
+trap 'echo DCNLAB-GRUB-FAILED; sync; echo o > /proc/sysrq-trigger' EXIT
+set -eu
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -o remount,rw /
+mount /dev/vda{esp.number} /boot/efi
+grub-install --target=i386-pc /dev/vda
+grub-install --target=x86_64-efi --efi-directory=/boot/efi --removable --no-nvram
+update-grub
+umount /boot/efi
+rm -f "$0"
+sync
+trap - EXIT
+echo {GRUB_DONE}
+echo o > /proc/sysrq-trigger
+"""
 
 
 # --------------------------------------------------------------------------- build steps
@@ -1002,25 +1111,28 @@ def _build_into(
     versions = _dpkg_versions(rootfs)
     rootfs_bytes = _tree_bytes(rootfs)
 
-    report("making the ext4 filesystem")
     raw = work / "disk.raw"
-    # Initialise inode tables and journal now, or every VM's first boot writes
-    # them into its overlay in the background, slowly under emulation.
-    run_local(
-        [
-            "mkfs.ext4",
-            "-q",
-            "-L",
-            "dcnroot",
-            "-E",
-            "lazy_itable_init=0,lazy_journal_init=0",
-            "-d",
-            rootfs,
-            raw,
-            f"{recipe.disk_size_mib}M",
-        ],
-        timeout=max(60.0, min(1200.0, deadline - time.monotonic())),
-    )
+    if recipe.boot == "disk":
+        _make_bootable_disk(recipe, rootfs, raw, work, report, deadline)
+    else:
+        report("making the ext4 filesystem")
+        # Initialise inode tables and journal now, or every VM's first boot writes
+        # them into its overlay in the background, slowly under emulation.
+        run_local(
+            [
+                "mkfs.ext4",
+                "-q",
+                "-L",
+                "dcnroot",
+                "-E",
+                "lazy_itable_init=0,lazy_journal_init=0",
+                "-d",
+                rootfs,
+                raw,
+                f"{recipe.disk_size_mib}M",
+            ],
+            timeout=max(60.0, min(1200.0, deadline - time.monotonic())),
+        )
     _remove_tree(rootfs)
 
     report("converting to qcow2")
@@ -1034,6 +1146,12 @@ def _build_into(
     hook.unlink()
     os.chmod(disk, 0o644)
 
+    files = {"disk": "disk.qcow2", "kernel": "vmlinuz", "initrd": "initrd.img", "log": "build.log"}
+    boot_bytes = {name: (work / files[name]).stat().st_size for name in ("kernel", "initrd")}
+    if recipe.boot == "disk":
+        # The disk boots its own GRUB: nothing beside it says how else to boot.
+        for name in ("kernel", "initrd"):
+            (work / files.pop(name)).unlink()
     key = {
         "pacemaker": versions.get("pacemaker"),
         "corosync": versions.get("corosync"),
@@ -1057,13 +1175,67 @@ def _build_into(
             "rootfs_bytes": rootfs_bytes,
             "disk_virtual_bytes": recipe.disk_size_mib * 1024 * 1024,
             "disk_bytes": disk.stat().st_size,
-            "kernel_bytes": (work / "vmlinuz").stat().st_size,
-            "initrd_bytes": (work / "initrd.img").stat().st_size,
+            "kernel_bytes": boot_bytes["kernel"],
+            "initrd_bytes": boot_bytes["initrd"],
         },
-        "files": {"disk": "disk.qcow2", "kernel": "vmlinuz", "initrd": "initrd.img", "log": "build.log"},
+        "boot": recipe.boot,
+        "files": files,
         "installed_packages": dict(sorted(versions.items())),
         "removed_packages": list(recipe.remove),
     }
+
+
+def _make_bootable_disk(
+    recipe: Recipe, rootfs: Path, raw: Path, work: Path, report: Callable[[str], None], deadline: float
+) -> None:
+    """``raw``: a GPT disk (:func:`disk_layout`) with the root filesystem made
+    from ``rootfs``, an empty FAT32 ESP, and GRUB installed for BIOS and UEFI
+    by a one-shot boot of the image's own kernel (``work/vmlinuz``)."""
+    bios, esp, root = disk_layout(recipe.disk_size_mib, recipe.esp_size_mib)
+    (rootfs / "boot" / "efi").mkdir(parents=True, exist_ok=True)
+    once = rootfs / GRUB_ONCE.lstrip("/")
+    once.parent.mkdir(parents=True, exist_ok=True)
+    once.write_text(grub_install_once(esp))
+    once.chmod(0o755)
+
+    def left() -> float:
+        return max(60.0, min(1200.0, deadline - time.monotonic()))
+
+    report("partitioning the disk (GPT: BIOS boot, EFI system, root)")
+    with raw.open("wb") as f:
+        f.truncate(recipe.disk_size_mib * 1024 * 1024)
+    run_local(["sfdisk", "-q", raw], input=sfdisk_script((bios, esp, root)), timeout=60)
+    run_local(
+        ["mkfs.vfat", "-F", "32", "-n", "DCNESP", f"--offset={esp.start}", raw, str(esp.sectors * SECTOR // 1024)],
+        timeout=60,
+    )
+    report("making the ext4 filesystem")
+    options = f"offset={root.start * SECTOR},lazy_itable_init=0,lazy_journal_init=0"
+    size = f"{root.sectors * SECTOR // 1024}k"
+    run_local(["mkfs.ext4", "-q", "-L", "dcnroot", "-E", options, "-d", rootfs, raw, size], timeout=left())
+
+    report("installing GRUB for BIOS and UEFI (a one-shot boot of the image, no network)")
+    console = work / "grub-install.console.log"
+    # TCG whatever the host offers: this boot must work where KVM cannot
+    # boot guests; nothing but the disk and a serial console is attached.
+    argv: list[str | Path] = [
+        "qemu-system-x86_64", "-machine", "pc,accel=tcg", "-m", "1024", "-smp", "1",
+        "-display", "none", "-no-reboot", "-nic", "none", "-serial", f"file:{console}",
+        "-drive", f"file={raw},format=raw,if=virtio,cache=unsafe",
+        "-kernel", work / "vmlinuz", "-initrd", work / "initrd.img",
+        "-append", f"root=/dev/vda{root.number} rw console=ttyS0 panic=1 init={GRUB_ONCE}",
+    ]  # fmt: skip
+    try:
+        run_local(argv, timeout=min(GRUB_TIMEOUT, left() * 2))
+    except CommandError as err:
+        raise ImageError(f"the GRUB install boot failed ({_last_line(err)}); console: {_tail(console)}") from err
+    text = console.read_text(errors="replace") if console.exists() else ""
+    if GRUB_DONE not in text:
+        tail = _tail(console)
+        raise ImageError(f"GRUB was not installed on {recipe.name}'s disk; the install boot's console:\n{tail}")
+    with open(work / "build.log", "a") as log:
+        log.write("\n--- the GRUB install boot's console ---\n" + text)
+    console.unlink()
 
 
 @contextlib.contextmanager
