@@ -4,6 +4,7 @@ string pasting) so names and paths cannot break the document."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,7 @@ def domain_xml(
     uuid: str | None = None,
     firmware: str = "bios",
     nvram: Path | None = None,
+    oem_strings: Sequence[str] = (),
 ) -> str:
     """The domain of one node. ``seed``: a cloud-init NoCloud image (see
     :mod:`harness.seed`) attached as a read-only CD-ROM, for images that boot
@@ -85,7 +87,8 @@ def domain_xml(
     save image must have the saved one (harness.readystate). ``firmware``:
     ``bios`` (SeaBIOS) or ``uefi`` (OVMF, chosen by libvirt's firmware
     auto-selection without secure boot; its variables in ``nvram``, a file
-    of the run that goes with the domain)."""
+    of the run that goes with the domain). ``oem_strings``: SMBIOS type 11
+    strings (systemd credentials, harness.credentials)."""
     root = ET.Element("domain", type=domain_type)
     ET.SubElement(root, "name").text = node.domain
     if uuid is not None:
@@ -108,6 +111,12 @@ def domain_xml(
         ET.SubElement(os_el, "nvram").text = str(nvram)
     elif firmware != "bios":
         raise ValueError(f"firmware {firmware!r}: bios or uefi")
+    if oem_strings:
+        ET.SubElement(os_el, "smbios", mode="sysinfo")
+        sysinfo = ET.SubElement(root, "sysinfo", type="smbios")
+        oem = ET.SubElement(sysinfo, "oemStrings")
+        for text in oem_strings:
+            ET.SubElement(oem, "entry").text = text
     if boot.kernel is not None:
         ET.SubElement(os_el, "kernel").text = str(boot.kernel)
         if boot.initrd is not None:
