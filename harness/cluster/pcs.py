@@ -216,6 +216,38 @@ def bootstrap_plan(
     return Plan(setup, START_ARGV, tuple(steps), cib_file, corosync_conf)
 
 
+# rpm-ostree images (RHEL for Edge, bootc) keep package-created users such as
+# hacluster in /usr/lib/passwd and /usr/lib/group (nss-altfiles), where
+# chpasswd cannot change them: copy the user's line into /etc/passwd and give
+# it a locked /etc/shadow entry first, as linux-system-roles/ha_cluster does
+# (docs/facts.md). A no-op on images where hacluster is in /etc/passwd.
+# ETC and LIB let the unit tests run it on a scratch tree.
+HACLUSTER_TO_ETC_SH = r"""set -eu
+etc=${ETC:-/etc} lib=${LIB:-/usr/lib} user=hacluster
+if ! grep -q "^$user:" "$etc/passwd"; then
+  line=$(grep "^$user:" "$lib/passwd" 2>/dev/null) || {
+    echo "no $user user in $etc/passwd or $lib/passwd: is pacemaker installed?" >&2; exit 3; }
+  printf '%s\n' "$line" >> "$etc/passwd"
+fi
+if [ -e "$etc/shadow" ] && ! grep -q "^$user:" "$etc/shadow"; then
+  printf '%s:!:%s::::::\n' "$user" "$(( $(date +%s) / 86400 ))" >> "$etc/shadow"
+fi
+"""
+
+
+def hacluster_password_step(node: NodePlan, hacluster_password: str) -> Step:
+    """Set the hacluster password on ``node`` (for pcsd), on rpm-ostree images
+    too (:data:`HACLUSTER_TO_ETC_SH`); the password on stdin, never in argv."""
+    script = HACLUSTER_TO_ETC_SH + f"chpasswd <<EOF\n{HACLUSTER_USER}:$(cat)\nEOF\n"
+    return Step(
+        f"set the {HACLUSTER_USER} password on {node.name}",
+        node.name,
+        ("sh", "-c", script),
+        PCS_TIMEOUT,
+        stdin=hacluster_password + "\n",
+    )
+
+
 def host_auth_step(nodes: Sequence[NodePlan], hacluster_password: str) -> Step:
     """``pcs host auth`` of every node, run on the first; the password on stdin."""
     names = ", ".join(n.name for n in nodes)
