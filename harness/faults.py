@@ -434,7 +434,7 @@ def kill_argv(
 class KillProcess(Fault):
     """Send a signal to a process inside the guest: ``process`` by name
     (corosync, pacemakerd, pacemaker-controld...), the main process of a
-    systemd ``unit`` (the workload: dcn-http), or a podman ``container``.
+    systemd ``unit`` (a workload's service), or a podman ``container``.
     Guest-side because the hypervisor sees a VM, not its processes. Heal:
     if the node was fenced for it, power it on; start its stack if it is down."""
 

@@ -15,6 +15,7 @@ as the guest would see it, without booting anything.
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 import tempfile
@@ -114,10 +115,13 @@ def choose(table: PartitionTable, wanted: str, image: str) -> tuple[str, str]:
     )
 
 
+@functools.cache
 def resolve(disk: Path, kernel: Path | None, wanted: str) -> tuple[str, str]:
     """The firmware a fleet of this image boots with, and why: SeaBIOS for
     direct kernel boot (the kernel needs no firmware of its own), else what
-    the disk's partition table allows (:func:`choose`)."""
+    the disk's partition table allows (:func:`choose`). Cached: the session's
+    cache check, Fleet.up's early check and every node's domain ask the same
+    of the same (immutable) image, and read its head once."""
     if kernel is not None:
         if wanted == "uefi":
             raise ConfigError(

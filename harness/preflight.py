@@ -539,7 +539,7 @@ class UnitNeed:
     """A systemd unit a ``type: systemd`` resource runs."""
 
     resource: str
-    unit: str  # the unit file's name, as systemd loads it: dcn-http.service
+    unit: str  # the unit file's name, as systemd loads it: my-service.service
     source: SpecRef
 
 
@@ -565,7 +565,7 @@ class AgentNeed:
     """
 
     resource: str  # a resource id, or "fencing"
-    agent: str  # as the cluster names it: ocf:heartbeat:IPaddr2, systemd:dcn-http, stonith:fence_virt
+    agent: str  # as the cluster names it: ocf:heartbeat:IPaddr2, systemd:my-service, stonith:fence_virt
     listing: str
     name: str
     package: PackageRequirement | None  # None: no package is known to ship it (a site's own OCF provider)

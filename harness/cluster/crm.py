@@ -68,7 +68,7 @@ class ResourceState:
     """One primitive instance (a clone has one per instance)."""
 
     id: str
-    agent: str  # ocf:heartbeat:IPaddr2, systemd:dcn-http, stonith:fence_virt
+    agent: str  # ocf:heartbeat:IPaddr2, systemd:my-service, stonith:fence_virt
     role: str  # Started, Stopped, Starting (when pending), Promoted...
     target_role: str | None
     active: bool
@@ -81,7 +81,7 @@ class ResourceState:
     nodes: tuple[str, ...]  # where it runs now
     pending: str | None  # the operation in flight, e.g. "Starting"
     locked_to: str | None
-    group: str | None  # parent group id ("web"; "grp:0" inside a clone)
+    group: str | None  # parent group id ("grp"; "grp:0" inside a clone)
     clone: str | None  # parent clone id
     bundle: str | None  # parent bundle id
 

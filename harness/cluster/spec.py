@@ -32,24 +32,24 @@ workloads)::
       identity_file: /root/.ssh/dcnlab_fence      # on the nodes (fence_virsh)
       params: {}                # more attributes for `pcs stonith create`
     workloads:                  # resources and groups, created in this order
-      - id: web
-        group: [vip, http]      # members are resources below, started in order
+      - id: gateway
+        group: [gw-ip, gw-svc]      # members are resources below, started in order
         meta: {}
-        client: {protocol: http, address: vip, port: 8080, path: /, status: 200, contains: text}
+        client: {protocol: http, address: gw-ip, port: 9000, path: /, status: 200, contains: text}
                                 # how clients reach it (any workload may say):
                                 # http | tcp; an ipaddr2 id or a fixed IPv4
-      - id: vip
+      - id: gw-ip
         type: ipaddr2           # ocf:heartbeat:IPaddr2
         network: 0              # nic=eth<network>
         address: auto           # auto = .100 of that network's /24
         cidr_netmask: 24
         ops: {monitor: {interval: 10s, timeout: 20s}}
-      - id: http
+      - id: gw-svc
         type: systemd           # systemd:<unit>
-        unit: dcn-http
-      - id: app
+        unit: my-service
+      - id: historian
         type: podman            # ocf:heartbeat:podman, allow_pull=false unless set
-        image: localhost/dcn-http:latest
+        image: localhost/historian:latest
         run_opts: "--network host"
         run_cmd: null
         allow_pull: false
@@ -61,12 +61,12 @@ workloads)::
         process: null           # its process name: what kill-workload kills
         ops: {monitor: null}    # null = no monitor operation at all
     constraints:
-      - colocation: {rsc: app, with: web, score: INFINITY}   # -INFINITY = apart
-      - order: {first: web, then: app, kind: Mandatory}      # | Optional | Serialize
-      - location: {rsc: web, prefers: dcn1, score: 50}       # negative = avoids
+      - colocation: {rsc: historian, with: gateway, score: INFINITY}   # -INFINITY = apart
+      - order: {first: gateway, then: historian, kind: Mandatory}      # | Optional | Serialize
+      - location: {rsc: gateway, prefers: dcn1, score: 50}       # negative = avoids
       - ban: {rsc: dummy, node: dcn3}                        # location -INFINITY
     certification:
-      workloads: [web, app]     # certified workloads (default: every group and
+      workloads: [gateway, historian]     # certified workloads (default: every group and
                                 # every resource in no group)
       expect:                   # declared outcomes, over the derived ones
         app: {kill-workload: {outcome: relocated, fenced: false, why: text}}

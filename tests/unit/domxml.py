@@ -3,6 +3,7 @@ fleet, rendered by harness.domainxml with placeholder paths."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from harness.domainxml import BootSpec, Owner, domain_xml
@@ -10,7 +11,14 @@ from harness.spec import FleetSpec
 
 
 def small_domain_xml(
-    fleet: str, index: int, run: str, uuid: str | None = None, *, networks: int = 2, seed: Path | None = None
+    fleet: str,
+    index: int,
+    run: str,
+    uuid: str | None = None,
+    *,
+    networks: int = 2,
+    seed: Path | None = None,
+    oem_strings: Sequence[str] = (),
 ) -> str:
     plan = FleetSpec(name=fleet).plan()
     return domain_xml(
@@ -25,4 +33,5 @@ def small_domain_xml(
         networks={i: plan.network(i) for i in range(networks)},
         uuid=uuid,
         seed=seed,
+        oem_strings=oem_strings,
     )

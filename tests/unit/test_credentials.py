@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import base64
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
+from domxml import small_domain_xml
 
 from harness.credentials import PREFIX, identity_credentials, oem_strings
-from harness.domainxml import BootSpec, Owner, domain_xml
 from harness.errors import ConfigError
 from harness.spec import FleetSpec
 
@@ -55,18 +54,7 @@ def test_credentials_travel_as_smbios_oem_strings_in_the_domain() -> None:
     name, value = strings[0].removeprefix(PREFIX).split("=", 1)
     assert name == "ssh.authorized_keys.root"
     assert base64.b64decode(value).decode() == KEY + "\n"
-    xml = domain_xml(
-        NODE,
-        owner=Owner("t1-abc", "t1"),
-        domain_type="qemu",
-        vcpus=1,
-        memory_mib=1024,
-        disk=Path("/run/t1/disks/dcn2.qcow2"),
-        console_log=Path("/run/t1/logs/dcn2.console.log"),
-        boot=BootSpec(None, None, ""),
-        networks=NETWORKS,
-        oem_strings=strings,
-    )
+    xml = small_domain_xml("t1", 2, "t1-abc", oem_strings=strings)
     root = ET.fromstring(xml)
     assert root.find("os/smbios").get("mode") == "sysinfo"  # type: ignore[union-attr]
     assert [e.text for e in root.findall("sysinfo[@type='smbios']/oemStrings/entry")] == strings
