@@ -46,10 +46,15 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox
 
 @pytest.fixture(scope="session")
 def tiny_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A valid, empty qcow2: accepted as an image, boots nothing (and no run
-    in this directory gets as far as booting)."""
-    disk = tmp_path_factory.mktemp("images") / "tiny.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True, timeout=60)
+    """A valid qcow2 whose MBR has one active, empty partition: it passes the
+    image and firmware checks (harness.firmware reads it as BIOS-bootable) yet
+    boots nothing, and no run in this directory gets as far as booting."""
+    folder = tmp_path_factory.mktemp("images")
+    raw, disk = folder / "tiny.raw", folder / "tiny.qcow2"
+    subprocess.run(["truncate", "-s", "16M", str(raw)], check=True, timeout=60)
+    subprocess.run(["sfdisk", "-q", str(raw)], input="label: dos\n,,L,*\n", text=True, check=True, timeout=60)
+    subprocess.run(["qemu-img", "convert", "-q", "-O", "qcow2", str(raw), str(disk)], check=True, timeout=60)
+    raw.unlink()
     return disk
 
 

@@ -26,7 +26,7 @@ def _waited(error: str) -> int:
 def test_a_non_bootable_image_times_out_and_says_its_console_was_silent(
     vm_sandbox: VmSandbox, tiny_image: Path
 ) -> None:
-    # A blank qcow2 passes every image check; the BIOS finds nothing to boot.
+    # tiny_image passes every image check; its MBR holds no boot code.
     box = vm_sandbox.box
     args = ("--dcn-image", str(tiny_image), "--dcn-nodes", "1", "--dcn-boot-timeout", "20")
     error = setup_error(box.pytest(*args, path=box.vm_path()))
