@@ -771,8 +771,8 @@ def image_fix(family: Family, image: str) -> str:
     """How to get a container image into an image's local store, per family."""
     if family == "deb":
         where = (
-            "load it into podman's store at image build time (the recipe's customize.run, "
-            "as images/guest/dcn-http-image does with podman import)"
+            "load it into podman's store at image build time (a program in the recipe's customize.run "
+            "that runs `podman load` or `podman import`)"
         )
     else:
         where = f'embed it in the blueprint ([[containers]] source = "{image}", see images/rhde/README.md)'

@@ -1,7 +1,7 @@
 """The client probe program: run inside the fleet's network namespace.
 
     ip netns exec dcnlab-NAME python3 -I harness/probe_client.py \\
-        --target web=http://10.77.0.100:8080/ [--status web=200] [--contains web=TEXT] \\
+        --target svc=http://ADDRESS:PORT/PATH [--status svc=200] [--contains svc=TEXT] \\
         --interval 0.1 --max-duration 600
 
 Standard library only, and started as a script (not ``-m harness...``), so
@@ -10,7 +10,7 @@ keeps the caller's environment and user site out). It writes one JSON object
 per line to stdout (or ``--out``):
 
 - ``{"type": "start", "mono": ..., "wall": ..., "pid": ..., "targets": {...}, ...}``
-- ``{"type": "attempt", "target": "web", "seq": 7, "t": 12345.678, "dur": 0.004,
+- ``{"type": "attempt", "target": "svc", "seq": 7, "t": 12345.678, "dur": 0.004,
   "ok": true, "mac": "52:54:00:dc:00:02", "status": 200, "err": null}``
 
 ``mac`` is the link-layer address the target's IP address resolved to (the
@@ -19,7 +19,7 @@ every node's MACs, so it tells who served any service, without the service's
 help. When a floating IP moves, its new holder announces it (gratuitous ARP)
 and the table follows; an answer can only come from the MAC the request was
 sent to, as a node without the address drops the packets.
-- ``{"type": "end", "reason": "stopped", "mono": ..., "attempts": {"web": 812}}``
+- ``{"type": "end", "reason": "stopped", "mono": ..., "attempts": {"svc": 812}}``
 
 ``t`` is ``time.monotonic()`` when the attempt started: CLOCK_MONOTONIC,
 which Linux keeps system-wide (one clock for every process; ``ip netns exec``

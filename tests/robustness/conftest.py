@@ -48,7 +48,7 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox
 def tiny_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A valid qcow2 whose MBR has one active, empty partition: it passes the
     image and firmware checks (harness.firmware reads it as BIOS-bootable) yet
-    boots nothing, and no run in this directory gets as far as booting."""
+    boots nothing: SeaBIOS finds no boot code (test_boot_failures relies on it)."""
     folder = tmp_path_factory.mktemp("images")
     raw, disk = folder / "tiny.raw", folder / "tiny.qcow2"
     subprocess.run(["truncate", "-s", "16M", str(raw)], check=True, timeout=60)
