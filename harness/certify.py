@@ -610,7 +610,21 @@ def _return_finding(
         return Finding(what, expected, "the fault was not healed", False)
     ids = {workload.id, *workload.members}
     changes = (EventKind.RESOURCE_STOPPED, EventKind.RESOURCE_FAILED, EventKind.RESOURCE_STARTED)
-    moves = [e for e in events if e.t > healed.t and e.resource in ids and e.kind in changes]
+    # Where each resource was last seen before the heal. A start after the
+    # heal on that same node is the end of an in-place recovery (a re-probe
+    # after controld restarts reports the resource stopped, then started
+    # where it always ran), not a return; a stop after the heal, or a start
+    # anywhere else, is the return moving the workload.
+    before = [e for e in events if e.t <= healed.t and e.kind in changes]
+    last = {e.resource: e.node for e in before if e.resource and e.resource in ids}
+
+    def moved(e: Event) -> bool:
+        if e.kind is not EventKind.RESOURCE_STARTED:
+            return True
+        known = last.get(e.resource or "") or last.get(workload.id)
+        return known is None or e.node != known
+
+    moves = [e for e in events if e.t > healed.t and e.resource in ids and e.kind in changes and moved(e)]
     outage = next((t for t in timings.extra if t.name == HEAL_OUTAGE), None)
     seen = []
     if moves:

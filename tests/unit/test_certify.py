@@ -511,6 +511,21 @@ def test_no_outage_on_return_fails_on_a_fail_back_and_on_a_long_outage() -> None
     assert "heal-phase outage 3.2s" in slow.observed
     # A kill brings no node back: its cleanup's restart is not a return.
     assert requirement_findings(spec, gateway, "kill-workload", timings(0.0), back, fault) == []
+    # After controld is killed the node's resources are re-probed: seen
+    # stopped during the fault and started again where they ran, after the
+    # heal. Nothing returned; a start on another node is a return.
+    reprobe = [
+        fault,
+        *_timeline((14.0, EventKind.RESOURCE_STOPPED, "dcn2", "gw-svc")),
+        healed,
+        *_timeline((103.0, EventKind.RESOURCE_STARTED, "dcn2", "gw-svc")),
+    ]
+    (in_place,) = requirement_findings(spec, gateway, "kill-controld", timings(0.0), reprobe, fault)
+    assert in_place.ok, in_place
+    elsewhere = [*reprobe[:-1], *_timeline((103.0, EventKind.RESOURCE_STARTED, "dcn1", "gw-svc"))]
+    (returned,) = requirement_findings(spec, gateway, "kill-controld", timings(0.0), elsewhere, fault)
+    assert not returned.ok
+    assert "gw-svc started on dcn1 3.0s after the heal" in returned.observed
     allowed = with_requirements("no-outage-on-return: {workload: gateway, allow: 30s}")
     (fine,) = requirement_findings(allowed, by_id(allowed)["gateway"], "power-off", timings(3.2), quiet, fault)
     assert fine.ok
