@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness.errors import ConfigError, DcnlabError
-from harness.spec import FIRMWARE_CHOICES, FleetSpec, check_fleet_name
+from harness.spec import FIRMWARE_CHOICES, IDENTITY_CHOICES, FleetSpec, check_fleet_name
 
 _T0 = time.monotonic()
 
@@ -59,6 +59,7 @@ def cmd_fleet_up(args: argparse.Namespace) -> int:
         memory_mib=args.memory,
         boot_timeout=args.boot_timeout,
         firmware=args.firmware,
+        identity=args.identity,
     )
     check_placement(args.libvirt_uri, args.netns)  # before an image build of minutes
     image = resolve_image(args.image, args.recipe)
@@ -307,6 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=FIRMWARE_CHOICES,
         default="auto",
         help="firmware of an image that boots its own boot loader: auto (from its partition table), bios or uefi",
+    )
+    up.add_argument(
+        "--identity",
+        choices=IDENTITY_CHOICES,
+        default="auto",
+        help="identity channel of an image that boots its own boot loader: auto (what the image says it reads, "
+        "else every channel), cloud-init or smbios",
     )
 
     st = add(fsub, "status", cmd_fleet_status, "show a fleet's nodes, states and addresses")

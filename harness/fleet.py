@@ -23,6 +23,7 @@ import libvirt
 
 from harness import interrupts, paths, readystate
 from harness.accel import Accel, detect
+from harness.credentials import identity_credentials, oem_strings
 from harness.domainxml import BootSpec, Owner, domain_xml, network_xml, parse_owner
 from harness.errors import CommandError, ConfigError, DcnlabError, HypervisorError, ProvisionError
 from harness.firmware import resolve as resolve_firmware
@@ -35,6 +36,8 @@ from harness.hypervisor import (
     kill_netns_processes,
     kill_run_processes,
 )
+from harness.identity import channels as identity_channels
+from harness.identity import describe as describe_channels
 from harness.node import Access, Node
 from harness.owner import RunRecord
 from harness.parallel import on_each
@@ -102,6 +105,7 @@ def image_from_dict(data: dict[str, Any]) -> BuiltImage:
         initrd=Path(data["initrd"]) if data.get("initrd") else None,
         cmdline=data["cmdline"],
         built_seconds=data.get("built_seconds", 0.0),
+        identity=tuple(data.get("identity", ())),
     )
 
 
@@ -186,8 +190,17 @@ class Fleet:
         check_placement(libvirt_uri, netns)
         # Before anything is created: an image its firmware cannot boot.
         firmware, why = resolve_firmware(image.disk, image.kernel, spec.firmware)
+        offered = identity_channels(image.kernel is not None, image.identity, spec.identity)
         if image.kernel is None:
-            progress(f"fleet {spec.name}: nodes boot their own boot loader under {firmware.upper()} ({why})")
+            said = (
+                "as the image says"
+                if spec.identity == "auto" and image.identity
+                else ("asked for" if spec.identity != "auto" else "the image does not say which it reads")
+            )
+            progress(
+                f"fleet {spec.name}: nodes boot their own boot loader under {firmware.upper()} ({why}); "
+                f"identity through {' and '.join(offered)} ({said})"
+            )
         run_dir = run_dir_of(spec.name)
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -350,14 +363,20 @@ class Fleet:
             (self.run_dir / "nvram").mkdir(exist_ok=True)
         return firmware, why
 
+    @functools.cached_property
+    def identity_channels(self) -> tuple[str, ...]:
+        """How every node learns its identity (harness.identity)."""
+        return identity_channels(self.image.kernel is not None, self.image.identity, self.spec.identity)
+
     def _define(self, plan: NodePlan, disk: Path, uuid: str | None = None) -> libvirt.virDomain:
         """Define ``plan``'s domain on ``disk`` (recorded at once, for gc)."""
         networks = {i: self.plan.network(i) for i in range(self.spec.networks)}
         seed = None
-        if self.image.kernel is None:
-            # The disk boots its own boot loader (an RHDE image): identity
-            # comes from a cloud-init NoCloud seed instead of the kernel line.
-            public = self.access.key.with_name(self.access.key.name + ".pub").read_text().strip()
+        strings: list[str] = []
+        public = self.access.key.with_name(self.access.key.name + ".pub").read_text().strip()
+        # A disk that boots its own boot loader (an RHDE image) gets its
+        # identity through the channels it reads instead of the kernel line.
+        if "cloud-init" in self.identity_channels:
             documents = seed_documents(
                 plan,
                 networks,
@@ -365,6 +384,8 @@ class Fleet:
                 instance_id=f"{self.record.run_id}-{plan.name}",
             )
             seed = write_seed_image(documents, self.run_dir / "seeds" / f"{plan.name}.iso")
+        if "smbios" in self.identity_channels:
+            strings = oem_strings(identity_credentials(plan, networks, ssh_public_key=public))
         firmware, _why = self.firmware
         xml = domain_xml(
             plan,
@@ -380,6 +401,7 @@ class Fleet:
             uuid=uuid,
             firmware=firmware,
             nvram=self.run_dir / "nvram" / f"{plan.name}_VARS.fd" if firmware == "uefi" else None,
+            oem_strings=strings,
         )
         try:
             dom = self.conn.defineXML(xml)
@@ -453,8 +475,14 @@ class Fleet:
             )
         else:
             seen = f"console log tail ({log}):\n{self.console_tail(name)}"
+        # An image that reads none of the channels offered boots to a login
+        # prompt nobody can use: say what was offered and what each needs.
+        offered = self.identity_channels
         return (
-            f"{seen}\nIf the host is only slow, allow more time: --boot-timeout SECONDS "
+            f"{seen}\nIdentity channels offered: {describe_channels(offered)}. An image that reads none of "
+            "them boots without its addresses or key"
+            + ("; choose another with --dcn-identity (fleet up: --identity)" if offered != ("kernel",) else "")
+            + ".\nIf the host is only slow, allow more time: --boot-timeout SECONDS "
             "(pytest: --dcn-boot-timeout SECONDS)."
         )
 
@@ -530,6 +558,42 @@ class Fleet:
             except libvirt.libvirtError as err:
                 raise ProvisionError(f"cannot power on {name} (domain {node.domain}): {err}") from err
         self._wait_ssh(node, Deadline.after(self.boot_seconds(1)), t0)
+
+    def power_off(self, name: str) -> None:
+        """Cut a node's power from the hypervisor, as a fence does: no
+        shutdown runs in the guest. :meth:`power_on` brings it back."""
+        node = self.node(name)
+        node.close()
+        dom = self.conn.lookupByName(node.domain)
+        if dom.isActive():
+            dom.destroy()
+
+    def reboot(self, name: str) -> None:
+        """Reboot a node from inside (``systemctl reboot``) and wait until it
+        answers SSH again from a new boot."""
+        node = self.node(name)
+        boot_id = "cat /proc/sys/kernel/random/boot_id"
+        before = node.run(boot_id, timeout=30).stdout.strip()
+        # The connection may drop before the command returns: its result says nothing.
+        node.run("systemctl reboot", timeout=30, check=False)
+        node.close()
+        t0 = time.monotonic()
+
+        def rebooted() -> bool:
+            now = node.run(boot_id, timeout=20).stdout.strip()
+            return now not in ("", before)
+
+        try:
+            wait_until(
+                rebooted,
+                timeout=self.boot_seconds(1),
+                what=f"{name} to answer SSH from a new boot after `systemctl reboot`",
+                interval=2.0,
+                describe_failure=lambda: self._boot_failure(name),
+            )
+        except DcnlabError as err:
+            raise ProvisionError(str(err)) from err
+        self.progress(f"fleet {self.name}: {name} rebooted and answers SSH after {time.monotonic() - t0:.1f}s")
 
     # -- reading ------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from harness.cluster.spec import ClusterSpec, Podman, Systemd
+from harness.spec import NodePlan
 
 Family = Literal["deb", "rpm"]
 
@@ -777,3 +778,73 @@ def image_fix(family: Family, image: str) -> str:
     else:
         where = f'embed it in the blueprint ([[containers]] source = "{image}", see images/rhde/README.md)'
     return f"{where}, or correct `image:` in the spec"
+
+
+# --------------------------------------------------------------------------- identity
+
+# The command whose output :func:`identity_problems` reads: the kernel's
+# hostname, then every link with its MAC and IPv4 addresses as JSON.
+IDENTITY_COMMAND = "cat /proc/sys/kernel/hostname; ip -j -4 addr show"
+
+
+def identity_problems(node: NodePlan, output: str) -> list[str]:
+    """What differs between ``node``'s planned identity (hostname, one
+    address per NIC on the NIC with the planned MAC) and what
+    :data:`IDENTITY_COMMAND` printed on it."""
+    hostname, _, links_json = output.partition("\n")
+    problems = []
+    if hostname.strip() != node.name:
+        problems.append(f"hostname is {hostname.strip()!r}, not {node.name!r}")
+    try:
+        links = json.loads(links_json or "[]")
+    except ValueError:
+        return [*problems, f"`ip -j addr` printed no JSON: {links_json[:200]!r}"]
+    by_mac: dict[str, tuple[str, set[str]]] = {}
+    for link in links if isinstance(links, list) else []:
+        mac = str(link.get("address", "")).lower()
+        addrs = {str(a.get("local")) for a in link.get("addr_info", []) if a.get("family") == "inet"}
+        by_mac[mac] = (str(link.get("ifname", "?")), addrs)
+    for nic in node.nics:
+        name, addrs = by_mac.get(nic.mac.lower(), ("", set()))
+        if not name:
+            problems.append(f"no link has MAC {nic.mac} (network {nic.network}, planned {nic.address})")
+        elif str(nic.address) not in addrs:
+            have = ", ".join(sorted(addrs)) or "no IPv4 address"
+            problems.append(f"{name} (MAC {nic.mac}) has {have}, not {nic.address}")
+    for mac, (name, addrs) in sorted(by_mac.items()):
+        planned = {str(n.address) for n in node.nics if n.mac.lower() != mac}
+        misplaced = sorted(addrs & planned)
+        if misplaced:
+            problems.append(f"{name} (MAC {mac}) holds {', '.join(misplaced)}, planned for another NIC")
+    return problems
+
+
+ROOT_LOGIN_COMMAND = "sshd -T 2>&1 | grep -Ei '^(permitrootlogin|passwordauthentication|kbdinteractiveauthentication) '"
+
+
+def root_login_problems(sshd_settings: str, root_shadow_hash: str) -> list[str]:
+    """Why root could log in with a password, from ``sshd -T``'s settings
+    (:data:`ROOT_LOGIN_COMMAND`) and root's password field in /etc/shadow:
+    sshd must refuse root's password (PermitRootLogin prohibit-password or
+    no, or password and keyboard-interactive logins off) or root's password
+    must be locked. An empty list: root logs in by key only."""
+    settings = {}
+    for line in sshd_settings.splitlines():
+        key, _, value = line.strip().partition(" ")
+        settings[key.lower()] = value.strip().lower()
+    if not settings:
+        return [f"`sshd -T` printed no settings ({sshd_settings.strip()[:200]!r}): cannot tell how root logs in"]
+    refuses = settings.get("permitrootlogin") in ("prohibit-password", "without-password", "no", "forced-commands-only")
+    refuses = refuses or (
+        settings.get("passwordauthentication") == "no" and settings.get("kbdinteractiveauthentication") == "no"
+    )
+    if root_shadow_hash == "":
+        return ["root has an empty password in /etc/shadow: lock it (passwd -l root)"]
+    locked = root_shadow_hash[:1] in ("!", "*")
+    if refuses or locked:
+        return []
+    shown = ", ".join(f"{k} {v}" for k, v in sorted(settings.items()))
+    return [
+        f"root can log in with a password: sshd allows it ({shown}) and root's password is set; "
+        "set PermitRootLogin prohibit-password in sshd_config.d, or lock root's password (passwd -l root)"
+    ]

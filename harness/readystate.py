@@ -156,7 +156,8 @@ def ready_key(
         (
             "fleet",
             f"nodes={fleet.nodes} networks={fleet.networks} vcpus={fleet.vcpus} "
-            f"memory_mib={fleet.memory_mib} subnet={fleet.subnet} firmware={fleet.firmware}",
+            f"memory_mib={fleet.memory_mib} subnet={fleet.subnet} firmware={fleet.firmware} "
+            f"identity={fleet.identity}",
         ),
         ("cluster_spec", spec_digest(cluster)),
         ("domain_type", domain_type),

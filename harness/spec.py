@@ -20,6 +20,8 @@ MAX_BOOT_TIMEOUT = 3 * 3600
 MAC_PREFIX = "52:54:00:dc"  # QEMU's locally administered OUI, then "dc"
 # How disk-booted images boot: from their partition table, or forced (harness.firmware).
 FIRMWARE_CHOICES = ("auto", "bios", "uefi")
+# How disk-booted images learn their identity (harness.identity).
+IDENTITY_CHOICES = ("auto", "cloud-init", "smbios")
 MIN_MEMORY_MIB = 768  # docs/facts.md: 512 MiB boots but leaves ~100 MB free once the cluster runs
 
 
@@ -52,11 +54,16 @@ class FleetSpec:
     boot_timeout: float | None = None
     # Firmware of disk-booted images: auto (from the partition table), bios, uefi.
     firmware: str = "auto"
+    # Identity channel of disk-booted images: auto (what the image says it
+    # reads, else every channel), cloud-init or smbios.
+    identity: str = "auto"
 
     def __post_init__(self) -> None:
         check_fleet_name(self.name)
         if self.firmware not in FIRMWARE_CHOICES:
             raise ConfigError(f"--firmware {self.firmware}: choose one of {', '.join(FIRMWARE_CHOICES)}")
+        if self.identity not in IDENTITY_CHOICES:
+            raise ConfigError(f"--identity {self.identity}: choose one of {', '.join(IDENTITY_CHOICES)}")
         if self.boot_timeout is not None and not 1 <= self.boot_timeout <= MAX_BOOT_TIMEOUT:
             raise ConfigError(
                 f"--boot-timeout {self.boot_timeout:g}: use 1 to {MAX_BOOT_TIMEOUT} seconds "

@@ -33,6 +33,7 @@ from typing import Any
 
 from harness import paths
 from harness.errors import CommandError, ConfigError, ImageError
+from harness.identity import check_offered
 from harness.proc import run_local
 
 # Bump when a change to this file changes what a build produces, so cached
@@ -141,6 +142,9 @@ class Recipe:
     # and an EFI system partition, GRUB for both firmwares, no kernel kept).
     boot: str = "kernel"
     esp_size_mib: int = 64
+    # The identity channels a disk-booted image reads (harness.identity);
+    # empty: it does not say, and a fleet offers every channel.
+    identity: tuple[str, ...] = ()
 
 
 _MISSING: Any = object()
@@ -398,7 +402,7 @@ def parse_recipe(raw: bytes, path: Path) -> Recipe:
     )
     files = _parse_files(top, path.parent)
     run = cust_t.strings("run", [], re.compile(r"^/[A-Za-z0-9._/+-]+$"))
-    boot_t = top.table("boot", ("mode", "esp_size"))
+    boot_t = top.table("boot", ("mode", "esp_size", "identity"))
     boot = boot_t.string("mode", "kernel")
     if boot not in BOOT_MODES:
         raise boot_t.error(f"'boot.mode' = {boot!r}: use one of {', '.join(BOOT_MODES)}")
@@ -408,6 +412,15 @@ def parse_recipe(raw: bytes, path: Path) -> Recipe:
     esp_size_mib = int(esp_match.group(1)) * (1024 if esp_match.group(2) == "G" else 1)
     if not MIN_ESP_MIB <= esp_size_mib <= disk_size_mib // 4:
         raise boot_t.error(f"'boot.esp_size' = {esp!r}: use {MIN_ESP_MIB}M (FAT32's least) to a quarter of disk_size")
+    identity = boot_t.strings("identity", [], re.compile(r"^[a-z-]+$"))
+    if identity and boot != "disk":
+        raise boot_t.error(
+            "'boot.identity' applies to boot.mode = \"disk\" (a kernel boot's identity is its command line)"
+        )
+    try:
+        check_offered(identity, "'boot.identity'")
+    except ConfigError as err:
+        raise boot_t.error(str(err).removeprefix("'boot.identity': ")) from err
     return Recipe(
         name=top.string("name", pattern=_NAME_RE),
         description=top.string("description", ""),
@@ -438,6 +451,7 @@ def parse_recipe(raw: bytes, path: Path) -> Recipe:
         base_raw=base_raw,
         boot=boot,
         esp_size_mib=esp_size_mib,
+        identity=identity,
     )
 
 
@@ -498,6 +512,8 @@ class BuiltImage:
     initrd: Path | None
     cmdline: str  # kernel args the image needs
     built_seconds: float  # how long the build took (0 if unknown)
+    # Identity channels the image reads (harness.identity); empty: unknown.
+    identity: tuple[str, ...] = ()
 
 
 def _images_root(cache: Path | None) -> Path:
@@ -527,6 +543,7 @@ def _from_manifest(image_dir: Path, expect_digest: str | None = None) -> BuiltIm
             initrd=initrd,
             cmdline=str(manifest["cmdline"]),
             built_seconds=float(manifest.get("built_seconds", 0.0)),
+            identity=tuple(str(c) for c in manifest.get("identity", ())),
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -661,6 +678,7 @@ def image_from_path(
         initrd=Path(initrd).resolve() if initrd is not None else None,
         cmdline=cmdline,
         built_seconds=0.0,
+        identity=manifest_image.identity if manifest_image is not None else (),
     )
 
 
@@ -1179,6 +1197,7 @@ def _build_into(
             "initrd_bytes": boot_bytes["initrd"],
         },
         "boot": recipe.boot,
+        "identity": list(recipe.identity),
         "files": files,
         "installed_packages": dict(sorted(versions.items())),
         "removed_packages": list(recipe.remove),

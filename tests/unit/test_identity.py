@@ -1,0 +1,149 @@
+"""Which identity channels a fleet offers an image (harness.identity), and
+how recipes declare what their image reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.identity import CHANNELS, KERNEL, channels, describe
+from harness.preflight import identity_problems, root_login_problems
+from harness.spec import FleetSpec, NodePlan
+from images.builder import parse_recipe
+
+
+def test_direct_kernel_boot_has_the_command_line_only() -> None:
+    assert channels(True, (), "auto") == (KERNEL,)
+    with pytest.raises(ConfigError, match="boots its kernel directly"):
+        channels(True, (), "smbios")
+
+
+def test_auto_offers_what_the_image_says_it_reads() -> None:
+    assert channels(False, ("smbios",), "auto") == ("smbios",)
+    assert channels(False, ("cloud-init",), "auto") == ("cloud-init",)
+
+
+def test_an_image_that_does_not_say_gets_every_channel() -> None:
+    assert channels(False, (), "auto") == CHANNELS == ("cloud-init", "smbios")
+
+
+def test_an_explicit_choice_overrides_the_image() -> None:
+    assert channels(False, ("cloud-init",), "smbios") == ("smbios",)
+
+
+def test_unknown_choice_is_refused() -> None:
+    with pytest.raises(ConfigError, match="choose one of auto, cloud-init, smbios"):
+        channels(False, (), "ignition")
+    with pytest.raises(ConfigError, match="--identity ignition: choose one of"):
+        FleetSpec(name="t", identity="ignition")
+
+
+def test_describe_names_what_each_channel_needs() -> None:
+    text = describe(CHANNELS)
+    assert "cloud-init: a cloud-init NoCloud seed" in text
+    assert "smbios: SMBIOS systemd credentials" in text
+    assert "systemd >= 252" in text
+
+
+DISK = b"""
+name = "t"
+suite = "bookworm"
+disk_size = "2G"
+[packages]
+include = ["systemd"]
+[boot]
+mode = "disk"
+"""
+
+
+def test_a_recipe_declares_the_channels_its_image_reads(tmp_path: Path) -> None:
+    recipe = parse_recipe(DISK + b'identity = ["smbios", "cloud-init"]\n', tmp_path / "t.toml")
+    assert recipe.identity == ("smbios", "cloud-init")
+    assert parse_recipe(DISK, tmp_path / "t.toml").identity == ()
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        (b'identity = ["ignition"]\n', "name each of cloud-init, smbios at most once"),
+        (b'identity = ["smbios", "smbios"]\n', "at most once"),
+    ],
+)
+def test_a_recipe_with_a_bad_channel_is_refused(tmp_path: Path, line: bytes, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        parse_recipe(DISK + line, tmp_path / "t.toml")
+
+
+def test_identity_needs_a_disk_boot(tmp_path: Path) -> None:
+    raw = DISK.replace(b'mode = "disk"', b'mode = "kernel"') + b'identity = ["smbios"]\n'
+    with pytest.raises(ConfigError, match=r"applies to boot\.mode"):
+        parse_recipe(raw, tmp_path / "t.toml")
+
+
+def test_the_shipped_disk_recipes_say_what_they_read() -> None:
+    from images.builder import load_recipe
+
+    assert load_recipe("dcn-debian-disk").identity == ("cloud-init",)
+    smbios = load_recipe("dcn-debian-disk-smbios")
+    assert smbios.identity == ("smbios",)
+    assert "cloud-init" not in smbios.packages
+    assert "dcnlab-credentials.service" in smbios.enable
+
+
+# --------------------------------------------------------------------------- preflight checks
+
+
+def _node() -> NodePlan:
+    return FleetSpec(name="t").plan().node(1, 2)
+
+
+def _ip_json(node: NodePlan, *, swap: bool = False, drop: int | None = None) -> str:
+    links = [{"ifname": "lo", "address": "00:00:00:00:00:00", "addr_info": [{"family": "inet", "local": "127.0.0.1"}]}]
+    nics = list(node.nics)
+    addrs = [str(n.address) for n in nics]
+    if swap:
+        addrs.reverse()
+    for i, (nic, addr) in enumerate(zip(nics, addrs, strict=True)):
+        info = [] if i == drop else [{"family": "inet", "local": addr, "prefixlen": 24}]
+        links.append({"ifname": nic.guest_dev, "address": nic.mac, "addr_info": info})
+    return json.dumps(links)
+
+
+def test_identity_as_planned_has_no_problem() -> None:
+    node = _node()
+    assert identity_problems(node, f"{node.name}\n{_ip_json(node)}") == []
+
+
+def test_identity_problems_name_hostname_missing_and_swapped_addresses() -> None:
+    node = _node()
+    problems = identity_problems(node, f"localhost\n{_ip_json(node, swap=True)}")
+    assert problems[0] == f"hostname is 'localhost', not {node.name!r}"
+    assert f"eth0 (MAC {node.nics[0].mac}) has {node.nics[1].address}, not {node.nics[0].address}" in problems
+    assert any("planned for another NIC" in p for p in problems)
+    missing = identity_problems(node, f"{node.name}\n{_ip_json(node, drop=1)}")
+    assert missing == [f"eth1 (MAC {node.nics[1].mac}) has no IPv4 address, not {node.nics[1].address}"]
+    assert identity_problems(node, f"{node.name}\nnot json")[0].startswith("`ip -j addr` printed no JSON")
+
+
+SSHD_PROHIBIT = "permitrootlogin without-password\npasswordauthentication yes\nkbdinteractiveauthentication no\n"
+SSHD_OPEN = "permitrootlogin yes\npasswordauthentication yes\nkbdinteractiveauthentication no\n"
+
+
+@pytest.mark.parametrize(
+    ("sshd", "shadow", "ok"),
+    [
+        (SSHD_PROHIBIT, "$6$salt$hash", True),  # sshd refuses root's password
+        (SSHD_OPEN, "!", True),  # root's password is locked
+        (SSHD_OPEN, "*", True),
+        (SSHD_OPEN.replace("yes\nkbd", "no\nkbd"), "$6$x$y", True),  # no password logins at all
+        (SSHD_OPEN, "$6$salt$hash", False),
+        (SSHD_PROHIBIT, "", False),  # an empty password
+        ("", "!", False),  # sshd -T printed nothing
+    ],
+)
+def test_root_login_by_key_only(sshd: str, shadow: str, ok: bool) -> None:
+    problems = root_login_problems(sshd, shadow)
+    assert (problems == []) is ok, problems
