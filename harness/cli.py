@@ -60,6 +60,8 @@ def cmd_fleet_up(args: argparse.Namespace) -> int:
         boot_timeout=args.boot_timeout,
         firmware=args.firmware,
         identity=args.identity,
+        login_user=args.login_user,
+        login_key=args.login_key,
     )
     check_placement(args.libvirt_uri, args.netns)  # before an image build of minutes
     image = resolve_image(args.image, args.recipe)
@@ -316,6 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="identity channel of an image that boots its own boot loader: auto (what the image says it reads, "
         "else every channel), cloud-init or smbios",
     )
+    up.add_argument(
+        "--login-user",
+        default="root",
+        metavar="USER",
+        help="log in as USER (baked into the image with a key) and run as root through sudo -n",
+    )
+    up.add_argument("--login-key", default=None, metavar="PATH", help="the private key USER accepts")
 
     st = add(fsub, "status", cmd_fleet_status, "show a fleet's nodes, states and addresses")
     st.add_argument("--name", required=True, type=fleet_name)

@@ -38,6 +38,7 @@ from harness.hypervisor import (
 )
 from harness.identity import channels as identity_channels
 from harness.identity import describe as describe_channels
+from harness.identity import login
 from harness.node import Access, Node
 from harness.owner import RunRecord
 from harness.parallel import on_each
@@ -106,6 +107,8 @@ def image_from_dict(data: dict[str, Any]) -> BuiltImage:
         cmdline=data["cmdline"],
         built_seconds=data.get("built_seconds", 0.0),
         identity=tuple(data.get("identity", ())),
+        login_user=data.get("login_user"),
+        login_key=Path(data["login_key"]) if data.get("login_key") else None,
     )
 
 
@@ -127,7 +130,10 @@ class Fleet:
         self.progress = progress
         self.spec = FleetSpec(**record.spec)
         self.plan = self.spec.plan(private_hypervisor=record.embedded)
-        self.access = Access(netns=hv.netns, key=run_dir / "id_ed25519", ssh_config=run_dir / "ssh_config")
+        # The run's own key, which every identity channel gives root.
+        self.run_key = run_dir / "id_ed25519"
+        user, key = login(image.login_user, image.login_key, self.spec.login_user, self.spec.login_key, self.run_key)
+        self.access = Access(netns=hv.netns, key=key, ssh_config=run_dir / "ssh_config", user=user)
         self.nodes: dict[str, Node] = {}
         for index in record.nodes:
             plan = self.plan.node(index, self.spec.networks)
@@ -191,6 +197,9 @@ class Fleet:
         # Before anything is created: an image its firmware cannot boot.
         firmware, why = resolve_firmware(image.disk, image.kernel, spec.firmware)
         offered = identity_channels(image.kernel is not None, image.identity, spec.identity)
+        user, _key = login(image.login_user, image.login_key, spec.login_user, spec.login_key, Path("run-key"))
+        if user != "root":
+            progress(f"fleet {spec.name}: the harness logs in as {user} (baked into the image), root through sudo")
         if image.kernel is None:
             said = (
                 "as the image says"
@@ -254,7 +263,7 @@ class Fleet:
         self, spec: FleetSpec, restore: ReadyState | None = None, before_resume: Callable[[Fleet], None] | None = None
     ) -> None:
         t0 = time.monotonic()
-        generate_key(self.access.key, f"dcnlab-{self.record.run_id}")
+        generate_key(self.run_key, f"dcnlab-{self.record.run_id}")
         (self.run_dir / "disks").mkdir()
         (self.run_dir / "logs").mkdir()
         # Per-run password of the hacluster user (pcs host auth); never logged.
@@ -373,7 +382,7 @@ class Fleet:
         networks = {i: self.plan.network(i) for i in range(self.spec.networks)}
         seed = None
         strings: list[str] = []
-        public = self.access.key.with_name(self.access.key.name + ".pub").read_text().strip()
+        public = self.run_key.with_name(self.run_key.name + ".pub").read_text().strip()
         # A disk that boots its own boot loader (an RHDE image) gets its
         # identity through the channels it reads instead of the kernel line.
         if "cloud-init" in self.identity_channels:
@@ -413,7 +422,7 @@ class Fleet:
 
     @property
     def _pubkey_b64(self) -> str:
-        public = self.access.key.with_name(self.access.key.name + ".pub").read_text().strip()
+        public = self.run_key.with_name(self.run_key.name + ".pub").read_text().strip()
         return base64.b64encode(public.encode()).decode()
 
     def kernel_cmdline(self, plan: NodePlan) -> str:

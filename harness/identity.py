@@ -25,6 +25,8 @@ image that does not read it, so offering both costs nothing).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from harness.errors import ConfigError
 from harness.spec import IDENTITY_CHOICES
 
@@ -82,3 +84,34 @@ def channels(direct_kernel: bool, offered: tuple[str, ...], wanted: str) -> tupl
 def describe(offered: tuple[str, ...]) -> str:
     """The channels offered and what each needs of the image, for errors."""
     return "; ".join(f"{c}: {WHAT_IT_NEEDS[c]}" for c in offered)
+
+
+def login(
+    image_user: str | None, image_key: Path | None, user: str, key: str | None, run_key: Path
+) -> tuple[str, Path]:
+    """Who the harness logs in as, with which private key.
+
+    ``image_user``/``image_key``: the user baked into the image and the key
+    it accepts (a recipe's ``[login] user``, kept beside the disk), for an
+    image whose root does not log in over SSH. ``user``/``key``: what
+    ``--dcn-login-user``/``--dcn-login-key`` ask for ("root", None: not
+    asked). ``run_key``: the run's own key, which every channel gives root.
+    """
+    if user == "root" and key is None:
+        if image_user is not None and image_key is not None:
+            return image_user, image_key
+        return "root", run_key
+    if key is not None:
+        path = Path(key).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"--login-key {key}: no such file; pass the private key whose public half the image's "
+                f"{user} has in its authorized_keys"
+            )
+        return user, path.resolve()
+    if user == image_user and image_key is not None:
+        return user, image_key
+    raise ConfigError(
+        f"--login-user {user} needs --login-key PATH: the private key whose public half the image's {user} "
+        "has in its authorized_keys (the run's own key is given to root only)"
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import secrets
 import shlex
 import time
 from collections.abc import Sequence
@@ -62,11 +63,24 @@ def _connection_class() -> type[fabric.Connection]:
 
 @dataclass(frozen=True)
 class Access:
-    """How to reach guests: the namespace, the per-run key and ssh_config."""
+    """How to reach guests: the namespace, the key and ssh_config, and the
+    user logged in as: root (with the run's key), or a user baked into the
+    image with its key (harness.identity.login), whose commands run as root
+    through ``sudo -n``."""
 
     netns: str | None
     key: Path
     ssh_config: Path
+    user: str = "root"
+
+    @property
+    def as_root(self) -> bool:
+        return self.user == "root"
+
+    def root_command(self, command: str) -> str:
+        """``command`` as the login user runs it as root (unchanged for root):
+        ``sudo -n`` fails rather than asking for a password nobody can type."""
+        return command if self.as_root else f"sudo -n -H -- sh -c {shlex.quote(command)}"
 
     def proxy_command(self) -> str:
         # %h/%p are expanded by paramiko's SSHConfig (fabric) and by OpenSSH.
@@ -104,7 +118,7 @@ class Node:
 
             self._connections[network] = _connection_class()(
                 host=self.address(network),
-                user="root",
+                user=self.access.user,
                 # Never forward our stdin: under pytest it is a closed pseudo-file.
                 config=fabric.Config(overrides={"run": {"in_stream": False}}),
                 gateway=self.access.proxy_command(),
@@ -138,7 +152,9 @@ class Node:
         """A testinfra host for this node (paramiko backend, same ssh_config)."""
         import testinfra
 
-        return testinfra.get_host(f"paramiko://{self.name}", ssh_config=str(self.access.ssh_config))
+        return testinfra.get_host(
+            f"paramiko://{self.name}", ssh_config=str(self.access.ssh_config), sudo=not self.access.as_root
+        )
 
     def run(
         self,
@@ -159,13 +175,14 @@ class Node:
         cmd = command if isinstance(command, str) else shlex.join(command)
         where = f"{self.name}@{self.address(network)}"
         conn = self.connection(network)
+        sent = self.access.root_command(cmd)
         start = time.monotonic()
         from invoke.exceptions import CommandTimedOut
 
         try:
             stream = io.StringIO(stdin) if stdin is not None else False
             conn.session_timeout = timeout  # the channel's opening too: see _connection_class
-            res = conn.run(cmd, hide=True, warn=True, timeout=timeout, in_stream=stream)
+            res = conn.run(sent, hide=True, warn=True, timeout=timeout, in_stream=stream)
         except CommandTimedOut as err:
             result = Result(cmd, -1, err.result.stdout, err.result.stderr, time.monotonic() - start, where)
             self.close(network)
@@ -190,13 +207,30 @@ class Node:
         __tracebackhide__ = True  # as in run(): ``data`` is a secret (an authkey)
         parent = path.rsplit("/", 1)[0] or "/"
         self.run(["mkdir", "-p", parent], network=network)
+        # A login user cannot write root's files over SFTP: the data goes to a
+        # directory only it can read, then root installs it in place.
+        stage = None if self.access.as_root else f".dcnlab-put-{secrets.token_hex(6)}"
         try:
-            self.connection(network).put(io.BytesIO(data), remote=path)
-            self.connection(network).sftp().chmod(path, mode)
+            sftp = self.connection(network).sftp()
+            if stage is None:
+                self.connection(network).put(io.BytesIO(data), remote=path)
+                sftp.chmod(path, mode)
+            else:
+                sftp.mkdir(stage, 0o700)
+                self.connection(network).put(io.BytesIO(data), remote=f"{stage}/data")
         except Exception as err:  # paramiko/socket errors, as in run()
             self.close(network)
             result = Result(f"put {path}", 255, "", f"{type(err).__name__}: {err}", 0.0, self.name)
             raise CommandError(f"[{self.name}] cannot write {path}: {type(err).__name__}: {err}", result) from err
+        if stage is not None:
+            # sudo -H: $HOME is root's, so the staged file is named from the login user's home.
+            home = self.connection(network).sftp().normalize(".")
+            staged = f"{home}/{stage}"
+            self.run(
+                f"install -m {mode:04o} {shlex.quote(staged + '/data')} {shlex.quote(path)}; "
+                f"s=$?; rm -rf {shlex.quote(staged)}; exit $s",
+                network=network,
+            )
 
     def close(self, network: int | None = None) -> None:
         for net in [network] if network is not None else list(self._connections):

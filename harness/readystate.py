@@ -320,7 +320,7 @@ def save(fleet: Fleet, key: ReadyKey, fence_key: Path | None, progress: Progress
             copy_disk(fleet.run_dir / "disks" / f"{node.name}.qcow2", tmp / f"{node.name}.qcow2")
             macs = tuple(n.mac for n in node.plan.nics)
             saved.append(SavedNode(node.name, node.plan.index, dom.UUIDString(), macs))
-        _copy_secret(fleet.access.key, tmp / KEY_FILE)
+        _copy_secret(fleet.run_key, tmp / KEY_FILE)
         if fence_key is not None:
             _copy_secret(fence_key, tmp / FENCE_KEY_FILE)
         state = ReadyState(tmp, key.as_dict(), tuple(saved), time.time(), fleet.name, round(time.monotonic() - t0, 2))
@@ -440,7 +440,7 @@ def set_clocks(fleet: Fleet, names: Iterable[str] | None = None) -> None:
 def rekey(fleet: Fleet, old_key: Path) -> None:
     """Make the restored guests accept this run's SSH key and no other: the
     old key (the saving run's) writes the new public key over authorized_keys."""
-    public = fleet.access.key.with_name(fleet.access.key.name + ".pub").read_text().strip() + "\n"
+    public = fleet.run_key.with_name(fleet.run_key.name + ".pub").read_text().strip() + "\n"
     old = dataclasses.replace(fleet.access, key=old_key)
     nodes = [Node(n.plan, old) for n in fleet.nodes.values()]
     # The clock first (sshd and pacemaker read it), the key second, in one

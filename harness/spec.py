@@ -22,6 +22,7 @@ MAC_PREFIX = "52:54:00:dc"  # QEMU's locally administered OUI, then "dc"
 FIRMWARE_CHOICES = ("auto", "bios", "uefi")
 # How disk-booted images learn their identity (harness.identity).
 IDENTITY_CHOICES = ("auto", "cloud-init", "smbios")
+LOGIN_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 MIN_MEMORY_MIB = 768  # docs/facts.md: 512 MiB boots but leaves ~100 MB free once the cluster runs
 
 
@@ -57,11 +58,20 @@ class FleetSpec:
     # Identity channel of disk-booted images: auto (what the image says it
     # reads, else every channel), cloud-init or smbios.
     identity: str = "auto"
+    # Who the harness logs in as: root (with the run's key), or a user baked
+    # into the image, with the private key it accepts (harness.identity.login).
+    login_user: str = "root"
+    login_key: str | None = None
 
     def __post_init__(self) -> None:
         check_fleet_name(self.name)
         if self.firmware not in FIRMWARE_CHOICES:
             raise ConfigError(f"--firmware {self.firmware}: choose one of {', '.join(FIRMWARE_CHOICES)}")
+        if not LOGIN_USER_RE.match(self.login_user):
+            raise ConfigError(
+                f"--login-user {self.login_user!r} is not a user name: use a lowercase letter or '_' first, "
+                "then up to 31 lowercase letters, digits, '_' or '-'"
+            )
         if self.identity not in IDENTITY_CHOICES:
             raise ConfigError(f"--identity {self.identity}: choose one of {', '.join(IDENTITY_CHOICES)}")
         if self.boot_timeout is not None and not 1 <= self.boot_timeout <= MAX_BOOT_TIMEOUT:

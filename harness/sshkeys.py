@@ -37,7 +37,7 @@ def ssh_config_text(nodes: list[NodePlan], access: Access) -> str:
             lines += [f"Host {alias}", f"  HostName {nic.address}", ""]
     lines += [
         "Host *",
-        "  User root",
+        f"  User {access.user}",
         f"  IdentityFile {access.key}",
         "  IdentitiesOnly yes",
         # Guests make a new host key at every first boot; the namespace is the trust boundary.

@@ -35,10 +35,14 @@ from harness import paths
 from harness.errors import CommandError, ConfigError, ImageError
 from harness.identity import check_offered
 from harness.proc import run_local
+from harness.sshkeys import generate_key
 
 # Bump when a change to this file changes what a build produces, so cached
 # images made by the old code stop matching.
 BUILDER_VERSION = "1"
+# The same for what only disk-booted images get (the disk layout, its ESP,
+# the GRUB install boot); hashed for those alone, so other digests stay.
+DISK_BUILDER_VERSION = "2"
 
 IMAGES_DIR = Path(__file__).resolve().parent
 RECIPES_DIR = IMAGES_DIR / "recipes"
@@ -145,6 +149,10 @@ class Recipe:
     # The identity channels a disk-booted image reads (harness.identity);
     # empty: it does not say, and a fleet offers every channel.
     identity: tuple[str, ...] = ()
+    # A user the harness logs in as (with a key made by the build and kept
+    # beside the disk; password '*', sudo without one), for an image whose
+    # root does not log in over SSH. None: the harness logs in as root.
+    login_user: str | None = None
 
 
 _MISSING: Any = object()
@@ -259,7 +267,9 @@ _TOP_KEYS = (
     "customize",
     "files",
     "boot",
+    "login",
 )
+LOGIN_KEY = "login_ed25519"  # beside the disk: the private key of the image's login user
 
 
 def _toml(raw: bytes, path: Path) -> dict[str, Any]:
@@ -421,6 +431,12 @@ def parse_recipe(raw: bytes, path: Path) -> Recipe:
         check_offered(identity, "'boot.identity'")
     except ConfigError as err:
         raise boot_t.error(str(err).removeprefix("'boot.identity': ")) from err
+    login_t = top.table("login", ("user",))
+    login_user = login_t.string("user", "", re.compile(r"^([a-z_][a-z0-9_-]{0,31})?$")) or None
+    if login_user == "root":
+        raise login_t.error("'login.user' = \"root\": name another user (root logs in with the run's key anyway)")
+    if login_user is not None and "sudo" not in packages:
+        raise login_t.error(f"'login.user' = {login_user!r} runs commands as root by sudo: add \"sudo\" to packages")
     return Recipe(
         name=top.string("name", pattern=_NAME_RE),
         description=top.string("description", ""),
@@ -452,6 +468,7 @@ def parse_recipe(raw: bytes, path: Path) -> Recipe:
         boot=boot,
         esp_size_mib=esp_size_mib,
         identity=identity,
+        login_user=login_user,
     )
 
 
@@ -490,6 +507,8 @@ def recipe_digest(recipe: Recipe) -> str:
     part(b"dcnlab-image")
     part(BUILDER_VERSION.encode())
     part(recipe.raw)
+    if recipe.boot == "disk":
+        part(DISK_BUILDER_VERSION.encode())
     # Only recipes that extend another hash more, so other digests stay as they were.
     for base in recipe.base_raw:
         part(base)
@@ -514,6 +533,10 @@ class BuiltImage:
     built_seconds: float  # how long the build took (0 if unknown)
     # Identity channels the image reads (harness.identity); empty: unknown.
     identity: tuple[str, ...] = ()
+    # The user baked into the image for the harness to log in as, and its
+    # private key (a recipe's [login]); None: root, with the run's key.
+    login_user: str | None = None
+    login_key: Path | None = None
 
 
 def _images_root(cache: Path | None) -> Path:
@@ -544,10 +567,12 @@ def _from_manifest(image_dir: Path, expect_digest: str | None = None) -> BuiltIm
             cmdline=str(manifest["cmdline"]),
             built_seconds=float(manifest.get("built_seconds", 0.0)),
             identity=tuple(str(c) for c in manifest.get("identity", ())),
+            login_user=str(manifest["login"]["user"]) if manifest.get("login") else None,
+            login_key=image_dir / files["login_key"] if files.get("login_key") else None,
         )
     except (KeyError, TypeError, ValueError):
         return None
-    for path in (image.disk, image.kernel, image.initrd):
+    for path in (image.disk, image.kernel, image.initrd, image.login_key):
         if path is not None and not (path.is_file() and path.stat().st_size > 0):
             return None
     return image
@@ -679,6 +704,8 @@ def image_from_path(
         cmdline=cmdline,
         built_seconds=0.0,
         identity=manifest_image.identity if manifest_image is not None else (),
+        login_user=manifest_image.login_user if manifest_image is not None else None,
+        login_key=manifest_image.login_key if manifest_image is not None else None,
     )
 
 
@@ -800,9 +827,10 @@ def grub_install_once(esp: Partition) -> str:
 # Run once, as init, by the image build (images/builder.py); removes itself.
 trap 'echo DCNLAB-GRUB-FAILED; sync; echo o > /proc/sysrq-trigger' EXIT
 set -eu
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
+# The initramfs moves its /proc, /sys and /dev onto the root it hands over.
+mountpoint -q /proc || mount -t proc proc /proc
+mountpoint -q /sys || mount -t sysfs sys /sys
+mountpoint -q /dev || mount -t devtmpfs dev /dev
 mount -o remount,rw /
 mount /dev/vda{esp.number} /boot/efi
 grub-install --target=i386-pc /dev/vda
@@ -854,6 +882,18 @@ def _customize_script(recipe: Recipe, staged: Mapping[str, Path]) -> str:
     out.append(': > "$root/etc/resolv.conf"')
     if recipe.lock_root_password:
         out.append('chroot "$root" passwd --lock root')
+    if recipe.login_user is not None:
+        # Password '*': none, and not "locked" to sshd (which refuses even a key to a '!' account
+        # without PAM). Its key is the build's (login_ed25519 beside the disk); sudo needs no password.
+        user = q(recipe.login_user)
+        out.append(f'chroot "$root" useradd --create-home --shell /bin/bash --user-group {user}')
+        out.append(f"chroot \"$root\" usermod -p '*' {user}")
+        out.append(f'chroot "$root" install -d -o {user} -g {user} -m 0700 /home/{user}/.ssh')
+        out.append(f'install -m 0600 {q(str(staged[LOGIN_KEY]))} "$root"/home/{user}/.ssh/authorized_keys')
+        out.append(f'chroot "$root" chown {user}:{user} /home/{user}/.ssh/authorized_keys')
+        sudoers = f"{recipe.login_user} ALL=(ALL) NOPASSWD: ALL"
+        out.append(f'printf "%s\\n" {q(sudoers)} > "$root/etc/sudoers.d/dcnlab-login"')
+        out.append('chmod 0440 "$root/etc/sudoers.d/dcnlab-login"')
     if recipe.remove_ssh_host_keys:
         # Every VM from this base would otherwise share one host identity.
         out.append('rm -f "$root"/etc/ssh/ssh_host_*')
@@ -1107,6 +1147,9 @@ def _build_into(
     for i, f in enumerate(recipe.files):
         staged[f.path] = staging / f"{i:02d}-{Path(f.path).name}"
         staged[f.path].write_bytes(f.content)
+    if recipe.login_user is not None:
+        generate_key(work / LOGIN_KEY, f"dcnlab-{recipe.name}-{recipe.login_user}")
+        staged[LOGIN_KEY] = work / f"{LOGIN_KEY}.pub"
     hook = work / "customize.sh"
     hook.write_text(_customize_script(recipe, staged))
     rootfs = work / "rootfs"
@@ -1165,6 +1208,8 @@ def _build_into(
     os.chmod(disk, 0o644)
 
     files = {"disk": "disk.qcow2", "kernel": "vmlinuz", "initrd": "initrd.img", "log": "build.log"}
+    if recipe.login_user is not None:
+        files["login_key"] = LOGIN_KEY
     boot_bytes = {name: (work / files[name]).stat().st_size for name in ("kernel", "initrd")}
     if recipe.boot == "disk":
         # The disk boots its own GRUB: nothing beside it says how else to boot.
@@ -1198,6 +1243,7 @@ def _build_into(
         },
         "boot": recipe.boot,
         "identity": list(recipe.identity),
+        "login": {"user": recipe.login_user} if recipe.login_user else None,
         "files": files,
         "installed_packages": dict(sorted(versions.items())),
         "removed_packages": list(recipe.remove),
@@ -1224,8 +1270,14 @@ def _make_bootable_disk(
     with raw.open("wb") as f:
         f.truncate(recipe.disk_size_mib * 1024 * 1024)
     run_local(["sfdisk", "-q", raw], input=sfdisk_script((bios, esp, root)), timeout=60)
+    # -s 1: one sector per cluster. mkfs.fat's own choice for a 64 MiB FAT32
+    # (4 KiB clusters) gives 16,344 clusters, under FAT32's least of 65,525:
+    # Linux mounts that, OVMF's FAT driver does not (docs/facts.md).
     run_local(
-        ["mkfs.vfat", "-F", "32", "-n", "DCNESP", f"--offset={esp.start}", raw, str(esp.sectors * SECTOR // 1024)],
+        [
+            *("mkfs.vfat", "-F", "32", "-s", "1", "-n", "DCNESP", f"--offset={esp.start}"),
+            *(raw, str(esp.sectors * SECTOR // 1024)),
+        ],
         timeout=60,
     )
     report("making the ext4 filesystem")
@@ -1248,12 +1300,15 @@ def _make_bootable_disk(
         run_local(argv, timeout=min(GRUB_TIMEOUT, left() * 2))
     except CommandError as err:
         raise ImageError(f"the GRUB install boot failed ({_last_line(err)}); console: {_tail(console)}") from err
-    text = console.read_text(errors="replace") if console.exists() else ""
+    finally:
+        # The whole console goes to the build's log, kept on failure: the
+        # error shows only its tail, which after a panic is the stack trace.
+        text = console.read_text(errors="replace") if console.exists() else ""
+        with open(work / "build.log", "a") as log:
+            log.write("\n--- the GRUB install boot's console ---\n" + text)
     if GRUB_DONE not in text:
         tail = _tail(console)
         raise ImageError(f"GRUB was not installed on {recipe.name}'s disk; the install boot's console:\n{tail}")
-    with open(work / "build.log", "a") as log:
-        log.write("\n--- the GRUB install boot's console ---\n" + text)
     console.unlink()
 
 

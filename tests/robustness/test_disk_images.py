@@ -33,7 +33,7 @@ def esp_only_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run(["truncate", "-s", "100M", str(raw)], check=True, timeout=60)
     table = f"label: gpt\nstart={start}, size={sectors}, type={ESP_TYPE}, name=esp\n"
     subprocess.run(["sfdisk", "-q", str(raw)], input=table, text=True, check=True, timeout=60)
-    mkfs = ["mkfs.vfat", "-F", "32", "-n", "EMPTYESP", f"--offset={start}", str(raw), str(sectors // 2)]
+    mkfs = ["mkfs.vfat", "-F", "32", "-s", "1", "-n", "EMPTYESP", f"--offset={start}", str(raw), str(sectors // 2)]
     subprocess.run(mkfs, check=True, timeout=60, capture_output=True)
     subprocess.run(["qemu-img", "convert", "-q", "-O", "qcow2", str(raw), str(disk)], check=True, timeout=60)
     raw.unlink()

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError
-from harness.identity import CHANNELS, KERNEL, channels, describe
+from harness.identity import CHANNELS, KERNEL, channels, describe, login
+from harness.node import Access
 from harness.preflight import identity_problems, root_login_problems
 from harness.spec import FleetSpec, NodePlan
-from images.builder import parse_recipe
+from harness.sshkeys import ssh_config_text
+from images.builder import LOGIN_KEY, _customize_script, parse_recipe
 
 
 def test_direct_kernel_boot_has_the_command_line_only() -> None:
@@ -91,6 +93,8 @@ def test_the_shipped_disk_recipes_say_what_they_read() -> None:
     assert smbios.identity == ("smbios",)
     assert "cloud-init" not in smbios.packages
     assert "dcnlab-credentials.service" in smbios.enable
+    assert smbios.login_user == "dcnadmin"
+    assert "sudo" in smbios.packages
 
 
 # --------------------------------------------------------------------------- preflight checks
@@ -147,3 +151,60 @@ SSHD_OPEN = "permitrootlogin yes\npasswordauthentication yes\nkbdinteractiveauth
 def test_root_login_by_key_only(sshd: str, shadow: str, ok: bool) -> None:
     problems = root_login_problems(sshd, shadow)
     assert (problems == []) is ok, problems
+
+
+# --------------------------------------------------------------------------- the login user
+
+
+def test_root_with_the_run_key_unless_the_image_or_the_user_says_otherwise(tmp_path: Path) -> None:
+    run_key = tmp_path / "id_ed25519"
+    assert login(None, None, "root", None, run_key) == ("root", run_key)
+    baked = tmp_path / "login_ed25519"
+    assert login("dcnadmin", baked, "root", None, run_key) == ("dcnadmin", baked)
+
+
+def test_an_asked_for_user_needs_a_key_unless_the_image_has_it(tmp_path: Path) -> None:
+    run_key, baked = tmp_path / "id_ed25519", tmp_path / "login_ed25519"
+    assert login("dcnadmin", baked, "dcnadmin", None, run_key) == ("dcnadmin", baked)
+    with pytest.raises(ConfigError, match="--login-user admin needs --login-key PATH"):
+        login("dcnadmin", baked, "admin", None, run_key)
+    with pytest.raises(ConfigError, match="--login-key /nonexistent/key: no such file"):
+        login(None, None, "admin", "/nonexistent/key", run_key)
+    key = tmp_path / "mine"
+    key.write_text("k")
+    assert login(None, None, "admin", str(key), run_key) == ("admin", key.resolve())
+
+
+def test_a_bad_login_user_name_is_refused() -> None:
+    with pytest.raises(ConfigError, match="is not a user name"):
+        FleetSpec(name="t", login_user="Admin;rm")
+
+
+def test_commands_of_a_login_user_run_as_root_through_sudo(tmp_path: Path) -> None:
+    root = Access(netns=None, key=tmp_path / "k", ssh_config=tmp_path / "c")
+    assert root.root_command("cat /etc/shadow") == "cat /etc/shadow"
+    user = Access(netns=None, key=tmp_path / "k", ssh_config=tmp_path / "c", user="dcnadmin")
+    assert user.root_command("echo 'a b' | wc -c") == "sudo -n -H -- sh -c 'echo '\"'\"'a b'\"'\"' | wc -c'"
+    assert "  User dcnadmin" in ssh_config_text([], user)
+
+
+LOGIN = DISK.replace(b"[boot]", b'[login]\nuser = "dcnadmin"\n[boot]')
+
+
+def test_a_recipe_login_user_needs_sudo_and_is_not_root(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match='add "sudo" to packages'):
+        parse_recipe(LOGIN, tmp_path / "t.toml")
+    ok = parse_recipe(LOGIN.replace(b'["systemd"]', b'["systemd", "sudo"]'), tmp_path / "t.toml")
+    assert ok.login_user == "dcnadmin"
+    with pytest.raises(ConfigError, match="name another user"):
+        parse_recipe(LOGIN.replace(b"dcnadmin", b"root"), tmp_path / "t.toml")
+
+
+def test_the_customize_script_makes_the_user_its_key_and_sudoers(tmp_path: Path) -> None:
+    recipe = parse_recipe(LOGIN.replace(b'["systemd"]', b'["systemd", "sudo"]'), tmp_path / "t.toml")
+    script = _customize_script(recipe, {LOGIN_KEY: tmp_path / "login_ed25519.pub"})
+    assert "useradd --create-home --shell /bin/bash --user-group dcnadmin" in script
+    assert "usermod -p '*' dcnadmin" in script
+    assert f'install -m 0600 {tmp_path}/login_ed25519.pub "$root"/home/dcnadmin/.ssh/authorized_keys' in script
+    assert "'dcnadmin ALL=(ALL) NOPASSWD: ALL' > \"$root/etc/sudoers.d/dcnlab-login\"" in script
+    assert 'chmod 0440 "$root/etc/sudoers.d/dcnlab-login"' in script
