@@ -17,9 +17,9 @@ from tests.robustness.sandbox import setup_error
 
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 CLEANUP = 90.0
-# dcn-debian-disk-smbios boots to a login prompt in ~2 minutes under TCG on a
-# busy 2-core host: long enough that the console shows a node that is up.
-BOOTED = 240
+# dcn-debian-disk-smbios, one node alone, boots to a login prompt well within this under TCG
+# on a busy 2-core host: long enough that the console shows a node that is up.
+BOOTED = 180
 
 
 @pytest.fixture(scope="session")
