@@ -14,14 +14,14 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import libvirt
 
-from harness import interrupts, paths, readystate
+from harness import interrupts, paths
 from harness.accel import Accel, detect
 from harness.credentials import identity_credentials, oem_strings
 from harness.domainxml import BootSpec, Owner, domain_xml, network_xml, parse_owner
@@ -43,7 +43,6 @@ from harness.node import Access, Node
 from harness.owner import RunRecord
 from harness.parallel import on_each
 from harness.proc import run_local
-from harness.readystate import ReadyState
 from harness.seed import seed_documents, write_seed_image
 from harness.spec import FleetSpec, NodePlan
 from harness.sshkeys import generate_key, ssh_config_text
@@ -112,6 +111,20 @@ def image_from_dict(data: dict[str, Any]) -> BuiltImage:
     )
 
 
+class NodeSource(Protocol):
+    """Brings a fleet's nodes up some other way than booting the image: the
+    cluster-ready store restores them from saved states (:mod:`harness.readystate`).
+    The fleet's networks exist when it is called; it defines each node through
+    :meth:`Fleet.define_node`, starts them its own way, and returns once they answer
+    SSH (:meth:`Fleet.wait_for_ssh`). The fleet itself knows no store."""
+
+    def describe(self) -> str:
+        """Where the nodes come from, for progress lines."""
+        ...
+
+    def bring_up(self, fleet: Fleet, plans: Sequence[NodePlan]) -> None: ...
+
+
 class Fleet:
     def __init__(
         self,
@@ -176,8 +189,7 @@ class Fleet:
         accel: str = "auto",
         persistent: bool = False,
         progress: Progress = print,
-        restore: ReadyState | None = None,
-        before_resume: Callable[[Fleet], None] | None = None,
+        restore: NodeSource | None = None,
     ) -> Fleet:
         """Create the fleet and return when every node answers SSH.
 
@@ -185,13 +197,12 @@ class Fleet:
         (``dcnlab gc`` then leaves it alone); otherwise it belongs to this
         process and is garbage once this process is gone.
 
-        With ``restore`` the nodes are not booted: they come back from a
-        cached cluster-ready state (:mod:`harness.readystate`), with this
-        fleet's names, disks and SSH key; ``before_resume`` runs once they
-        are restored and still paused (start what they will talk to first).
+        With ``restore`` the nodes are not booted from the image: ``restore``
+        brings them up (a cached cluster-ready state, :mod:`harness.readystate`),
+        with this fleet's names, disks and SSH key.
         """
         if restore is not None and libvirt_uri is not None:
-            raise ConfigError("a cached cluster-ready state restores only on the embedded hypervisor")
+            raise ConfigError("nodes are restored from saved states only on the embedded hypervisor")
         start = time.monotonic()
         check_placement(libvirt_uri, netns)
         # Before anything is created: an image its firmware cannot boot.
@@ -243,7 +254,7 @@ class Fleet:
                 hv = ExternalHypervisor(libvirt_uri, netns)
             fleet = cls(record, run_dir, hv, image, chosen, progress)
             fleet.timings["hypervisor"] = time.monotonic() - start
-            fleet._create(spec, restore, before_resume)
+            fleet._create(spec, restore)
             fleet.timings["total"] = time.monotonic() - start
             if persistent:
                 fleet.release()
@@ -259,9 +270,7 @@ class Fleet:
                 progress(f"fleet {spec.name}: {cleanup}")
             raise
 
-    def _create(
-        self, spec: FleetSpec, restore: ReadyState | None = None, before_resume: Callable[[Fleet], None] | None = None
-    ) -> None:
+    def _create(self, spec: FleetSpec, restore: NodeSource | None = None) -> None:
         t0 = time.monotonic()
         generate_key(self.run_key, f"dcnlab-{self.record.run_id}")
         (self.run_dir / "disks").mkdir()
@@ -283,43 +292,31 @@ class Fleet:
         if restore is not None:
             self.progress(
                 f"fleet {self.name}: {spec.networks} network(s) up; restoring {spec.nodes} node(s) "
-                f"from the cached cluster-ready state saved by fleet {restore.saved_by}"
+                f"from {restore.describe()}"
             )
-            self._restore(plans, restore, before_resume)
+            restore.bring_up(self, plans)
             return
         self.progress(f"fleet {self.name}: {spec.networks} network(s) up; booting {spec.nodes} node(s)")
         self._boot(plans)
 
-    def _restore(self, plans: list[NodePlan], state: ReadyState, before_resume: Callable[[Fleet], None] | None) -> None:
-        """Define this fleet's domains with the saved UUIDs on copies of the
-        saved disks, restore them from their save images, and resume them
-        together; then give them this run's SSH key (readystate.rekey)."""
-        t0 = time.monotonic()
-        for plan in plans:
-            saved = state.node(plan.name)
-            macs = tuple(nic.mac for nic in plan.nics)
-            if macs != saved.macs:  # the key rules this out; a hand-made entry might not
-                raise ProvisionError(
-                    f"cached state {state.path}: {plan.name} was saved with MACs {', '.join(saved.macs)}, "
-                    f"this fleet plans {', '.join(macs)}"
-                )
-            disk = self.run_dir / "disks" / f"{plan.name}.qcow2"
-            readystate.copy_disk(state.disk(plan.name), disk)
-            self._define(plan, disk, uuid=saved.uuid)
-            self.nodes[plan.name] = Node(plan, self.access)
+    def define_node(self, plan: NodePlan, disk: Path, *, uuid: str | None = None) -> Node:
+        """Define ``plan``'s domain on ``disk`` without starting it, and make it a node
+        of this fleet: for a :class:`NodeSource` that starts the domain its own way."""
+        self._define(plan, disk, uuid=uuid)
+        node = Node(plan, self.access)
+        self.nodes[plan.name] = node
         self._write_ssh_config()
-        self.timings["define_start"] = time.monotonic() - t0
-        if before_resume is not None:
-            before_resume(self)
-        self.timings["restore"] = readystate.resume_saved(self, state, same_fleet=False)
-        self.progress(f"fleet {self.name}: {len(plans)} node(s) restored and resumed; handing them this run's SSH key")
-        readystate.rekey(self, state.ssh_key)
-        deadline = Deadline.after(self.boot_seconds(len(plans)))
+        return node
+
+    def wait_for_ssh(self, nodes: Sequence[Node], t0: float, what: str = "waiting for SSH") -> None:
+        """Return when every one of ``nodes`` answers SSH with this run's key; they
+        share one deadline (:meth:`boot_seconds`), and ``t0`` is when they started."""
+        deadline = Deadline.after(self.boot_seconds(len(nodes)))
         on_each(
-            list(self.nodes.values()),
+            list(nodes),
             lambda n: self._wait_ssh(n, deadline, t0),
             label=lambda n: n.name,
-            what="waiting for SSH with this run's key",
+            what=what,
             error=ProvisionError,
         )
         self.timings["ssh_ready"] = time.monotonic() - t0
@@ -334,15 +331,7 @@ class Fleet:
             nodes.append(node)
         self.timings["define_start"] = time.monotonic() - t0
         self._write_ssh_config()
-        deadline = Deadline.after(self.boot_seconds(len(plans)))
-        on_each(
-            nodes,
-            lambda n: self._wait_ssh(n, deadline, t0),
-            label=lambda n: n.name,
-            what="waiting for SSH",
-            error=ProvisionError,
-        )
-        self.timings["ssh_ready"] = time.monotonic() - t0
+        self.wait_for_ssh(nodes, t0)
         return nodes
 
     def boot_seconds(self, booting: int) -> float:
@@ -501,9 +490,7 @@ class Fleet:
 
     # -- replacing every node ------------------------------------------------
 
-    def renew_nodes(
-        self, restore: ReadyState | None = None, before_resume: Callable[[Fleet], None] | None = None
-    ) -> None:
+    def renew_nodes(self, restore: NodeSource | None = None) -> None:
         """Replace every node by a new one, on the same names and addresses:
         restored from ``restore`` (a cached cluster-ready state), or booted
         fresh from the image. The fleet's networks and hypervisor stay."""
@@ -518,8 +505,8 @@ class Fleet:
             del self.nodes[node.name]
         self.record.save(self.run_dir)
         if restore is not None:
-            self.progress(f"fleet {self.name}: restoring {len(plans)} node(s) saved by fleet {restore.saved_by}")
-            self._restore(plans, restore, before_resume)
+            self.progress(f"fleet {self.name}: restoring {len(plans)} node(s) from {restore.describe()}")
+            restore.bring_up(self, plans)
         else:
             self.progress(f"fleet {self.name}: booting {len(plans)} new node(s)")
             self._boot(plans)

@@ -47,7 +47,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,7 +61,7 @@ from harness.proc import run_local
 if TYPE_CHECKING:
     from harness.cluster.spec import ClusterSpec
     from harness.fleet import Fleet
-    from harness.spec import FleetSpec
+    from harness.spec import FleetSpec, NodePlan
     from images.builder import BuiltImage
 
 FORMAT = 1
@@ -470,6 +470,44 @@ def _run_with_clock(node: Node, script: str, stdin: str | None, timeout: float) 
     resumed TCG guest ran it (CI dry run: "dcn1's clock is -11s off")."""
     node.connect()
     node.run(f"date -u -s @{time.time():.3f} >/dev/null && {script}", stdin=stdin, timeout=timeout)
+
+
+@dataclasses.dataclass(frozen=True)
+class Restore:
+    """Nodes restored from ``state`` (a :class:`harness.fleet.NodeSource`): each domain
+    defined with its saved UUID on a copy of its saved disk, all restored paused and
+    resumed together, then handed this run's SSH key. ``before_resume`` runs while they
+    are still paused (start what they will talk to first)."""
+
+    state: ReadyState
+    before_resume: Callable[[Fleet], None] | None = None
+
+    def describe(self) -> str:
+        return f"the cached cluster-ready state saved by fleet {self.state.saved_by}"
+
+    def bring_up(self, fleet: Fleet, plans: Sequence[NodePlan]) -> None:
+        state = self.state
+        t0 = time.monotonic()
+        for plan in plans:
+            saved = state.node(plan.name)
+            macs = tuple(nic.mac for nic in plan.nics)
+            if macs != saved.macs:  # the key rules this out; a hand-made entry might not
+                raise ProvisionError(
+                    f"cached state {state.path}: {plan.name} was saved with MACs {', '.join(saved.macs)}, "
+                    f"this fleet plans {', '.join(macs)}"
+                )
+            disk = fleet.run_dir / "disks" / f"{plan.name}.qcow2"
+            copy_disk(state.disk(plan.name), disk)
+            fleet.define_node(plan, disk, uuid=saved.uuid)
+        fleet.timings["define_start"] = time.monotonic() - t0
+        if self.before_resume is not None:
+            self.before_resume(fleet)
+        fleet.timings["restore"] = resume_saved(fleet, state, same_fleet=False)
+        fleet.progress(
+            f"fleet {fleet.name}: {len(plans)} node(s) restored and resumed; handing them this run's SSH key"
+        )
+        rekey(fleet, state.ssh_key)
+        fleet.wait_for_ssh(list(fleet.nodes.values()), t0, "waiting for SSH with this run's key")
 
 
 def copy_disk(src: Path, dst: Path) -> None:

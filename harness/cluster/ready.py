@@ -67,8 +67,7 @@ def restore(
         image,
         accel=accel,
         progress=progress,
-        restore=state,
-        before_resume=_fence_first(cluster_spec, state, fences),
+        restore=readystate.Restore(state, _fence_first(cluster_spec, state, fences)),
     )
     try:
         cluster = Cluster.restored(fleet, cluster_spec, fences[0] if fences else None, progress)
@@ -83,7 +82,7 @@ def restore_into(fleet: Fleet, state: ReadyState, cluster_spec: ClusterSpec, pro
     """Replace the nodes of ``fleet`` (booted, with no cluster yet) by those
     of ``state``, and return their cluster, verified healthy."""
     fences: list[FenceEndpoint] = []
-    fleet.renew_nodes(state, _fence_first(cluster_spec, state, fences))
+    fleet.renew_nodes(readystate.Restore(state, _fence_first(cluster_spec, state, fences)))
     return Cluster.restored(fleet, cluster_spec, fences[0] if fences else None, progress)
 
 
