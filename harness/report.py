@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.chart import distribution_svg
+from harness.cluster.thresholds import TIMING_NAMES
 from harness.timeline import Event, Timings
-from harness.verdict import TIMING_NAMES, Verdict
+from harness.verdict import Verdict
 
 SCHEMA = Path(__file__).with_name("schemas") / "timing-report.schema.json"
 SCHEMA_ID = "urn:dcnlab:timing-report:1"
@@ -31,7 +32,7 @@ class CaseRecord:
 
     test: str  # pytest node id
     suite: str  # failover, colocation, ...
-    fault: str  # harness.verdict.FAULT_KINDS
+    fault: str  # harness.cluster.thresholds.FAULT_KINDS
     workload: str
     target: str  # the faulted node
     repeat: int  # 0-based repeat index

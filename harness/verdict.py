@@ -10,40 +10,16 @@ expectation, the observed value and the timeline excerpt that shows it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from harness.errors import ConfigError
+from harness.cluster.thresholds import TIMING_NAMES, Thresholds
 from harness.timeline import Event, EventKind, Timing, Timings, heal_of, reprobed, select
 
-if TYPE_CHECKING:  # harness.probe imports the spec, which imports this module
+if TYPE_CHECKING:
     from harness.probe import Outage
-
-# The faults the suites know by name, for thresholds and markers. A name is
-# what a spec's certification.thresholds and --dcn-threshold use.
-FAULT_KINDS = (
-    "power-off",
-    "hard-reset",
-    "freeze",
-    "nic-cut",
-    "isolate",
-    "kill-workload",
-    "kill-controld",
-    "kill-corosync",
-)
-TIMING_NAMES = ("detection", "fencing", "recovery", "downtime")
-# Growing or shrinking the cluster is no fault: its one limit, client downtime,
-# does not come from ``default`` (sized for failovers) and is zero unless a
-# spec or --dcn-threshold says otherwise (:func:`membership_change_limit`).
-GROW_SHRINK = "grow-shrink"
-THRESHOLD_KEYS = ("default", *FAULT_KINDS, GROW_SHRINK)  # certification.thresholds, --dcn-threshold
-
-
-def timings_of(key: str) -> tuple[str, ...]:
-    """The timings a threshold-table key may limit: grow-shrink only downtime."""
-    return ("downtime",) if key == GROW_SHRINK else TIMING_NAMES
 
 
 class Outcome(StrEnum):
@@ -54,63 +30,6 @@ class Outcome(StrEnum):
     # failure and no stop operation: the cluster lost track of it and
     # relearnt it (timeline.reprobed), the workload itself ran on.
     REPROBED = "found running in place"
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Upper limits in seconds; None leaves a timing unchecked."""
-
-    detection: float | None = None
-    fencing: float | None = None
-    recovery: float | None = None
-    downtime: float | None = None
-
-    def over(self, other: Thresholds) -> Thresholds:
-        """These limits, with ``other``'s where ``other`` sets one."""
-        return replace(self, **{f.name: v for f in fields(other) if (v := getattr(other, f.name)) is not None})
-
-    def to_dict(self) -> dict[str, float | None]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-def parse_overrides(items: Iterable[str]) -> dict[str, Thresholds]:
-    """``FAULT.TIMING=SECONDS`` strings (``--dcn-threshold``) as thresholds
-    per fault name (``default`` for every fault)."""
-    out: dict[str, Thresholds] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        fault, dot, timing = key.strip().rpartition(".")
-        if not sep or not dot:
-            raise ConfigError(f"threshold {item!r}: write FAULT.TIMING=SECONDS, e.g. power-off.downtime=60")
-        if fault not in THRESHOLD_KEYS:
-            known = ", ".join(THRESHOLD_KEYS[1:])
-            raise ConfigError(f"threshold {item!r}: unknown fault {fault!r}; use default or one of: {known}")
-        timings = timings_of(fault)
-        if timing not in timings:
-            raise ConfigError(f"threshold {item!r}: unknown timing {timing!r}; use one of: {', '.join(timings)}")
-        try:
-            seconds = float(value)
-        except ValueError:
-            seconds = -1.0
-        # Zero downtime is a limit (no failed request at all); zero detection
-        # or recovery is a typo.
-        if not (seconds >= 0 if timing == "downtime" else seconds > 0):
-            what = "a number of seconds, 0 or more" if timing == "downtime" else "a positive number of seconds"
-            raise ConfigError(f"threshold {item!r}: {value!r} is not {what}")
-        out[fault] = out.get(fault, Thresholds()).over(Thresholds(**{timing: seconds}))
-    return out
-
-
-def thresholds_for(fault: str, table: Mapping[str, Thresholds]) -> Thresholds:
-    """``table['default']`` overlaid with ``table[fault]``."""
-    return table.get("default", Thresholds()).over(table.get(fault, Thresholds()))
-
-
-def membership_change_limit(table: Mapping[str, Thresholds]) -> float:
-    """The client downtime allowed while a node joins or leaves: the table's
-    ``grow-shrink`` entry, else zero (not ``default``'s, which is a failover's)."""
-    limit = table.get(GROW_SHRINK, Thresholds()).downtime
-    return limit if limit is not None else 0.0
 
 
 def downtime_over(outages: Iterable[Outage], limit: float) -> list[Outage]:

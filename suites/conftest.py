@@ -11,7 +11,7 @@ import pytest
 
 from fixtures.plugin import session_spec
 from harness.certify import workload_marker, workloads
-from harness.verdict import FAULT_KINDS
+from harness.cluster.thresholds import FAULT_KINDS
 
 
 def pytest_configure(config: pytest.Config) -> None:

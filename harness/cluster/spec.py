@@ -106,9 +106,9 @@ import yaml
 import yaml.constructor
 import yaml.nodes
 
+from harness.cluster.thresholds import FAULT_KINDS, THRESHOLD_KEYS, Thresholds, timings_of
 from harness.errors import ConfigError
 from harness.spec import MAX_NODES, AddressPlan
-from harness.verdict import FAULT_KINDS, THRESHOLD_KEYS, Thresholds, timings_of
 
 # Pacemaker's score arithmetic saturates at one million ("INFINITY").
 INFINITY = 1_000_000

@@ -37,13 +37,14 @@ from harness.certify import (
 from harness.chart import chart_of, client_spans
 from harness.cluster.bootstrap import Cluster
 from harness.cluster.crm import parse_crm_mon
+from harness.cluster.thresholds import Thresholds, thresholds_for
 from harness.errors import WaitTimeout
 from harness.journal import journal_events, record_journals
 from harness.probe import ClientProbe, Outage, back_after_failure
 from harness.report import CaseRecord, RunReport
 from harness.sampler import ClusterSampler
 from harness.timeline import Event, EventKind, Recorder, Timing, derive, heal_of
-from harness.verdict import Outcome, Thresholds, judge, observe, thresholds_for
+from harness.verdict import Outcome, judge, observe
 from harness.wait import Deadline, wait_until
 
 # ------------------------------------------------------------------ the cases

@@ -39,6 +39,7 @@ import pytest
 from fixtures.plugin import fleet_nodes
 from harness.cluster.bootstrap import Cluster
 from harness.cluster.crm import ClusterState
+from harness.cluster.thresholds import Thresholds, membership_change_limit
 from harness.constraint_cases import (
     Resize,
     client_facing,
@@ -53,7 +54,7 @@ from harness.node import Node
 from harness.probe import Availability, ClientProbe
 from harness.sampler import ClusterSampler
 from harness.timeline import EventKind, Recorder
-from harness.verdict import Thresholds, describe_outage, downtime_over, membership_change_limit, window
+from harness.verdict import describe_outage, downtime_over, window
 
 pytestmark = [pytest.mark.grow_shrink, pytest.mark.destructive]
 

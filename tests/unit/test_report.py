@@ -5,10 +5,11 @@ from typing import Any
 import jsonschema
 import pytest
 
+from harness.cluster.thresholds import Thresholds
 from harness.probe import analyse, parse_output
 from harness.report import SCHEMA, CasePhases, CaseRecord, ClusterStart, Environment, RunReport, Stats
 from harness.timeline import Recorder, derive
-from harness.verdict import Expectation, Outcome, Thresholds, judge
+from harness.verdict import Expectation, Outcome, judge
 
 DATA = Path(__file__).parent / "data"
 ENV = Environment("dcn-debian", "d997512adccc9979", "/cache/disk.qcow2", "default.yaml", "tcg", "embedded")

@@ -10,10 +10,11 @@ client request failed."""
 import json
 from pathlib import Path
 
+from harness.cluster.thresholds import Thresholds
 from harness.journal import parse_journal
 from harness.probe import analyse, parse_output
 from harness.timeline import Event, EventKind, Recorder, Timings, derive, select
-from harness.verdict import Alternative, Expectation, Outcome, Thresholds, judge, observe
+from harness.verdict import Alternative, Expectation, Outcome, judge, observe
 
 DATA = Path(__file__).parent / "data"
 K = EventKind

@@ -4,22 +4,11 @@ from pathlib import Path
 import pytest
 
 from harness.cluster.spec import DEFAULT_SPEC, load_spec, parse_spec
+from harness.cluster.thresholds import Thresholds, membership_change_limit, parse_overrides, thresholds_for
 from harness.errors import ConfigError
 from harness.probe import Attempt, analyse, parse_output
 from harness.timeline import Event, EventKind, Recorder, derive
-from harness.verdict import (
-    Expectation,
-    Outcome,
-    Thresholds,
-    describe_outage,
-    downtime_over,
-    judge,
-    membership_change_limit,
-    observe,
-    parse_overrides,
-    thresholds_for,
-    window,
-)
+from harness.verdict import Expectation, Outcome, describe_outage, downtime_over, judge, observe, window
 
 DATA = Path(__file__).parent / "data"
 K = EventKind
