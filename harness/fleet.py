@@ -9,12 +9,13 @@ removes exactly what the record and the owner labels say is ours.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
@@ -109,6 +110,15 @@ def image_from_dict(data: dict[str, Any]) -> BuiltImage:
         login_user=data.get("login_user"),
         login_key=Path(data["login_key"]) if data.get("login_key") else None,
     )
+
+
+def run_with_clock(node: Node, script: str, stdin: str | None, timeout: float) -> None:
+    """Set ``node``'s clock from the host's, then run ``script``, in one
+    command. The session is opened first and the time read right before the
+    command goes: read before the connect, it was ~11 s old by the time a
+    resumed TCG guest ran it (CI dry run: "dcn1's clock is -11s off")."""
+    node.connect()
+    node.run(f"date -u -s @{time.time():.3f} >/dev/null && {script}", stdin=stdin, timeout=timeout)
 
 
 class NodeSource(Protocol):
@@ -590,6 +600,52 @@ class Fleet:
         except DcnlabError as err:
             raise ProvisionError(str(err)) from err
         self.progress(f"fleet {self.name}: {name} rebooted and answers SSH after {time.monotonic() - t0:.1f}s")
+
+    # -- pausing --------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Every running node of the fleet paused for the block (its cluster
+        frozen whole, as in a save), then resumed together with its clocks set:
+        a second fleet, or a node booting into this one, gets the host's CPUs
+        meanwhile. Nodes the block adds run on, untouched."""
+        frozen = self.suspend_all()
+        try:
+            yield
+        finally:
+            self.ensure_running()
+            self.set_clocks(frozen)
+
+    def suspend_all(self) -> list[str]:
+        """Every running node paused (the cluster frozen whole), its SSH sessions
+        closed first: they would not survive. Returns the names paused."""
+        frozen = []
+        for node in self.nodes.values():
+            dom = self.conn.lookupByName(node.domain)
+            if dom.state()[0] != libvirt.VIR_DOMAIN_RUNNING:
+                continue
+            node.close()
+            dom.suspend()
+            frozen.append(node.name)
+        return frozen
+
+    def ensure_running(self) -> None:
+        """Resume every paused domain of the fleet."""
+        for node in self.nodes.values():
+            dom = self.conn.lookupByName(node.domain)
+            if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
+                dom.resume()
+
+    def set_clocks(self, names: Iterable[str] | None = None) -> None:
+        """Set the guests' clocks (every node's, or ``names``') from the host's: a
+        restored or resumed guest's clock stands where it was when it stopped."""
+        on_each(
+            [self.node(name) for name in names] if names is not None else list(self.nodes.values()),
+            lambda node: run_with_clock(node, "true", None, 60 * self.accel.scale),
+            label=lambda node: node.name,
+            what="setting the guest clocks",
+            error=ProvisionError,
+        )
 
     # -- reading ------------------------------------------------------------
 

@@ -39,7 +39,6 @@ hypervisor could already hold a domain with the saved UUID).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -47,13 +46,14 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import paths
 from harness.errors import ProvisionError
+from harness.fleet import run_with_clock
 from harness.node import Node
 from harness.parallel import on_each
 from harness.proc import run_local
@@ -309,7 +309,7 @@ def save(fleet: Fleet, key: ReadyKey, fence_key: Path | None, progress: Progress
     try:
         doms = [fleet.conn.lookupByName(n.domain) for n in nodes]
         progress(f"fleet {fleet.name}: saving the converged cluster to the ready-state cache ({root})")
-        _suspend_all(fleet)  # its SSH sessions would not survive the save either
+        fleet.suspend_all()  # its SSH sessions would not survive the save either
         saved = []
         for node, dom in zip(nodes, doms, strict=True):
             try:
@@ -355,47 +355,7 @@ def _bring_back(fleet: Fleet, tmp: Path, stopped: list[str]) -> None:
     for name in stopped:
         if not fleet.conn.lookupByName(fleet.node(name).domain).isActive():
             fleet.conn.restoreFlags(str(tmp / f"{name}.save"), None, libvirt.VIR_DOMAIN_SAVE_PAUSED)
-    ensure_running(fleet)
-
-
-@contextlib.contextmanager
-def paused(fleet: Fleet) -> Iterator[None]:
-    """Every running node of ``fleet`` paused for the block (its cluster
-    frozen whole, as in a save), then resumed together with its clocks set:
-    a second fleet, or a node booting into this one, gets the host's CPUs
-    meanwhile. Nodes the block adds run on, untouched."""
-    frozen = _suspend_all(fleet)
-    try:
-        yield
-    finally:
-        ensure_running(fleet)
-        set_clocks(fleet, frozen)
-
-
-def _suspend_all(fleet: Fleet) -> list[str]:
-    """Every running node paused (the cluster frozen whole), its SSH sessions
-    closed first: they would not survive. Returns the names paused."""
-    import libvirt
-
-    frozen = []
-    for node in fleet.nodes.values():
-        dom = fleet.conn.lookupByName(node.domain)
-        if dom.state()[0] != libvirt.VIR_DOMAIN_RUNNING:
-            continue
-        node.close()
-        dom.suspend()
-        frozen.append(node.name)
-    return frozen
-
-
-def ensure_running(fleet: Fleet) -> None:
-    """Resume every paused domain of the fleet."""
-    import libvirt
-
-    for node in fleet.nodes.values():
-        dom = fleet.conn.lookupByName(node.domain)
-        if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
-            dom.resume()
+    fleet.ensure_running()
 
 
 def resume_saved(fleet: Fleet, state: ReadyState, *, same_fleet: bool) -> float:
@@ -425,18 +385,6 @@ def resume_saved(fleet: Fleet, state: ReadyState, *, same_fleet: bool) -> float:
     return time.monotonic() - t0
 
 
-def set_clocks(fleet: Fleet, names: Iterable[str] | None = None) -> None:
-    """Set the guests' clocks (every node's, or ``names``') from the host's: a
-    restored or resumed guest's clock stands where it was when it stopped."""
-    on_each(
-        [fleet.node(name) for name in names] if names is not None else list(fleet.nodes.values()),
-        lambda node: _run_with_clock(node, "true", None, 60 * fleet.accel.scale),
-        label=lambda node: node.name,
-        what="setting the guest clocks",
-        error=ProvisionError,
-    )
-
-
 def rekey(fleet: Fleet, old_key: Path) -> None:
     """Make the restored guests accept this run's SSH key and no other: the
     old key (the saving run's) writes the new public key over authorized_keys."""
@@ -453,7 +401,7 @@ def rekey(fleet: Fleet, old_key: Path) -> None:
     try:
         on_each(
             nodes,
-            lambda node: _run_with_clock(node, script, public, 60 * fleet.accel.scale),
+            lambda node: run_with_clock(node, script, public, 60 * fleet.accel.scale),
             label=lambda node: node.name,
             what="giving the restored guests this run's SSH key",
             error=ProvisionError,
@@ -461,15 +409,6 @@ def rekey(fleet: Fleet, old_key: Path) -> None:
     finally:
         for node in nodes:
             node.close()
-
-
-def _run_with_clock(node: Node, script: str, stdin: str | None, timeout: float) -> None:
-    """Set ``node``'s clock from the host's, then run ``script``, in one
-    command. The session is opened first and the time read right before the
-    command goes: read before the connect, it was ~11 s old by the time a
-    resumed TCG guest ran it (CI dry run: "dcn1's clock is -11s off")."""
-    node.connect()
-    node.run(f"date -u -s @{time.time():.3f} >/dev/null && {script}", stdin=stdin, timeout=timeout)
 
 
 @dataclasses.dataclass(frozen=True)

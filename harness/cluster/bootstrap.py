@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import invariants, readystate
+from harness import invariants
 from harness.cluster.corosync import (
     LinkStatus,
     QuorumStatus,
@@ -345,7 +345,7 @@ class Cluster:
         tcg = self.fleet.accel.name != "kvm"
         if tcg:
             say(f"cluster {self.spec.cluster.name}: members paused while a spare node boots (TCG)")
-        with readystate.paused(self.fleet) if tcg else contextlib.nullcontext():
+        with self.fleet.paused() if tcg else contextlib.nullcontext():
             node = self.fleet.add_node()
             self._spares.add(node.name)
             # Its boot's tail (units still starting, pcsd which the image

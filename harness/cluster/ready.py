@@ -146,8 +146,8 @@ def save(cluster: Cluster, key: ReadyKey) -> ReadyState | None:
         cluster.progress(f"cluster {cluster.spec.cluster.name}: not cached ({readystate.ready_dir()}): {err}")
         state = None
     # Whatever happened, every domain must run again, with the host's time.
-    readystate.ensure_running(fleet)
-    readystate.set_clocks(fleet)
+    fleet.ensure_running()
+    fleet.set_clocks()
     cluster.verify_ready()
     cluster.timings["cached"] = round(time.monotonic() - t0, 3)
     if state is not None:

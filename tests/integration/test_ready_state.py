@@ -33,7 +33,7 @@ def test_another_fleet_restores_the_cached_cluster(
     state = readystate.lookup(key)
     assert state is not None, f"the session's cluster was not cached: no {key.digest} in {readystate.ready_dir()}"
     name = f"{cluster.fleet.name[:16]}-rs"
-    with readystate.paused(cluster.fleet):
+    with cluster.fleet.paused():
         other = ready.restore(replace(dcn_options.spec, name=name), dcn_image, state, cluster_spec, progress=print)
         fleet = other.fleet
         try:
