@@ -51,8 +51,8 @@ def measure_floor(image: Any, networks: int, tag: str) -> tuple[float, dict[str,
     on ``networks`` networks, from nothing to its node answering SSH (a
     single bare VM boot). Returns the seconds, the fleet's phases and the
     accelerator it ran under."""
-    from harness.fleet import Fleet
-    from harness.spec import FleetSpec
+    from dcnlab.fleet.fleet import Fleet
+    from dcnlab.fleet.spec import FleetSpec
 
     t0 = time.monotonic()
     fleet = Fleet.up(FleetSpec(name=f"{tag}-floor", nodes=1, networks=networks), image, progress=print)

@@ -37,7 +37,7 @@ ROOT = benchlib.ROOT
 # orders them as they were parametrized): test_x[r3], test_x[r3-case], test_x[case-r3].
 PARAMS = re.compile(r"^(?P<base>.*)\[(?P<params>[^\]]*)\]$")
 REPEAT = re.compile(r"r(\d+)")
-HARNESS_ERROR = re.compile(r"^harness\.[\w.]+: ")  # as harness/allure_report.py's categories
+HARNESS_ERROR = re.compile(r"^dcnlab\.[\w.]+: ")  # as dcnlab/report/allure_report.py's categories
 
 
 @dataclass(frozen=True)

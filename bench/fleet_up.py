@@ -15,9 +15,9 @@ import time
 
 import benchlib
 
-from harness.fleet import Fleet
-from harness.spec import FleetSpec
-from images.builder import build_image
+from dcnlab.fleet.fleet import Fleet
+from dcnlab.fleet.spec import FleetSpec
+from dcnlab.image.builder import build_image
 
 
 def main() -> int:

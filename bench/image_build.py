@@ -25,7 +25,7 @@ from pathlib import Path
 
 import benchlib
 
-from images.builder import build_image, read_manifest
+from dcnlab.image.builder import build_image, read_manifest
 
 DCNLAB = Path(sys.executable).with_name("dcnlab")
 

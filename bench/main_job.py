@@ -34,7 +34,7 @@ from typing import Any
 
 import benchlib
 
-from images.builder import build_image
+from dcnlab.image.builder import build_image
 
 ROOT = benchlib.ROOT
 RESULT = benchlib.RESULTS / "main_job.json"

@@ -35,7 +35,7 @@ from typing import Any
 
 import benchlib
 
-from images.builder import build_image
+from dcnlab.image.builder import build_image
 
 NETWORKS = 2  # the floor's, as the smoke session's fleet (the default shape)
 

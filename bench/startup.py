@@ -28,12 +28,12 @@ from typing import Any
 
 import benchlib
 
-from harness.cluster import ready
-from harness.cluster.bootstrap import Cluster
-from harness.cluster.spec import DEFAULT_SPEC, load_spec
-from harness.fleet import Fleet
-from harness.spec import FleetSpec
-from images.builder import build_image
+from dcnlab.cluster.bootstrap import Cluster
+from dcnlab.cluster.spec import DEFAULT_SPEC, load_spec
+from dcnlab.fleet.fleet import Fleet
+from dcnlab.fleet.spec import FleetSpec
+from dcnlab.image.builder import build_image
+from dcnlab.ready import cluster as ready
 
 
 def _rounded(timings: dict[str, float]) -> dict[str, float]:

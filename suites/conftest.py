@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.plugin import session_spec
-from harness.certify import workload_marker, workloads
-from harness.cluster.thresholds import FAULT_KINDS
+from dcnlab.certify.workloads import workload_marker, workloads
+from dcnlab.cluster.thresholds import FAULT_KINDS
+from dcnlab.pytest_plugin.plugin import session_spec
 
 
 def pytest_configure(config: pytest.Config) -> None:

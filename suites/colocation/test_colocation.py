@@ -2,7 +2,7 @@
 relocating faults on a real cluster.
 
 The cases come from the session's spec at collection
-(harness/constraint_cases.py), named by its own resource ids:
+(dcnlab/certify/constraints.py), named by its own resource ids:
 
 - every mandatory colocation (INFINITY) under each relocating fault of the
   node its pair runs on: power-off and kill-corosync (node losses), and the
@@ -16,7 +16,7 @@ The cases come from the session's spec at collection
   and stays where it moved when the stickiness outweighs it.
 
 The cluster sampler checks every colocation, anti-colocation and ban of the
-spec at every sample (harness/invariants.py), so "never observed apart" is a
+spec at every sample (dcnlab/cluster/invariants.py), so "never observed apart" is a
 claim about every sample taken during the fault and its heal, not only the
 end state. A cluster that ends somewhere else than expected fails the case
 at the end of its settle window with a message starting ``FAIL:`` that names
@@ -31,11 +31,7 @@ from typing import NoReturn
 
 import pytest
 
-from fixtures.faults import FaultInjector
-from fixtures.plugin import fleet_nodes, session_spec
-from harness.cluster.bootstrap import Cluster
-from harness.cluster.crm import ClusterState
-from harness.constraint_cases import (
+from dcnlab.certify.constraints import (
     AntiColocationCase,
     ColocationCase,
     Placement,
@@ -53,11 +49,15 @@ from harness.constraint_cases import (
     together_before,
     together_failure,
 )
-from harness.errors import WaitTimeout
-from harness.faults import PowerOff
-from harness.invariants import Violation
-from harness.sampler import ClusterSampler
-from harness.wait import wait_until
+from dcnlab.cluster.bootstrap import Cluster
+from dcnlab.cluster.crm import ClusterState
+from dcnlab.cluster.invariants import Violation
+from dcnlab.core.errors import WaitTimeout
+from dcnlab.core.wait import wait_until
+from dcnlab.faults.faults import PowerOff
+from dcnlab.observe.sampler import ClusterSampler
+from dcnlab.pytest_plugin.faults import FaultInjector
+from dcnlab.pytest_plugin.plugin import fleet_nodes, session_spec
 
 SETTLE = 180.0  # seconds before the accelerator's scale
 
@@ -100,7 +100,7 @@ def _nothing(case_id: str, why: str) -> object:
 
 def _fail(message: str) -> NoReturn:
     """A certification failure: Allure files ``AssertionError: FAIL: ...``
-    under "Certification failures" (harness/allure_report.py), apart from
+    under "Certification failures" (dcnlab/report/allure_report.py), apart from
     the harness's own errors."""
     __tracebackhide__ = True
     raise AssertionError(message)

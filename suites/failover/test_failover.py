@@ -1,6 +1,6 @@
 """Failover certification: every fault on the node running each workload
-of the spec (harness/certify.py generates the cases from it), judged against
-the expected outcome and the spec's thresholds (harness/verdict.py).
+of the spec (dcnlab/certify/workloads.py generates the cases from it), judged against
+the expected outcome and the spec's thresholds (dcnlab/certify/verdict.py).
 
 Select with markers: ``-m smoke`` (a few minutes), ``-m "not node_loss"``,
 ``-m power_off``, or a workload's id (``-m web``)... A workload with no
@@ -20,10 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from fixtures import allure_glue
-from fixtures.faults import FaultInjector
-from fixtures.plugin import environment_of, fleet_nodes, session_spec
-from harness.certify import (
+from dcnlab.certify.verdict import Outcome, judge, observe
+from dcnlab.certify.workloads import (
     HEAL_OUTAGE,
     NODE_LOSS,
     FailoverCase,
@@ -34,22 +32,24 @@ from harness.certify import (
     unmeasured,
     workload_marker,
 )
-from harness.chart import chart_of, client_spans
-from harness.cluster.bootstrap import Cluster
-from harness.cluster.crm import parse_crm_mon
-from harness.cluster.thresholds import Thresholds, thresholds_for
-from harness.errors import WaitTimeout
-from harness.journal import journal_events, record_journals
-from harness.probe import ClientProbe, Outage, back_after_failure
-from harness.report import CaseRecord, RunReport
-from harness.sampler import ClusterSampler
-from harness.timeline import Event, EventKind, Recorder, Timing, derive, heal_of
-from harness.verdict import Outcome, judge, observe
-from harness.wait import Deadline, wait_until
+from dcnlab.cluster.bootstrap import Cluster
+from dcnlab.cluster.crm import parse_crm_mon
+from dcnlab.cluster.thresholds import Thresholds, thresholds_for
+from dcnlab.core.errors import WaitTimeout
+from dcnlab.core.wait import Deadline, wait_until
+from dcnlab.observe.journal import journal_events, record_journals
+from dcnlab.observe.probe import ClientProbe, Outage, back_after_failure
+from dcnlab.observe.sampler import ClusterSampler
+from dcnlab.observe.timeline import Event, EventKind, Recorder, Timing, derive, heal_of
+from dcnlab.pytest_plugin import allure_glue
+from dcnlab.pytest_plugin.faults import FaultInjector
+from dcnlab.pytest_plugin.plugin import environment_of, fleet_nodes, session_spec
+from dcnlab.report.chart import chart_of, client_spans
+from dcnlab.report.timing import CaseRecord, RunReport
 
 # ------------------------------------------------------------------ the cases
 #
-# Generated from the session's spec at collection (harness/certify.py): every
+# Generated from the session's spec at collection (dcnlab/certify/workloads.py): every
 # certified workload x every fault, each with the outcome the configuration
 # implies (docs/expectations.md) or the one the spec declares under
 # certification.expect, and the reason. A cluster that behaves differently is
@@ -69,7 +69,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 SETTLE = 180.0
 # "Nothing happens" is watched for the spec's quiet window (the token and
 # consensus, then two intervals of the slowest monitor next to the workload:
-# harness.certify.quiet_window), plus this, scaled for slow guests: a monitor
+# dcnlab.certify.workloads.quiet_window), plus this, scaled for slow guests: a monitor
 # run, the controller acting on it, and a sample of crm_mon that sees it.
 QUIET_SLACK = 10.0
 # How long a restart seen by the client may take to show in the journal.

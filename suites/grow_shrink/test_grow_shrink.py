@@ -17,7 +17,7 @@ time, and back to N with as many spares). A cluster never goes below two
 nodes: on a 2-node fleet the removal cases are skipped saying so. The members
 removed run nothing a client reaches (a certified workload with a client, a
 floating IP), the highest-numbered first; when there are not enough, the case
-is skipped saying what runs where (harness/constraint_cases.py).
+is skipped saying what runs where (dcnlab/certify/constraints.py).
 
 The smoke case only shrinks (no spare, no join): see its comment.
 
@@ -36,11 +36,7 @@ from typing import NoReturn
 
 import pytest
 
-from fixtures.plugin import fleet_nodes
-from harness.cluster.bootstrap import Cluster
-from harness.cluster.crm import ClusterState
-from harness.cluster.thresholds import Thresholds, membership_change_limit
-from harness.constraint_cases import (
+from dcnlab.certify.constraints import (
     Resize,
     client_facing,
     grow_then_shrink,
@@ -48,13 +44,17 @@ from harness.constraint_cases import (
     remove_one,
     shrink_to_two_and_back,
 )
-from harness.errors import ClusterError
-from harness.journal import record_journals
-from harness.node import Node
-from harness.probe import Availability, ClientProbe
-from harness.sampler import ClusterSampler
-from harness.timeline import EventKind, Recorder
-from harness.verdict import describe_outage, downtime_over, window
+from dcnlab.certify.verdict import describe_outage, downtime_over, window
+from dcnlab.cluster.bootstrap import Cluster
+from dcnlab.cluster.crm import ClusterState
+from dcnlab.cluster.thresholds import Thresholds, membership_change_limit
+from dcnlab.core.errors import ClusterError
+from dcnlab.fleet.node import Node
+from dcnlab.observe.journal import record_journals
+from dcnlab.observe.probe import Availability, ClientProbe
+from dcnlab.observe.sampler import ClusterSampler
+from dcnlab.observe.timeline import EventKind, Recorder
+from dcnlab.pytest_plugin.plugin import fleet_nodes
 
 pytestmark = [pytest.mark.grow_shrink, pytest.mark.destructive]
 
@@ -130,7 +130,7 @@ def watched(
 
 def _fail(message: str) -> NoReturn:
     """A certification failure: Allure files ``AssertionError: FAIL: ...``
-    under "Certification failures" (harness/allure_report.py), apart from
+    under "Certification failures" (dcnlab/report/allure_report.py), apart from
     the harness's own errors."""
     __tracebackhide__ = True
     raise AssertionError(message)

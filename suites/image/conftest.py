@@ -9,10 +9,7 @@ from typing import Any
 
 import pytest
 
-from fixtures.plugin import session_spec
-from harness.cluster.spec import ClusterSpec
-from harness.node import Node
-from harness.preflight import (
+from dcnlab.certify.preflight import (
     AgentNeed,
     ContainerNeed,
     Family,
@@ -22,6 +19,9 @@ from harness.preflight import (
     os_family,
     requirements_of,
 )
+from dcnlab.cluster.spec import ClusterSpec
+from dcnlab.fleet.node import Node
+from dcnlab.pytest_plugin.plugin import session_spec
 
 VERSIONS = pytest.StashKey[dict[str, dict[str, str]]]()
 

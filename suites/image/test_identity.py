@@ -1,6 +1,6 @@
 """The node's identity, on every node of a freshly booted fleet: the hostname
 and one address per NIC on the NIC with the planned MAC, given through the
-channel the image reads (harness/identity.py), root logging in by key only,
+channel the image reads (dcnlab/image/identity.py), root logging in by key only,
 and the identity kept across a reboot and a hypervisor power-cycle (what a
 fence does) without cloud-init running again as a new instance.
 
@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness import preflight
-from harness.fleet import Fleet
-from harness.node import Node
-from harness.proc import Result
+from dcnlab.certify import preflight
+from dcnlab.core.proc import Result
+from dcnlab.fleet.fleet import Fleet
+from dcnlab.fleet.node import Node
 
 pytestmark = pytest.mark.smoke
 

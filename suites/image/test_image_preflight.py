@@ -29,7 +29,7 @@ missing and how to fix it.
 
     pytest suites/image [--dcn-cluster-spec my.yaml] [--dcn-nodes 3] [--dcn-image PATH]
 
-The rules and parsers live in ``harness/preflight.py`` (unit tested); the
+The rules and parsers live in ``dcnlab/certify/preflight.py`` (unit tested); the
 cases are generated in ``suites/image/conftest.py``; docs/preflight.md tells
 the whole story.
 """
@@ -41,12 +41,12 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import preflight
-from harness.errors import DcnlabError
-from harness.node import Node
-from harness.preflight import AgentNeed, ContainerNeed, Family, ImageNeeds, UnitNeed
-from harness.proc import Result
-from harness.wait import wait_until
+from dcnlab.certify import preflight
+from dcnlab.certify.preflight import AgentNeed, ContainerNeed, Family, ImageNeeds, UnitNeed
+from dcnlab.core.errors import DcnlabError
+from dcnlab.core.proc import Result
+from dcnlab.core.wait import wait_until
+from dcnlab.fleet.node import Node
 
 # Under emulation a first podman command (storage, netns, conmon) takes several seconds.
 PODMAN_TIMEOUT = 240.0

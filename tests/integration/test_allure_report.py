@@ -44,9 +44,9 @@ T = TypeVar("T")
 SESSION = """
 import json
 
-from fixtures import allure_glue
-from harness.errors import WaitTimeout
-from harness.report import Environment
+from dcnlab.pytest_plugin import allure_glue
+from dcnlab.core.errors import WaitTimeout
+from dcnlab.report.timing import Environment
 
 TIMELINE = (
     '<svg xmlns="http://www.w3.org/2000/svg" width="480" height="80">'

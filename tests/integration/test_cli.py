@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.fleet import run_dir_of
-from harness.gc import remnants
-from harness.owner import RunRecord
-from harness.wait import wait_until
+from dcnlab.core.owner import RunRecord
+from dcnlab.core.wait import wait_until
+from dcnlab.fleet.fleet import run_dir_of
+from dcnlab.fleet.gc import remnants
 from tests.integration.cli import DCNLAB, dcnlab
 
 pytestmark = pytest.mark.integration
@@ -32,7 +32,7 @@ def fleet_name() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def image_path() -> Path:
-    from images.builder import build_image
+    from dcnlab.image.builder import build_image
 
     return build_image().disk
 

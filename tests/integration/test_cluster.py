@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.cluster.bootstrap import Cluster
+from dcnlab.cluster.bootstrap import Cluster
 
 pytestmark = pytest.mark.integration
 

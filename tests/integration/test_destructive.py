@@ -1,5 +1,5 @@
 """``@pytest.mark.destructive``: a test that may leave the session's cluster
-broken gets a fresh one, and so does the test after it (fixtures/plugin.py,
+broken gets a fresh one, and so does the test after it (dcnlab/pytest_plugin/plugin.py,
 ``cluster``). Fresh: every node replaced, restored from the ready-state cache
 when the session has an entry (else booted and built again).
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.cluster.bootstrap import Cluster
-from harness.parallel import on_each
-from harness.report import RunReport
+from dcnlab.cluster.bootstrap import Cluster
+from dcnlab.core.parallel import on_each
+from dcnlab.report.timing import RunReport
 
 pytestmark = pytest.mark.integration
 

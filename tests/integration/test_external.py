@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.fleet import Fleet
-from harness.gc import collect, remnants
-from harness.hypervisor import EmbeddedHypervisor
-from harness.spec import FleetSpec
+from dcnlab.fleet.fleet import Fleet
+from dcnlab.fleet.gc import collect, remnants
+from dcnlab.fleet.libvirt.hypervisor import EmbeddedHypervisor
+from dcnlab.fleet.spec import FleetSpec
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ def foreign_hypervisor(tmp_path: Path) -> Iterator[EmbeddedHypervisor]:
 
 
 def test_one_node_fleet_on_an_existing_hypervisor(foreign_hypervisor: EmbeddedHypervisor) -> None:
-    from images.builder import build_image
+    from dcnlab.image.builder import build_image
 
     name = f"ext{os.getpid()}"
     fleet = Fleet.up(

@@ -24,17 +24,17 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.faults import FaultInjector
-from harness.cluster.bootstrap import Cluster
-from harness.cluster.spec import load_spec
-from harness.faults import Isolate, PowerOff
-from harness.invariants import ViolationKind
-from harness.journal import record_journals
-from harness.node import Node
-from harness.probe import ClientProbe
-from harness.sampler import ClusterSampler
-from harness.timeline import EventKind, Match, Recorder, chain, derive
-from harness.wait import wait_until
+from dcnlab.cluster.bootstrap import Cluster
+from dcnlab.cluster.invariants import ViolationKind
+from dcnlab.cluster.spec import load_spec
+from dcnlab.core.wait import wait_until
+from dcnlab.faults.faults import Isolate, PowerOff
+from dcnlab.fleet.node import Node
+from dcnlab.observe.journal import record_journals
+from dcnlab.observe.probe import ClientProbe
+from dcnlab.observe.sampler import ClusterSampler
+from dcnlab.observe.timeline import EventKind, Match, Recorder, chain, derive
+from dcnlab.pytest_plugin.faults import FaultInjector
 
 pytestmark = pytest.mark.integration
 

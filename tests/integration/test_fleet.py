@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from harness.domainxml import parse_owner
-from harness.errors import CommandError
-from harness.fleet import Fleet
-from harness.node import Node
+from dcnlab.core.errors import CommandError
+from dcnlab.fleet.fleet import Fleet
+from dcnlab.fleet.libvirt.domainxml import parse_owner
+from dcnlab.fleet.node import Node
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.hypervisor import EmbeddedHypervisor
+from dcnlab.fleet.libvirt.hypervisor import EmbeddedHypervisor
 
 pytestmark = pytest.mark.integration
 

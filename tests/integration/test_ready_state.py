@@ -1,4 +1,4 @@
-"""The ready-state cache end to end (harness.readystate).
+"""The ready-state cache end to end (dcnlab.ready.store).
 
 The session's cluster was cached when it was built (or it came from the
 cache itself). A second fleet, under another name, restores that entry while
@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from harness import paths, readystate
-from harness.cluster import ready
-from harness.cluster.bootstrap import Cluster
-from harness.cluster.spec import STONITH_ID, ClusterSpec
+from dcnlab.cluster.bootstrap import Cluster
+from dcnlab.cluster.spec import STONITH_ID, ClusterSpec
+from dcnlab.core import paths
+from dcnlab.ready import cluster as ready
+from dcnlab.ready import store as readystate
 
 pytestmark = pytest.mark.integration
 

@@ -11,16 +11,16 @@ import os
 
 import pytest
 
-from harness.fleet import Fleet
-from harness.gc import remnants
-from harness.spec import MAX_NETWORKS, FleetSpec
+from dcnlab.fleet.fleet import Fleet
+from dcnlab.fleet.gc import remnants
+from dcnlab.fleet.spec import MAX_NETWORKS, FleetSpec
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.mark.parametrize(("nodes", "networks"), [(2, MAX_NETWORKS)])
 def test_fleet_of_size(nodes: int, networks: int) -> None:
-    from images.builder import build_image
+    from dcnlab.image.builder import build_image
 
     name = f"sz{nodes}x{networks}-{os.getpid()}"
     fleet = Fleet.up(FleetSpec(name=name, nodes=nodes, networks=networks, memory_mib=768), build_image())

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from images.builder import build_image
+from dcnlab.image.builder import build_image
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -47,7 +47,7 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox
 @pytest.fixture(scope="session")
 def tiny_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A valid qcow2 whose MBR has one active, empty partition: it passes the
-    image and firmware checks (harness.firmware reads it as BIOS-bootable) yet
+    image and firmware checks (dcnlab.image.firmware reads it as BIOS-bootable) yet
     boots nothing: SeaBIOS finds no boot code (test_boot_failures relies on it)."""
     folder = tmp_path_factory.mktemp("images")
     raw, disk = folder / "tiny.raw", folder / "tiny.qcow2"

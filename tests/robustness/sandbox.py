@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.gc import remnants
-from harness.hypervisor import delete_netns, kill_run_processes
+from dcnlab.fleet.gc import remnants
+from dcnlab.fleet.libvirt.hypervisor import delete_netns, kill_run_processes
 
 BIN = Path(sys.executable).parent  # the virtualenv the tests run in: .venv/bin
 DCNLAB = str(BIN / "dcnlab")
@@ -287,7 +287,7 @@ def setup_error(result: subprocess.CompletedProcess[str]) -> str:
     assert_no_traceback(out)
     assert GUARD_MESSAGE not in out, out
     section = result.stdout.split("ERROR at setup of test_boot", 1)[1]
-    errors = [line for line in section.splitlines() if re.match(r"harness\.[\w.]+: ", line)]
+    errors = [line for line in section.splitlines() if re.match(r"dcnlab\.[\w.]+: ", line)]
     assert errors, f"no harness error in the report:\n{out}"
     start = section.index(errors[0])
     return section[start:].split("\n=====", 1)[0]

@@ -60,7 +60,7 @@ def qcow2_whose_backing_file_is_missing(path: Path) -> None:
 
 
 # qemu-img info reads the header only: the last two pass it, and only
-# `qemu-img check` (images/builder.py _check_qcow2) keeps them from a boot
+# `qemu-img check` (dcnlab/image/builder.py _check_qcow2) keeps them from a boot
 # that would never come up.
 CORRUPT = [
     pytest.param(random_bytes, "is not a disk image (no partition table or filesystem found)", id="random-bytes"),

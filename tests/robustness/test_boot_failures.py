@@ -30,7 +30,7 @@ def test_a_non_bootable_image_times_out_and_says_its_console_was_silent(
     box = vm_sandbox.box
     args = ("--dcn-image", str(tiny_image), "--dcn-nodes", "1", "--dcn-boot-timeout", "20")
     error = setup_error(box.pytest(*args, path=box.vm_path()))
-    assert error.startswith("harness.errors.ProvisionError: waiting for SSH failed on 1 of 1:"), error
+    assert error.startswith("dcnlab.core.errors.ProvisionError: waiting for SSH failed on 1 of 1:"), error
     assert 20 <= _waited(error) < 60, error  # the deadline, plus the last probe in flight
     assert "dcn1 printed nothing on its serial console" in error
     assert "is the image bootable, and does its boot loader and kernel log to ttyS0?" in error
@@ -52,7 +52,7 @@ def test_a_node_whose_ssh_never_answers_times_out_with_its_console(vm_sandbox: V
         raise
     code = child.finish(timeout=BOOT_BUDGET)
     error = setup_error(subprocess.CompletedProcess(child.proc.args, code, child.text, ""))
-    assert error.startswith("harness.errors.ProvisionError: waiting for SSH failed on 1 of 1:"), error
+    assert error.startswith("dcnlab.core.errors.ProvisionError: waiting for SSH failed on 1 of 1:"), error
     assert BOOTED <= _waited(error) < BOOTED + 60, error
     assert "console log tail (" in error
     assert "login:" in error, f"the console tail does not show the node up:\n{error}"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from images.builder import DEFAULT_RECIPE, load_recipe, recipe_digest
+from dcnlab.image.builder import DEFAULT_RECIPE, load_recipe, recipe_digest
 from tests.robustness.sandbox import NOWHERE, Sandbox, cli_error
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from images.builder import BuiltImage, build_image
+from dcnlab.image.builder import BuiltImage, build_image
 from tests.robustness.conftest import VmSandbox
 from tests.robustness.sandbox import setup_error
 
@@ -55,7 +55,7 @@ def test_a_uefi_node_that_never_boots_fails_and_leaves_no_nvram(vm_sandbox: VmSa
         result.stdout + result.stderr
     )
     error = setup_error(result)
-    assert error.startswith("harness.errors.ProvisionError: waiting for SSH failed on 1 of 1:"), error
+    assert error.startswith("dcnlab.core.errors.ProvisionError: waiting for SSH failed on 1 of 1:"), error
     # The image says nothing of its identity: both channels were offered, and the error says what each needs.
     assert "Identity channels offered: cloud-init: a cloud-init NoCloud seed" in error, error
     assert "smbios: SMBIOS systemd credentials" in error, error
@@ -93,7 +93,7 @@ def test_an_image_that_reads_no_channel_offered_fails_naming_them(
     args = ("--dcn-image", str(smbios_image.disk), "--dcn-nodes", "1", "--dcn-identity", "cloud-init")
     result = box.pytest(*args, "--dcn-boot-timeout", str(BOOTED), path=box.vm_path())
     error = setup_error(result)
-    assert error.startswith("harness.errors.ProvisionError: waiting for SSH failed on 1 of 1:"), error
+    assert error.startswith("dcnlab.core.errors.ProvisionError: waiting for SSH failed on 1 of 1:"), error
     assert "console log tail (" in error
     assert "login:" in error, f"the console tail does not show the node up:\n{error}"
     assert "Identity channels offered: cloud-init: a cloud-init NoCloud seed" in error, error

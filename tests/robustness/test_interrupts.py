@@ -24,9 +24,9 @@ CLEANUP = 90.0  # an interrupted run's own cleanup; far below any boot deadline 
 # the node frozen (a paused domain with a link down is what teardown and gc
 # must cope with). The test then waits for the interrupt.
 UNDER_FAULT = """\
-from harness.faults import FaultContext, Freeze, NicDown
-from harness.timeline import Recorder
-from harness.wait import wait_until
+from dcnlab.faults.faults import FaultContext, Freeze, NicDown
+from dcnlab.observe.timeline import Recorder
+from dcnlab.core.wait import wait_until
 
 
 def test_boot(fleet):

@@ -40,7 +40,7 @@ def test_cli_unreachable_libvirt(uri: str, cause: str, sandbox: Sandbox, tiny_im
 def test_pytest_unreachable_libvirt_is_one_message(sandbox: Sandbox, tiny_image: Path) -> None:
     result = sandbox.pytest("--dcn-image", str(tiny_image), "--dcn-libvirt-uri", NOWHERE, "--dcn-accel", "tcg")
     error = setup_error(result)
-    assert error.startswith(f"harness.errors.HypervisorError: cannot reach libvirt at {NOWHERE}: ")
+    assert error.startswith(f"dcnlab.core.errors.HypervisorError: cannot reach libvirt at {NOWHERE}: ")
     assert "or omit the URI to use the embedded hypervisor" in error
     assert sandbox.leaks() == []
 
@@ -92,6 +92,8 @@ def test_cli_embedded_libvirtd_dying_at_start(sandbox: Sandbox, tiny_image: Path
 def test_pytest_embedded_libvirtd_dying_at_start(sandbox: Sandbox, tiny_image: Path, dying_libvirtd: str) -> None:
     result = sandbox.pytest("--dcn-image", str(tiny_image), "--dcn-accel", "tcg", path=dying_libvirtd)
     error = setup_error(result)
-    assert error.startswith("harness.hypervisor.HypervisorExited: the embedded libvirtd exited during start-up:")
+    assert error.startswith(
+        "dcnlab.fleet.libvirt.hypervisor.HypervisorExited: the embedded libvirtd exited during start-up:"
+    )
     assert "libvirtd (robustness test): cannot initialize the QEMU driver" in error
     assert sandbox.leaks() == []

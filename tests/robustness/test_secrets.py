@@ -21,17 +21,17 @@ from types import SimpleNamespace
 import libvirt
 import pytest
 
-from fixtures.plugin import environment_of
-from harness.accel import Accel
-from harness.allure_report import write_results_metadata
-from harness.artifacts import collect_logs
-from harness.cluster.spec import DEFAULT_SPEC, load_spec
-from harness.fleet import Fleet, image_to_dict
-from harness.owner import RunRecord
-from harness.report import CaseRecord, RunReport
-from harness.spec import FleetSpec
-from harness.sshkeys import generate_key
-from images.builder import BuiltImage
+from dcnlab.cluster.spec import DEFAULT_SPEC, load_spec
+from dcnlab.core.keys import generate_key
+from dcnlab.core.owner import RunRecord
+from dcnlab.fleet.accel import Accel
+from dcnlab.fleet.fleet import Fleet, image_to_dict
+from dcnlab.fleet.spec import FleetSpec
+from dcnlab.image.builder import BuiltImage
+from dcnlab.observe.artifacts import collect_logs
+from dcnlab.pytest_plugin.plugin import environment_of
+from dcnlab.report.allure_report import write_results_metadata
+from dcnlab.report.timing import CaseRecord, RunReport
 from tests.robustness.sandbox import PYTEST
 
 NODES = 2
@@ -189,9 +189,9 @@ def test_a_failed_command_fed_a_secret_does_not_show_it(tmp_path: Path) -> None:
     (tmp_path / "test_auth.py").write_text(
         "from pathlib import Path\n"
         "from types import SimpleNamespace\n\n"
-        "from harness.cluster.pcs import host_auth_step\n"
-        "from harness.node import Access, Node\n"
-        "from harness.spec import FleetSpec\n\n\n"
+        "from dcnlab.cluster.pcs import host_auth_step\n"
+        "from dcnlab.fleet.node import Access, Node\n"
+        "from dcnlab.fleet.spec import FleetSpec\n\n\n"
         "class Refusing:\n"
         "    def run(self, cmd, **kwargs):\n"
         "        return SimpleNamespace(exited=1, stdout='', stderr='Error: Unable to authenticate dcn1')\n\n"

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from harness.cluster.crm import ClusterState, parse_crm_mon
+from dcnlab.cluster.crm import ClusterState, parse_crm_mon
 
 AGENTS = {
     "vip": "ocf:heartbeat:IPaddr2",

@@ -1,13 +1,13 @@
 """A small libvirt domain XML for unit tests: one node of a two-network
-fleet, rendered by harness.domainxml with placeholder paths."""
+fleet, rendered by dcnlab.fleet.libvirt.domainxml with placeholder paths."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.domainxml import BootSpec, Owner, domain_xml
-from harness.spec import FleetSpec
+from dcnlab.fleet.libvirt.domainxml import BootSpec, Owner, domain_xml
+from dcnlab.fleet.spec import FleetSpec
 
 
 def small_domain_xml(

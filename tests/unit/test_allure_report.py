@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.allure_report import (
+from dcnlab.cli import main
+from dcnlab.core.errors import CertificationFailure, CommandError, ConfigError, DcnlabError, WaitTimeout
+from dcnlab.observe.probe import ProbeError
+from dcnlab.report.allure_report import (
     ALLURE_VERSION,
     CATEGORIES,
     ReportError,
@@ -22,10 +25,7 @@ from harness.allure_report import (
     environment_properties,
     write_results_metadata,
 )
-from harness.cli import main
-from harness.errors import CertificationFailure, CommandError, ConfigError, DcnlabError, WaitTimeout
-from harness.probe import ProbeError
-from harness.report import Environment
+from dcnlab.report.timing import Environment
 
 ENV = Environment(
     "dcn-debian",
@@ -109,7 +109,7 @@ def test_categories_cover_every_harness_error_class() -> None:
         return [cls, *(s for sub in cls.__subclasses__() for s in subclasses(sub))]
 
     for cls in subclasses(DcnlabError):
-        assert cls.__module__.startswith("harness."), cls
+        assert cls.__module__.startswith("dcnlab."), cls
         err = cls.__new__(cls)
         err.args = ("something failed",)
         assert category_of(message_of(err), "broken") == "Harness and infrastructure errors", cls

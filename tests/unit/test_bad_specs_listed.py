@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from harness.cluster.spec import load_spec
+from dcnlab.cluster.spec import load_spec
 from tests.meta.test_bad_specs import BAD, EXPECTED
 
 

@@ -18,7 +18,7 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?>
   <failure message="AssertionError: FAIL: web downtime 75.0s over 60s">...</failure></testcase>
 <testcase classname="suites.image.test_image_preflight" name="test_stack[dcn1-r0]"/>
 <testcase classname="suites.image.test_image_preflight" name="test_stack[dcn1-r1]">
-  <failure message="harness.errors.CommandError: ssh dcn1 timed out">...</failure></testcase>
+  <failure message="dcnlab.core.errors.CommandError: ssh dcn1 timed out">...</failure></testcase>
 <testcase classname="suites.colocation.test_colocation" name="test_quorum[r0]">
   <error message="failed on setup with &quot;KeyError&quot;">...</error></testcase>
 <testcase classname="suites.colocation.test_colocation" name="test_quorum[r1]"/>

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.certify import (
+from dcnlab.certify.verdict import Outcome
+from dcnlab.certify.workloads import (
     HEAL_OUTAGE,
     Workload,
     check_requirements,
@@ -26,13 +27,12 @@ from harness.certify import (
     workload_marker,
     workloads,
 )
-from harness.cluster.spec import DEFAULT_SPEC, ClusterSpec, load_spec, parse_spec
-from harness.errors import ConfigError
-from harness.faults import KillProcess, NicDown
-from harness.probe import Endpoint
-from harness.spec import FleetSpec
-from harness.timeline import Event, EventKind
-from harness.verdict import Outcome
+from dcnlab.cluster.spec import DEFAULT_SPEC, ClusterSpec, load_spec, parse_spec
+from dcnlab.core.errors import ConfigError
+from dcnlab.faults.faults import KillProcess, NicDown
+from dcnlab.fleet.spec import FleetSpec
+from dcnlab.observe.probe import Endpoint
+from dcnlab.observe.timeline import Event, EventKind
 
 EXAMPLES = Path(__file__).parents[2] / "suites" / "specs" / "examples"
 PLAN = FleetSpec(name="t").plan()
@@ -468,7 +468,7 @@ def test_bad_requirements_are_refused_with_their_line(line: str, message: str) -
 
 
 def test_a_broken_together_requirement_is_seen_at_every_sample() -> None:
-    from harness.invariants import Placement, ViolationKind, check
+    from dcnlab.cluster.invariants import Placement, ViolationKind, check
 
     running = {"historian": frozenset({"dcn2"}), "gateway": frozenset({"dcn1"}), "gw-ip": frozenset({"dcn1"})}
     placement = Placement(1.0, running, {}, {}, (), ("dcn1",), frozenset())
@@ -488,7 +488,7 @@ def _timeline(*rows: tuple[float, EventKind, str | None, str | None]) -> list[Ev
 
 
 def test_no_outage_on_return_fails_on_a_fail_back_and_on_a_long_outage() -> None:
-    from harness.timeline import Timing, Timings
+    from dcnlab.observe.timeline import Timing, Timings
 
     spec = with_requirements("no-outage-on-return: gateway")
     gateway = by_id(spec)["gateway"]
@@ -532,7 +532,7 @@ def test_no_outage_on_return_fails_on_a_fail_back_and_on_a_long_outage() -> None
 
 
 def test_max_downtime_at_run_time() -> None:
-    from harness.timeline import Timing, Timings
+    from dcnlab.observe.timeline import Timing, Timings
 
     spec = with_requirements("max-downtime: {fault: power-off, limit: 60s}")
     gateway = by_id(spec)["gateway"]

@@ -10,9 +10,9 @@ import pytest
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from harness.chart import OVER_BAR, STYLES, Chart, Span, chart_of, client_spans, distribution_svg
-from harness.probe import Outage, analyse, parse_output
-from harness.timeline import Event, EventKind, Recorder, Timing, Timings, derive
+from dcnlab.observe.probe import Outage, analyse, parse_output
+from dcnlab.observe.timeline import Event, EventKind, Recorder, Timing, Timings, derive
+from dcnlab.report.chart import OVER_BAR, STYLES, Chart, Span, chart_of, client_spans, distribution_svg
 
 DATA = Path(__file__).parent / "data"
 SVG = "{http://www.w3.org/2000/svg}"
@@ -188,8 +188,8 @@ def test_an_empty_timeline_still_renders() -> None:
 def test_rendering_needs_no_display_and_leaves_pyplot_alone() -> None:
     code = (
         "import sys\n"
-        "from harness.chart import chart_of, distribution_svg\n"
-        "from harness.timeline import Event, EventKind\n"
+        "from dcnlab.report.chart import chart_of, distribution_svg\n"
+        "from dcnlab.observe.timeline import Event, EventKind\n"
         "fault = Event(1.0, EventKind.FAULT_INJECTED, 'fault:x', 'dcn1')\n"
         "chart = chart_of('t', [fault], fault, {}, ['dcn1'])\n"
         "chart.svg(); chart.png(); distribution_svg({}, 't')\n"

@@ -1,5 +1,5 @@
 """When a fault test waits for the healthy cluster after its heal: only when
-the next test on the cluster takes it as it is (fixtures/plugin.py)."""
+the next test on the cluster takes it as it is (dcnlab/pytest_plugin/plugin.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import pytest
 
-from fixtures.plugin import is_destructive, next_test_reuses_the_cluster, uses_cluster
+from dcnlab.pytest_plugin.plugin import is_destructive, next_test_reuses_the_cluster, uses_cluster
 
 
 @dataclass

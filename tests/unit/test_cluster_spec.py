@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster.spec import (
+from dcnlab.cluster.spec import (
     DEFAULT_SPEC,
     INFINITY,
     Ban,
@@ -19,8 +19,8 @@ from harness.cluster.spec import (
     parse_spec,
     score_text,
 )
-from harness.errors import ConfigError
-from harness.spec import FleetSpec
+from dcnlab.core.errors import ConfigError
+from dcnlab.fleet.spec import FleetSpec
 
 SPECS = Path(__file__).resolve().parents[2] / "suites" / "specs"
 PLAN = FleetSpec(name="t1").plan()

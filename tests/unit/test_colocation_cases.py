@@ -1,12 +1,11 @@
 """The colocation suite's cases, generated from a spec
-(harness/constraint_cases.py), and the verdicts it reaches on placements."""
+(dcnlab/certify/constraints.py), and the verdicts it reaches on placements."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from harness.cluster.spec import DEFAULT_SPEC, INFINITY, ClusterSpec, Colocation, Location, load_spec, parse_spec
-from harness.constraint_cases import (
+from dcnlab.certify.constraints import (
     AntiColocationCase,
     ColocationCase,
     PreferenceCase,
@@ -27,7 +26,8 @@ from harness.constraint_cases import (
     together_before,
     together_failure,
 )
-from harness.faults import KillProcess, PowerOff
+from dcnlab.cluster.spec import DEFAULT_SPEC, INFINITY, ClusterSpec, Colocation, Location, load_spec, parse_spec
+from dcnlab.faults.faults import KillProcess, PowerOff
 
 EXAMPLES = Path(__file__).parents[2] / "suites" / "specs" / "examples"
 

@@ -1,12 +1,12 @@
 """The health check every heal and every cluster start ends with:
-harness.cluster.bootstrap.not_converged on recorded-form crm_mon output."""
+dcnlab.cluster.bootstrap.not_converged on recorded-form crm_mon output."""
 
 from pathlib import Path
 
 from crmxml import state
 
-from harness.cluster.bootstrap import not_converged
-from harness.cluster.spec import DEFAULT_SPEC, load_spec
+from dcnlab.cluster.bootstrap import not_converged
+from dcnlab.cluster.spec import DEFAULT_SPEC, load_spec
 
 SPEC = load_spec(DEFAULT_SPEC)
 ALL = ["dcn1", "dcn2", "dcn3"]

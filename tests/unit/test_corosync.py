@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster.corosync import (
+from dcnlab.cluster.corosync import (
     conf_node_names,
     corosync_conf,
     parse_cfgtool,
@@ -13,9 +13,9 @@ from harness.cluster.corosync import (
     with_node,
     without_node,
 )
-from harness.cluster.spec import DEFAULT_SPEC, load_spec, parse_spec
-from harness.errors import ClusterError, ConfigError
-from harness.spec import FleetSpec
+from dcnlab.cluster.spec import DEFAULT_SPEC, load_spec, parse_spec
+from dcnlab.core.errors import ClusterError, ConfigError
+from dcnlab.fleet.spec import FleetSpec
 
 DATA = Path(__file__).parent / "data"
 DEFAULT = DEFAULT_SPEC
@@ -312,8 +312,8 @@ def test_links_that_never_connect_are_a_finding_naming_link_network_and_corosync
     """An image whose firewall drops corosync on network 1: every node's link
     1 is down to both others. The finding names the link, its network and
     interface, the nodes, and corosync's own words."""
-    from harness.cluster.bootstrap import links_finding
-    from harness.cluster.spec import DEFAULT_SPEC, load_spec
+    from dcnlab.cluster.bootstrap import links_finding
+    from dcnlab.cluster.spec import DEFAULT_SPEC, load_spec
 
     def status(me: int) -> str:
         others = "".join(f"\t\tnodeid:          {i}:\t{'localhost' if i == me else 'connected'}\n" for i in (1, 2, 3))
@@ -335,9 +335,9 @@ def test_links_that_never_connect_are_a_finding_naming_link_network_and_corosync
 
 
 def test_resources_that_fail_to_start_are_a_finding_with_the_agents_words() -> None:
-    from harness.cluster.bootstrap import resources_finding
-    from harness.cluster.crm import ClusterState, FailedAction
-    from harness.cluster.spec import DEFAULT_SPEC, load_spec
+    from dcnlab.cluster.bootstrap import resources_finding
+    from dcnlab.cluster.crm import ClusterState, FailedAction
+    from dcnlab.cluster.spec import DEFAULT_SPEC, load_spec
 
     spec = load_spec(DEFAULT_SPEC)
     failure = FailedAction(

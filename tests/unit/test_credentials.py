@@ -9,9 +9,9 @@ import xml.etree.ElementTree as ET
 import pytest
 from domxml import small_domain_xml
 
-from harness.credentials import PREFIX, identity_credentials, oem_strings
-from harness.errors import ConfigError
-from harness.spec import FleetSpec
+from dcnlab.core.errors import ConfigError
+from dcnlab.fleet.credentials import PREFIX, identity_credentials, oem_strings
+from dcnlab.fleet.spec import FleetSpec
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample dcnlab-run"
 PLAN = FleetSpec(name="t1").plan()

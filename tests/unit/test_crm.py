@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster.crm import ClusterState, parse_crm_mon, parse_pcmk_time, parse_transition_summary
-from harness.errors import ClusterError
+from dcnlab.cluster.crm import ClusterState, parse_crm_mon, parse_pcmk_time, parse_transition_summary
+from dcnlab.core.errors import ClusterError
 
 DATA = Path(__file__).parent / "data"
 

@@ -1,6 +1,6 @@
 """The disk-booted recipe's layout and build pieces, without mmdebstrap or a
 boot: the GPT written by sfdisk and the ESP by mkfs.vfat into a sparse file,
-read back as the harness reads a user's disk (harness.firmware)."""
+read back as the harness reads a user's disk (dcnlab.image.firmware)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ConfigError
-from harness.firmware import choose, parse_head, read_head
-from images.builder import (
+from dcnlab.core.errors import ConfigError
+from dcnlab.image.builder import (
     GRUB_DONE,
     MIB_SECTORS,
     disk_layout,
@@ -21,6 +20,7 @@ from images.builder import (
     parse_recipe,
     sfdisk_script,
 )
+from dcnlab.image.firmware import choose, parse_head, read_head
 
 
 def test_the_layout_is_bios_boot_esp_root_mib_aligned_and_leaves_room_for_the_backup_gpt() -> None:

@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
-from harness.domainxml import BootSpec, Owner, domain_xml, network_xml, parse_owner
-from harness.spec import FleetSpec
+from dcnlab.fleet.libvirt.domainxml import BootSpec, Owner, domain_xml, network_xml, parse_owner
+from dcnlab.fleet.spec import FleetSpec
 
 
 def _xml(kernel: Path | None = Path("/img/vmlinuz"), **firmware: Any) -> str:

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from fixtures.faults import FaultInjector
-from harness.faults import Fault
-from harness.timeline import ClockAnchor, Recorder
+from dcnlab.faults.faults import Fault
+from dcnlab.observe.timeline import ClockAnchor, Recorder
+from dcnlab.pytest_plugin.faults import FaultInjector
 
 
 class Noted(Fault):

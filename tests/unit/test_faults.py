@@ -3,8 +3,8 @@ from typing import Any, ClassVar
 import pytest
 from domxml import small_domain_xml
 
-from harness.errors import ConfigError, FaultError
-from harness.faults import (
+from dcnlab.core.errors import ConfigError, FaultError
+from dcnlab.faults.faults import (
     Fault,
     FaultContext,
     KillProcess,
@@ -15,8 +15,8 @@ from harness.faults import (
     link_state_xml,
     partition_rules,
 )
-from harness.spec import FleetSpec
-from harness.timeline import ClockAnchor, EventKind, Recorder
+from dcnlab.fleet.spec import FleetSpec
+from dcnlab.observe.timeline import ClockAnchor, EventKind, Recorder
 
 
 def node_xml() -> str:

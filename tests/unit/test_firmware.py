@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ConfigError
-from harness.firmware import BIOS_BOOT, ESP, HEAD_SECTORS, SECTOR, PartitionTable, choose, parse_head, read_head
+from dcnlab.core.errors import ConfigError
+from dcnlab.image.firmware import BIOS_BOOT, ESP, HEAD_SECTORS, SECTOR, PartitionTable, choose, parse_head, read_head
 
 LINUX = "0fc63daf-8483-4772-8e79-3d69d8477de4"
 

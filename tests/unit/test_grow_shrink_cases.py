@@ -1,5 +1,5 @@
 """The grow/shrink suite's sizes and the members it may remove
-(harness/constraint_cases.py), for any fleet size."""
+(dcnlab/certify/constraints.py), for any fleet size."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster.spec import DEFAULT_SPEC, load_spec, parse_spec
-from harness.constraint_cases import (
+from dcnlab.certify.constraints import (
     Resize,
     client_facing,
     grow_then_shrink,
@@ -16,7 +15,8 @@ from harness.constraint_cases import (
     remove_one,
     shrink_to_two_and_back,
 )
-from harness.spec import MAX_NODES
+from dcnlab.cluster.spec import DEFAULT_SPEC, load_spec, parse_spec
+from dcnlab.fleet.spec import MAX_NODES
 
 EXAMPLES = Path(__file__).parents[2] / "suites" / "specs" / "examples"
 

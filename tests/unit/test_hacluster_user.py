@@ -8,8 +8,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from harness.cluster.pcs import HACLUSTER_TO_ETC_SH, hacluster_password_step
-from harness.spec import FleetSpec
+from dcnlab.cluster.pcs import HACLUSTER_TO_ETC_SH, hacluster_password_step
+from dcnlab.fleet.spec import FleetSpec
 
 LINE = "hacluster:x:189:189:cluster user:/var/lib/pacemaker:/sbin/nologin"
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HypervisorError
-from harness.hypervisor import EmbeddedHypervisor, HypervisorExited
+from dcnlab.core.errors import HypervisorError
+from dcnlab.fleet.libvirt.hypervisor import EmbeddedHypervisor, HypervisorExited
 
 
 def _hv(tmp_path: Path, pid: int) -> EmbeddedHypervisor:

@@ -1,4 +1,4 @@
-"""Which identity channels a fleet offers an image (harness.identity), and
+"""Which identity channels a fleet offers an image (dcnlab.image.identity), and
 how recipes declare what their image reads."""
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ConfigError
-from harness.identity import CHANNELS, KERNEL, channels, describe, login
-from harness.node import Access
-from harness.preflight import identity_problems, root_login_problems
-from harness.spec import FleetSpec, NodePlan
-from harness.sshkeys import ssh_config_text
-from images.builder import LOGIN_KEY, _customize_script, parse_recipe
+from dcnlab.certify.preflight import identity_problems, root_login_problems
+from dcnlab.core.errors import ConfigError
+from dcnlab.fleet.node import Access
+from dcnlab.fleet.spec import FleetSpec, NodePlan
+from dcnlab.fleet.sshconfig import ssh_config_text
+from dcnlab.image.builder import LOGIN_KEY, _customize_script, parse_recipe
+from dcnlab.image.identity import CHANNELS, KERNEL, channels, describe, login
 
 
 def test_direct_kernel_boot_has_the_command_line_only() -> None:
@@ -86,7 +86,7 @@ def test_identity_needs_a_disk_boot(tmp_path: Path) -> None:
 
 
 def test_the_shipped_disk_recipes_say_what_they_read() -> None:
-    from images.builder import load_recipe
+    from dcnlab.image.builder import load_recipe
 
     assert load_recipe("dcn-debian-disk").identity == ("cloud-init",)
     smbios = load_recipe("dcn-debian-disk-smbios")

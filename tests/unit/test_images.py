@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ConfigError, ImageError
-from images import builder
-from images.builder import BuiltImage, build_image, image_from_path, list_images, load_recipe, recipe_digest
+from dcnlab.core.errors import ConfigError, ImageError
+from dcnlab.image import builder
+from dcnlab.image.builder import BuiltImage, build_image, image_from_path, list_images, load_recipe, recipe_digest
 
 REPO_IMAGES = Path(builder.__file__).resolve().parent
 

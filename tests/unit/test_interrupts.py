@@ -1,4 +1,4 @@
-"""harness.interrupts.deferred: a first Ctrl-C waits for the block, a second
+"""dcnlab.core.interrupts.deferred: a first Ctrl-C waits for the block, a second
 one interrupts it."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from harness.interrupts import deferred
+from dcnlab.core.interrupts import deferred
 
 
 def _interrupt() -> None:

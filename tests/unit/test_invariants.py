@@ -2,9 +2,9 @@ from pathlib import Path
 
 from crmxml import state
 
-from harness.cluster.spec import DEFAULT_SPEC, load_spec, parse_spec
-from harness.invariants import View, ViolationKind, banned, episodes, latest, merge, replay
-from harness.invariants import check as check_placement
+from dcnlab.cluster.invariants import View, ViolationKind, banned, episodes, latest, merge, replay
+from dcnlab.cluster.invariants import check as check_placement
+from dcnlab.cluster.spec import DEFAULT_SPEC, load_spec, parse_spec
 
 SPEC = load_spec(DEFAULT_SPEC)
 BAD = load_spec(Path(__file__).parents[2] / "suites/specs/bad/no_fencing_ignore_quorum.yaml")

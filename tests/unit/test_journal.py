@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.journal import PATTERNS, parse_journal
-from harness.timeline import ClockAnchor, EventKind, GuestClock
+from dcnlab.observe.journal import PATTERNS, parse_journal
+from dcnlab.observe.timeline import ClockAnchor, EventKind, GuestClock
 
 K = EventKind
 # Host wall 1764064980.0 was host monotonic 1000.0; dcn2's clock is 2 s ahead.

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.hypervisor import delete_netns, kill_netns_processes
-from harness.proc import run_local
-from harness.wait import wait_until
+from dcnlab.core.proc import run_local
+from dcnlab.core.wait import wait_until
+from dcnlab.fleet.libvirt.hypervisor import delete_netns, kill_netns_processes
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root and iproute2 to make a namespace"

@@ -12,13 +12,13 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
-PACKAGES = ("harness", "fixtures", "images")
+PACKAGES = ("dcnlab",)
 BOUNDED_BY = ("Deadline", "deadline", "timeout", "monotonic")
 
 # (file, function): why no deadline is needed.
 EXEMPT = {
-    ("harness/hvsupervisor.py", "reap_all"): "drains exited children with WNOHANG; ends when none is left",
-    ("harness/hvsupervisor.py", "main"): "the supervisor's life: ends on a signal or when a daemon dies",
+    ("dcnlab/fleet/libvirt/hvsupervisor.py", "reap_all"): "drains exited children with WNOHANG; ends when none is left",
+    ("dcnlab/fleet/libvirt/hvsupervisor.py", "main"): "the supervisor's life: ends on a signal or when a daemon dies",
 }
 
 

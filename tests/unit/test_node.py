@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from harness.node import _connection_class
+from dcnlab.fleet.node import _connection_class
 
 
 def test_opening_a_session_channel_has_the_commands_deadline() -> None:

@@ -3,8 +3,8 @@ import time
 
 import pytest
 
-from harness.errors import ClusterError, DcnlabError
-from harness.parallel import on_each
+from dcnlab.core.errors import ClusterError, DcnlabError
+from dcnlab.core.parallel import on_each
 
 
 def test_results_come_back_in_item_order_and_run_concurrently() -> None:

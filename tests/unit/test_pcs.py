@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster.fencing import fence_virt_argv, fence_virtd_argv, fence_virtd_conf
-from harness.cluster.pcs import (
+from dcnlab.cluster.fencing import fence_virt_argv, fence_virtd_argv, fence_virtd_conf
+from dcnlab.cluster.pcs import (
     BATCH_SCRIPT,
     BATCH_STARTUP,
     DEFAULT_CIB_FILE,
@@ -26,9 +26,9 @@ from harness.cluster.pcs import (
     resource_argv,
     stonith_argv,
 )
-from harness.cluster.spec import DEFAULT_SPEC, Ban, ClusterSpec, Colocation, Location, Order, load_spec, parse_spec
-from harness.errors import ConfigError
-from harness.spec import FleetSpec
+from dcnlab.cluster.spec import DEFAULT_SPEC, Ban, ClusterSpec, Colocation, Location, Order, load_spec, parse_spec
+from dcnlab.core.errors import ConfigError
+from dcnlab.fleet.spec import FleetSpec
 
 DEFAULT = DEFAULT_SPEC
 PLAN = FleetSpec(name="t1").plan()

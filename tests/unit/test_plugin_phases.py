@@ -11,7 +11,7 @@ pytest_plugins = ["pytester"]
 TESTS = """
 import time
 import pytest
-from fixtures.plugin import FAULT_PHASES
+from dcnlab.pytest_plugin.plugin import FAULT_PHASES
 
 @pytest.fixture
 def fleet():

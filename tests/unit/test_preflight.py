@@ -1,4 +1,4 @@
-"""Unit tests of the preflight's parsers and rules (harness/preflight.py): no VM."""
+"""Unit tests of the preflight's parsers and rules (dcnlab/certify/preflight.py): no VM."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import preflight
-from harness.cluster.spec import DEFAULT_SPEC, load_spec, parse_spec
-from harness.preflight import (
+from dcnlab.certify import preflight
+from dcnlab.certify.preflight import (
     HA_PORTS,
     ImageNeeds,
     InputFilter,
@@ -40,6 +39,7 @@ from harness.preflight import (
     unit_file,
     unit_state_problems,
 )
+from dcnlab.cluster.spec import DEFAULT_SPEC, load_spec, parse_spec
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import probe_client
-from harness.errors import ConfigError
-from harness.probe import (
+from dcnlab.core.errors import ConfigError
+from dcnlab.fleet.spec import FleetSpec
+from dcnlab.observe import probe_program as probe_client
+from dcnlab.observe.probe import (
     Attempt,
     ClientProbe,
     Endpoint,
@@ -19,8 +20,7 @@ from harness.probe import (
     parse_output,
     probe_argv,
 )
-from harness.spec import FleetSpec
-from harness.timeline import EventKind
+from dcnlab.observe.timeline import EventKind
 
 DATA = Path(__file__).parent / "data"
 

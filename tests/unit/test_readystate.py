@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from domxml import small_domain_xml
 
-from harness import readystate
-from harness.cluster.spec import parse_spec
-from harness.domainxml import network_xml
-from harness.readystate import ReadyState, SavedNode, ready_key
-from harness.spec import FleetSpec
-from images.builder import BuiltImage
+from dcnlab.cluster.spec import parse_spec
+from dcnlab.fleet.libvirt.domainxml import network_xml
+from dcnlab.fleet.spec import FleetSpec
+from dcnlab.image.builder import BuiltImage
+from dcnlab.ready import store as readystate
+from dcnlab.ready.store import ReadyState, SavedNode, ready_key
 
 SPEC = """
 cluster: {name: dcn}
@@ -178,7 +178,7 @@ def test_domain_names_carry_the_fleet_name_only_on_a_shared_hypervisor() -> None
 def test_the_fleet_comes_up_restored_only_when_its_first_user_needs_the_cluster() -> None:
     from types import SimpleNamespace
 
-    from fixtures.plugin import _first_fleet_user_needs_a_cluster
+    from dcnlab.pytest_plugin.plugin import _first_fleet_user_needs_a_cluster
 
     def session(*tests: tuple[str, ...]) -> Any:
         return SimpleNamespace(items=[SimpleNamespace(fixturenames=names) for names in tests])
@@ -194,7 +194,7 @@ def test_the_fleet_comes_up_restored_only_when_its_first_user_needs_the_cluster(
 
 
 def test_when_a_test_gets_a_fresh_cluster() -> None:
-    from fixtures.plugin import SessionCluster
+    from dcnlab.pytest_plugin.plugin import SessionCluster
 
     sc = SessionCluster(current=None, state=None)  # type: ignore[arg-type]
     assert sc.renewal_needed(destructive=True) == ""  # nothing ran on it yet: it is fresh

@@ -5,11 +5,11 @@ from typing import Any
 import jsonschema
 import pytest
 
-from harness.cluster.thresholds import Thresholds
-from harness.probe import analyse, parse_output
-from harness.report import SCHEMA, CasePhases, CaseRecord, ClusterStart, Environment, RunReport, Stats
-from harness.timeline import Recorder, derive
-from harness.verdict import Expectation, Outcome, judge
+from dcnlab.certify.verdict import Expectation, Outcome, judge
+from dcnlab.cluster.thresholds import Thresholds
+from dcnlab.observe.probe import analyse, parse_output
+from dcnlab.observe.timeline import Recorder, derive
+from dcnlab.report.timing import SCHEMA, CasePhases, CaseRecord, ClusterStart, Environment, RunReport, Stats
 
 DATA = Path(__file__).parent / "data"
 ENV = Environment("dcn-debian", "d997512adccc9979", "/cache/disk.qcow2", "default.yaml", "tcg", "embedded")
@@ -116,8 +116,8 @@ def test_an_empty_report_is_valid() -> None:
 
 
 def test_compare_two_runs(tmp_path: Path) -> None:
-    from harness.cli import main
-    from harness.report import compare, load_report
+    from dcnlab.cli import main
+    from dcnlab.report.timing import compare, load_report
 
     a = RunReport(ENV, [power_off_record()])
     b_env = Environment("rhde", "abc", "/x.qcow2", "default.yaml", "kvm", "qemu:///system")
@@ -134,7 +134,7 @@ def test_compare_two_runs(tmp_path: Path) -> None:
 
 
 def test_compare_refuses_what_is_not_a_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from harness.cli import main
+    from dcnlab.cli import main
 
     bad = tmp_path / "x.json"
     bad.write_text('{"a": 1}')
@@ -177,7 +177,7 @@ def test_a_workload_without_a_client_has_its_downtime_reported_as_not_measured(t
     missing instead of showing a number or a dash."""
     from dataclasses import replace
 
-    from harness.timeline import Timing
+    from dcnlab.observe.timeline import Timing
 
     rec = Recorder.from_dict(json.loads((DATA / "timeline_power_off_web.json").read_text()))
     events = rec.events()

@@ -10,11 +10,11 @@ client request failed."""
 import json
 from pathlib import Path
 
-from harness.cluster.thresholds import Thresholds
-from harness.journal import parse_journal
-from harness.probe import analyse, parse_output
-from harness.timeline import Event, EventKind, Recorder, Timings, derive, select
-from harness.verdict import Alternative, Expectation, Outcome, judge, observe
+from dcnlab.certify.verdict import Alternative, Expectation, Outcome, judge, observe
+from dcnlab.cluster.thresholds import Thresholds
+from dcnlab.observe.journal import parse_journal
+from dcnlab.observe.probe import analyse, parse_output
+from dcnlab.observe.timeline import Event, EventKind, Recorder, Timings, derive, select
 
 DATA = Path(__file__).parent / "data"
 K = EventKind

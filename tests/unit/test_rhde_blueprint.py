@@ -7,10 +7,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from harness import preflight
+from dcnlab.certify import preflight
 
 RHDE = Path(__file__).resolve().parents[2] / "images" / "rhde"
-GUEST = RHDE.parent / "guest"
+GUEST = RHDE.parents[1] / "dcnlab" / "image" / "guest"
 
 
 def blueprint(name: str = "dcn-rhde.toml") -> dict[str, Any]:

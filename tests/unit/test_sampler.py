@@ -4,10 +4,10 @@ from pathlib import Path
 import pytest
 from crmxml import crm_xml, quorum_text
 
-from harness.cluster.spec import DEFAULT_SPEC, load_spec
-from harness.invariants import replay
-from harness.probe import analyse, client_events, parse_output
-from harness.sampler import (
+from dcnlab.cluster.invariants import replay
+from dcnlab.cluster.spec import DEFAULT_SPEC, load_spec
+from dcnlab.observe.probe import analyse, client_events, parse_output
+from dcnlab.observe.sampler import (
     MARK,
     WATCH_END,
     WATCH_FILE,
@@ -19,7 +19,7 @@ from harness.sampler import (
     watch_collect_script,
     watch_script,
 )
-from harness.timeline import ClockAnchor, Event, EventKind, GuestClock, Match, chain, derive
+from dcnlab.observe.timeline import ClockAnchor, Event, EventKind, GuestClock, Match, chain, derive
 
 K = EventKind
 SPEC = load_spec(DEFAULT_SPEC)

@@ -1,4 +1,4 @@
-"""Unit tests of the cloud-init NoCloud seed (harness/seed.py) and its CD-ROM."""
+"""Unit tests of the cloud-init NoCloud seed (dcnlab/fleet/seed.py) and its CD-ROM."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from domxml import small_domain_xml
 
-from harness.errors import ConfigError
-from harness.seed import Seed, seed_documents, write_seed_image
-from harness.spec import FleetSpec
+from dcnlab.core.errors import ConfigError
+from dcnlab.fleet.seed import Seed, seed_documents, write_seed_image
+from dcnlab.fleet.spec import FleetSpec
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTests dcnlab-t1-abc"
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from harness.cluster.bootstrap import Cluster
-from harness.cluster.spec import DEFAULT_SPEC, load_spec
-from harness.errors import ClusterError
-from harness.fleet import Fleet
+from dcnlab.cluster.bootstrap import Cluster
+from dcnlab.cluster.spec import DEFAULT_SPEC, load_spec
+from dcnlab.core.errors import ClusterError
+from dcnlab.fleet.fleet import Fleet
 
 
 def _cluster(states: dict[str, str]) -> Cluster:

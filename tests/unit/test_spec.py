@@ -2,8 +2,8 @@ import ipaddress
 
 import pytest
 
-from harness.errors import ConfigError
-from harness.spec import FleetSpec, fleet_tag
+from dcnlab.core.errors import ConfigError
+from dcnlab.fleet.spec import FleetSpec, fleet_tag
 
 
 def test_defaults_are_three_nodes_on_two_networks() -> None:

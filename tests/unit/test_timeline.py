@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from harness.timeline import (
+from dcnlab.observe.timeline import (
     ClockAnchor,
     Event,
     EventKind,

@@ -3,12 +3,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster.spec import DEFAULT_SPEC, load_spec, parse_spec
-from harness.cluster.thresholds import Thresholds, membership_change_limit, parse_overrides, thresholds_for
-from harness.errors import ConfigError
-from harness.probe import Attempt, analyse, parse_output
-from harness.timeline import Event, EventKind, Recorder, derive
-from harness.verdict import Expectation, Outcome, describe_outage, downtime_over, judge, observe, window
+from dcnlab.certify.verdict import Expectation, Outcome, describe_outage, downtime_over, judge, observe, window
+from dcnlab.cluster.spec import DEFAULT_SPEC, load_spec, parse_spec
+from dcnlab.cluster.thresholds import Thresholds, membership_change_limit, parse_overrides, thresholds_for
+from dcnlab.core.errors import ConfigError
+from dcnlab.observe.probe import Attempt, analyse, parse_output
+from dcnlab.observe.timeline import Event, EventKind, Recorder, derive
 
 DATA = Path(__file__).parent / "data"
 K = EventKind

@@ -4,10 +4,10 @@ import time
 
 import pytest
 
-from harness.errors import CommandError, WaitTimeout
-from harness.owner import ProcessId, RunRecord
-from harness.proc import run_local
-from harness.wait import Deadline, wait_until
+from dcnlab.core.errors import CommandError, WaitTimeout
+from dcnlab.core.owner import ProcessId, RunRecord
+from dcnlab.core.proc import run_local
+from dcnlab.core.wait import Deadline, wait_until
 
 
 def test_wait_until_returns_the_truthy_value() -> None:
