@@ -22,18 +22,16 @@ from __future__ import annotations
 import contextlib
 import signal as signals
 import time
-import xml.etree.ElementTree as ET
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
-import libvirt
-
 from dcnlab.cluster.pcs import START_ARGV
 from dcnlab.core.errors import CommandError, ConfigError, DcnlabError, FaultError
 from dcnlab.core.proc import run_local
 from dcnlab.core.wait import Deadline, wait_until
+from dcnlab.fleet.provider import LINKS, PAUSE, POWER, NotApplicable, PowerAction, require
 from dcnlab.observe.timeline import Event, EventKind, Recorder
 
 if TYPE_CHECKING:
@@ -70,8 +68,10 @@ class FaultContext:
             )
         return self.member_of
 
-    def domain(self, node: str) -> libvirt.virDomain:
-        return self.fleet.conn.lookupByName(self.fleet.node(node).domain)
+    def power(self, node: str, action: PowerAction) -> None:
+        """Power ``node``'s machine through the fleet's provider (:mod:`dcnlab.fleet.provider`)."""
+        require(self.fleet.machines, PAUSE if action in ("suspend", "resume") else POWER, f"{action} of {node}")
+        self.fleet.machines.power(self.fleet.node(node).domain, action)
 
 
 class Fault(ABC):
@@ -106,7 +106,9 @@ class Fault(ABC):
         t0 = time.monotonic()
         try:
             self._inject(ctx)
-        except (libvirt.libvirtError, DcnlabError) as err:
+        except NotApplicable:
+            raise  # the engine cannot do it: not a failure of the fault
+        except DcnlabError as err:
             raise FaultError(f"cannot inject {self.name}: {err}") from err
         self.injected_at = ctx.recorder.record(
             EventKind.FAULT_INJECTED, self.source, node=self.node, detail=self.describe(), earliest=t0
@@ -120,7 +122,9 @@ class Fault(ABC):
         t0 = time.monotonic()
         try:
             self._heal(ctx)
-        except (libvirt.libvirtError, DcnlabError) as err:
+        except NotApplicable:
+            raise  # the engine cannot do it: not a failure of the fault
+        except DcnlabError as err:
             raise FaultError(f"cannot heal {self.name}: {err}") from err
         self.healed_at = ctx.recorder.record(EventKind.FAULT_HEALED, self.source, node=self.node, earliest=t0)
         return self.healed_at
@@ -141,7 +145,7 @@ def start_member(ctx: FaultContext, node: str) -> None:
     Does not wait for the cluster to converge (:func:`restore` does)."""
     state = ctx.fleet.domain_state(node)
     if state == "paused":
-        ctx.domain(node).resume()
+        ctx.power(node, "resume")
     elif state not in ("running", "blocked"):
         ctx.fleet.power_on(node)
     target = ctx.fleet.node(node)
@@ -160,7 +164,7 @@ class PowerOff(Fault):
 
     def _inject(self, ctx: FaultContext) -> None:
         assert self.node is not None
-        ctx.domain(self.node).destroy()
+        ctx.power(self.node, "off")
 
     def _heal(self, ctx: FaultContext) -> None:
         assert self.node is not None
@@ -178,7 +182,7 @@ class HardReset(Fault):
 
     def _inject(self, ctx: FaultContext) -> None:
         assert self.node is not None
-        ctx.domain(self.node).reset(0)
+        ctx.power(self.node, "reset")
 
     def _heal(self, ctx: FaultContext) -> None:
         assert self.node is not None
@@ -197,7 +201,7 @@ class GracefulShutdown(Fault):
 
     def _inject(self, ctx: FaultContext) -> None:
         assert self.node is not None
-        ctx.domain(self.node).shutdown()
+        ctx.power(self.node, "shutdown")
 
     def _heal(self, ctx: FaultContext) -> None:
         node = self.node
@@ -210,7 +214,7 @@ class GracefulShutdown(Fault):
                 interval=1.0,
             )
         if ctx.fleet.domain_state(node) not in ("shut-off", "absent"):
-            ctx.domain(node).destroy()  # it never finished: the heal must not hang
+            ctx.power(node, "off")  # it never finished: the heal must not hang
         start_member(ctx, node)
 
 
@@ -225,7 +229,7 @@ class Freeze(Fault):
 
     def _inject(self, ctx: FaultContext) -> None:
         assert self.node is not None
-        ctx.domain(self.node).suspend()
+        ctx.power(self.node, "suspend")
 
     def _heal(self, ctx: FaultContext) -> None:
         assert self.node is not None
@@ -235,41 +239,10 @@ class Freeze(Fault):
 # --------------------------------------------------------------- network
 
 
-def link_state_xml(domain_xml: str, mac: str, state: str) -> str:
-    """The ``<interface>`` element with ``mac`` from a domain's live XML, with
-    ``<link state=STATE/>`` set, for ``virDomainUpdateDeviceFlags``."""
-    if state not in ("up", "down"):
-        raise ConfigError(f"link state must be up or down, not {state!r}")
-    root = ET.fromstring(domain_xml)
-    for iface in root.findall("devices/interface"):
-        el = iface.find("mac")
-        if el is not None and el.get("address", "").lower() == mac.lower():
-            link = iface.find("link")
-            if link is None:
-                link = ET.SubElement(iface, "link")
-            link.set("state", state)
-            return ET.tostring(iface, encoding="unicode")
-    raise FaultError(f"the domain has no interface with MAC {mac}")
-
-
-def link_state(domain_xml: str, mac: str) -> str:
-    """``up`` or ``down``, as the live XML says (no ``<link>`` means up)."""
-    root = ET.fromstring(domain_xml)
-    for iface in root.findall("devices/interface"):
-        el = iface.find("mac")
-        if el is not None and el.get("address", "").lower() == mac.lower():
-            link = iface.find("link")
-            return "up" if link is None else link.get("state", "up")
-    raise FaultError(f"the domain has no interface with MAC {mac}")
-
-
-def set_link(ctx: FaultContext, node: str, network: int, state: str) -> None:
-    nic = ctx.fleet.node(node).plan.nics[network]
-    dom = ctx.domain(node)
-    dom.updateDeviceFlags(link_state_xml(dom.XMLDesc(0), nic.mac, state), libvirt.VIR_DOMAIN_AFFECT_LIVE)
-    now = link_state(dom.XMLDesc(0), nic.mac)
-    if now != state:
-        raise FaultError(f"{node} eth{network} link is {now} after setting it {state}")
+def set_link(ctx: FaultContext, node: str, network: int, up: bool) -> None:
+    """Pull or plug ``node``'s cable on ``network``, through the fleet's provider."""
+    require(ctx.fleet.machines, LINKS, f"a link of {node}")
+    ctx.fleet.machines.set_link(ctx.fleet.node(node).domain, ctx.fleet.node(node).plan.nics[network].mac, up)
 
 
 class NicDown(Fault):
@@ -293,15 +266,15 @@ class NicDown(Fault):
     def _inject(self, ctx: FaultContext) -> None:
         assert self.node is not None
         for net in self._links(ctx):
-            set_link(ctx, self.node, net, "down")
+            set_link(ctx, self.node, net, up=False)
 
     def _heal(self, ctx: FaultContext) -> None:
         assert self.node is not None
         errors = []
         for net in self._links(ctx):
             try:
-                set_link(ctx, self.node, net, "up")
-            except (libvirt.libvirtError, DcnlabError) as err:
+                set_link(ctx, self.node, net, up=True)
+            except DcnlabError as err:
                 if ctx.fleet.domain_state(self.node) in ("running", "paused", "blocked"):
                     errors.append(f"eth{net}: {err}")
                 # A domain that was fenced off meanwhile comes back with its
@@ -524,7 +497,7 @@ def restore(ctx: FaultContext, timeout: float | None = None) -> float:
         for name in ctx.fleet.nodes:
             try:
                 start_member(ctx, name)
-            except (libvirt.libvirtError, DcnlabError) as err:
+            except DcnlabError as err:
                 errors.append(f"{name}: {str(err).splitlines()[0]}")
         # A node that cannot even be started will not be fixed by another round.
         if errors:

@@ -41,7 +41,9 @@ from dcnlab.fleet.libvirt.hypervisor import (
     kill_netns_processes,
     kill_run_processes,
 )
+from dcnlab.fleet.libvirt.provider import LibvirtProvider
 from dcnlab.fleet.node import Access, Node
+from dcnlab.fleet.provider import Provider
 from dcnlab.fleet.seed import seed_documents, write_seed_image
 from dcnlab.fleet.spec import FleetSpec, NodePlan
 from dcnlab.fleet.sshconfig import ssh_config_text
@@ -53,16 +55,6 @@ from dcnlab.image.identity import login
 
 Progress = Callable[[str], None]
 
-STATE_NAMES = {
-    libvirt.VIR_DOMAIN_NOSTATE: "nostate",
-    libvirt.VIR_DOMAIN_RUNNING: "running",
-    libvirt.VIR_DOMAIN_BLOCKED: "blocked",
-    libvirt.VIR_DOMAIN_PAUSED: "paused",
-    libvirt.VIR_DOMAIN_SHUTDOWN: "shutting-down",
-    libvirt.VIR_DOMAIN_SHUTOFF: "shut-off",
-    libvirt.VIR_DOMAIN_CRASHED: "crashed",
-    libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
-}
 # Seconds a node takes to answer SSH under KVM on an idle core; scaled by the
 # accelerator and by how many guests share each host core.
 BOOT_BASE_SECONDS = 60.0
@@ -164,6 +156,8 @@ class Fleet:
             self.nodes[plan.name] = Node(plan, self.access)
         self.timings: dict[str, float] = {}
         self._conn: libvirt.virConnect | None = None
+        # Power, state and links of the machines, through this fleet's connection.
+        self.machines: Provider = LibvirtProvider(lambda: self.conn)
         self.closing = False  # set by the teardown; waits for its nodes stop at once
 
     @property
@@ -180,6 +174,11 @@ class Fleet:
             raise ConfigError(
                 f"fleet {self.name} has no node {name!r}; its nodes are {', '.join(self.nodes)}"
             ) from None
+
+    def new_provider(self) -> Provider:
+        """Another handle on the machines, with a connection of its own: for a
+        thread (the sampler's) that must not share the fleet's."""
+        return LibvirtProvider(self.hv.connect)
 
     @property
     def conn(self) -> libvirt.virConnect:
@@ -557,13 +556,11 @@ class Fleet:
         """Start a node that is off (fenced, powered off) and wait for SSH."""
         node = self.node(name)
         node.close()
-        dom = self.conn.lookupByName(node.domain)
         t0 = time.monotonic()
-        if not dom.isActive():
-            try:
-                dom.create()
-            except libvirt.libvirtError as err:
-                raise ProvisionError(f"cannot power on {name} (domain {node.domain}): {err}") from err
+        try:
+            self.machines.power(node.domain, "on")
+        except HypervisorError as err:
+            raise ProvisionError(f"cannot power on {name}: {err}") from err
         self._wait_ssh(node, Deadline.after(self.boot_seconds(1)), t0)
 
     def power_off(self, name: str) -> None:
@@ -571,9 +568,7 @@ class Fleet:
         shutdown runs in the guest. :meth:`power_on` brings it back."""
         node = self.node(name)
         node.close()
-        dom = self.conn.lookupByName(node.domain)
-        if dom.isActive():
-            dom.destroy()
+        self.machines.power(node.domain, "off")
 
     def reboot(self, name: str) -> None:
         """Reboot a node from inside (``systemctl reboot``) and wait until it
@@ -622,20 +617,18 @@ class Fleet:
         closed first: they would not survive. Returns the names paused."""
         frozen = []
         for node in self.nodes.values():
-            dom = self.conn.lookupByName(node.domain)
-            if dom.state()[0] != libvirt.VIR_DOMAIN_RUNNING:
+            if self.machines.state(node.domain) != "running":
                 continue
             node.close()
-            dom.suspend()
+            self.machines.power(node.domain, "suspend")
             frozen.append(node.name)
         return frozen
 
     def ensure_running(self) -> None:
         """Resume every paused domain of the fleet."""
         for node in self.nodes.values():
-            dom = self.conn.lookupByName(node.domain)
-            if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
-                dom.resume()
+            if self.machines.state(node.domain) == "paused":
+                self.machines.power(node.domain, "resume")
 
     def set_clocks(self, names: Iterable[str] | None = None) -> None:
         """Set the guests' clocks (every node's, or ``names``') from the host's: a
@@ -655,19 +648,8 @@ class Fleet:
         return [n for n in self.nodes.values() if self.domain_state(n.name) == "running"]
 
     def domain_state(self, name: str) -> str:
-        domain = self.node(name).domain
-        try:
-            return _state_name(self.conn, domain)
-        except libvirt.libvirtError as err:
-            failure = err
-            if self._conn is not None and not self._conn.isAlive():
-                # A broken connection says nothing about the domain: look again
-                # through a new one (self.conn reconnects, or says the hypervisor is gone).
-                try:
-                    return _state_name(self.conn, domain)
-                except libvirt.libvirtError as again:
-                    failure = again
-        raise HypervisorError(f"cannot read the state of {name} (domain {domain}): {failure}") from failure
+        """The power state of ``name``'s machine (:data:`dcnlab.fleet.provider.POWER_STATES`)."""
+        return self.machines.state(self.node(name).domain)
 
     def console_log(self, name: str) -> Path:
         return self.run_dir / "logs" / f"{name}.console.log"
@@ -734,17 +716,6 @@ class Fleet:
             )
         accel = Accel("kvm" if record.domain_type == "kvm" else "tcg", "as recorded when the fleet was created")
         return cls(record, run_dir, hv, image_from_dict(record.image), accel, progress)
-
-
-def _state_name(conn: libvirt.virConnect, domain: str) -> str:
-    """The domain's state as a word; "absent" when libvirt knows no such domain."""
-    try:
-        state, _reason = conn.lookupByName(domain).state()
-    except libvirt.libvirtError as err:
-        if err.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-            return "absent"
-        raise
-    return STATE_NAMES.get(state, str(state))
 
 
 def _hypervisor_of(record: RunRecord, run_dir: Path) -> Hypervisor:

@@ -56,9 +56,8 @@ from dcnlab.fleet.node import Node
 from dcnlab.observe.timeline import ClockAnchor, Event, EventKind, GuestClock, Recorder
 
 if TYPE_CHECKING:
-    import libvirt
-
     from dcnlab.fleet.fleet import Fleet
+    from dcnlab.fleet.provider import Provider
 
 DEFAULT_INTERVAL = 3.0
 # One sample's command may take this long (seconds, before the accelerator's scale).
@@ -439,7 +438,7 @@ class ClusterSampler:
     :meth:`stop`, recording events into ``recorder``.
 
     It uses its own SSH connections (one :class:`Node` per node, separate
-    from ``fleet.nodes``) and its own libvirt connection, so it never races
+    from ``fleet.nodes``) and its own handle on the machines (Fleet.new_provider), so it never races
     the test for them.
     """
 
@@ -478,7 +477,7 @@ class ClusterSampler:
         self._results: queue.Queue[Sample] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._conn: libvirt.virConnect | None = None
+        self._machines: Provider | None = None
         self._lock = threading.Lock()
         self.error: BaseException | None = None
         # Every sample's raw output, one JSON line each: an artifact, and
@@ -496,7 +495,7 @@ class ClusterSampler:
     def start(self) -> ClusterSampler:
         """Measure every guest's clock, take a first sample of every node (so
         the baseline is known before any fault), then sample in the background."""
-        self._conn = self.fleet.hv.connect()
+        self._machines = self.fleet.new_provider()
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(self._nodes)), thread_name_prefix="sampler")
         running = self._running()
         list(self._pool.map(self._measure_clock, running))
@@ -524,10 +523,9 @@ class ClusterSampler:
         for node in self._nodes.values():
             with contextlib.suppress(Exception):
                 node.close()
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
+        if self._machines is not None:
+            self._machines.close()
+            self._machines = None
         with self._lock:
             if self._raw is not None:
                 self._raw.close()
@@ -584,16 +582,12 @@ class ClusterSampler:
         return [name for name in self._nodes if self._state(name) in ("running", "blocked", "unknown")]
 
     def _state(self, name: str) -> str:
-        import libvirt
-
-        from dcnlab.fleet.fleet import STATE_NAMES
-
-        try:
-            assert self._conn is not None
-            state, _reason = self._conn.lookupByName(self._nodes[name].domain).state()
-        except (libvirt.libvirtError, AssertionError):
+        if self._machines is None:
             return "unknown"
-        return STATE_NAMES.get(state, str(state))
+        try:
+            return self._machines.state(self._nodes[name].domain)
+        except DcnlabError:
+            return "unknown"
 
     def _sample(self, name: str) -> Sample:
         node = self._nodes[name]

@@ -3,7 +3,7 @@ from typing import Any, ClassVar
 import pytest
 from domxml import small_domain_xml
 
-from dcnlab.core.errors import ConfigError, FaultError
+from dcnlab.core.errors import ConfigError, FaultError, HypervisorError
 from dcnlab.faults.faults import (
     Fault,
     FaultContext,
@@ -11,10 +11,9 @@ from dcnlab.faults.faults import (
     Partition,
     injected,
     kill_argv,
-    link_state,
-    link_state_xml,
     partition_rules,
 )
+from dcnlab.fleet.libvirt.provider import link_state, link_state_xml
 from dcnlab.fleet.spec import FleetSpec
 from dcnlab.observe.timeline import ClockAnchor, EventKind, Recorder
 
@@ -41,9 +40,9 @@ def test_link_state_xml_names_one_interface() -> None:
     )
     assert again.count("<link ") == 1
     assert 'state="up"' in again
-    with pytest.raises(FaultError, match="no interface"):
+    with pytest.raises(HypervisorError, match="no interface"):
         link_state_xml(xml, "52:54:00:00:00:00", "down")
-    with pytest.raises(ConfigError):
+    with pytest.raises(ValueError, match="up or down"):
         link_state_xml(xml, mac, "sideways")
 
 

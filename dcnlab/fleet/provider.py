@@ -1,0 +1,86 @@
+"""The provider seam: what the rest of dcnlab asks of the engine that runs a
+fleet's machines, and nothing about how. libvirt implements it
+(:mod:`dcnlab.fleet.libvirt.provider`); a second engine (other hosts, KubeVirt)
+implements the same Protocols, and unit tests use a fake that refuses any call
+they did not expect (``tests/unit/fakes.py``).
+
+Machines are named by their domain names (:attr:`NodePlan.domain`), NICs by
+their MAC addresses: both are the fleet's plan, so no engine object leaks out.
+Every operation raises :class:`~dcnlab.core.errors.HypervisorError` on failure.
+
+An engine that cannot do something says so in :attr:`Provider.capabilities`;
+a fault that needs a missing capability is reported as not applicable
+(:func:`require`), never carried out some weaker way.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from dcnlab.core.errors import DcnlabError
+
+PowerAction = Literal["on", "off", "reset", "shutdown", "suspend", "resume"]
+# What Machines.state answers: the words Fleet.domain_state has always used.
+POWER_STATES = (
+    "running",
+    "blocked",
+    "paused",
+    "shutting-down",
+    "shut-off",
+    "crashed",
+    "suspended",
+    "nostate",
+    "absent",  # the engine knows no such machine
+)
+# Capabilities a provider may offer.
+POWER = "power"  # on, off (no shutdown in the guest), reset, ACPI shutdown
+PAUSE = "pause"  # suspend and resume the vCPUs
+LINKS = "links"  # a NIC's link down and up, live
+CAPABILITIES = (POWER, PAUSE, LINKS)
+
+
+class NotApplicable(DcnlabError):
+    """The fault or step needs something this engine cannot do."""
+
+
+class Machines(Protocol):
+    """Power and state of the fleet's machines."""
+
+    def power(self, domain: str, action: PowerAction) -> None:
+        """``on`` starts a machine that is off; ``off`` cuts its power (no shutdown runs
+        in the guest); ``reset`` is the reset button; ``shutdown`` the ACPI power button;
+        ``suspend``/``resume`` stop and restart its vCPUs."""
+        ...
+
+    def state(self, domain: str) -> str:
+        """One of :data:`POWER_STATES`."""
+        ...
+
+
+class Links(Protocol):
+    """The link state of the machines' NICs, as a cable pulled or plugged back."""
+
+    def set_link(self, domain: str, mac: str, up: bool) -> None:
+        """Set the link and check that it took."""
+        ...
+
+    def link_up(self, domain: str, mac: str) -> bool: ...
+
+
+class Provider(Machines, Links, Protocol):
+    """One engine's machines and links, with what it can do."""
+
+    capabilities: frozenset[str]
+
+    def close(self) -> None:
+        """Release the engine connection (the provider reconnects if used again)."""
+        ...
+
+
+def require(provider: Provider, capability: str, what: str) -> None:
+    """Raise :class:`NotApplicable` naming ``what`` when ``provider`` lacks ``capability``."""
+    if capability not in provider.capabilities:
+        offered = ", ".join(sorted(provider.capabilities)) or "nothing"
+        raise NotApplicable(
+            f"{what} needs the engine to offer {capability!r}; {type(provider).__name__} offers {offered}"
+        )
