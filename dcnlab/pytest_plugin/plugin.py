@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from dcnlab.certify import preflight
 from dcnlab.certify.workloads import check_requirements
 from dcnlab.cluster.bootstrap import Cluster
 from dcnlab.cluster.spec import DEFAULT_SPEC, ClusterSpec, load_spec
@@ -27,7 +26,6 @@ from dcnlab.cluster.thresholds import Thresholds, parse_overrides
 from dcnlab.core.errors import ConfigError, DcnlabError
 from dcnlab.fleet.accel import detect
 from dcnlab.fleet.fleet import Fleet
-from dcnlab.fleet.libvirt.hypervisor import EmbeddedHypervisor
 from dcnlab.fleet.node import Node
 from dcnlab.fleet.spec import (
     MAX_BOOT_TIMEOUT,
@@ -43,7 +41,7 @@ from dcnlab.pytest_plugin import allure_glue
 from dcnlab.ready import cluster as ready
 from dcnlab.ready import store as readystate
 from dcnlab.ready.store import ReadyKey, ReadyState
-from dcnlab.report.timing import CasePhases, ClusterStart, Environment, RunReport
+from dcnlab.report.timing import CasePhases, ClusterStart, RunReport
 
 # The fault fixtures, registered with this plugin (one entry point: -p no:dcnlab turns off both).
 pytest_plugins = ["dcnlab.pytest_plugin.faults"]
@@ -587,39 +585,6 @@ def timing_report(pytestconfig: pytest.Config) -> RunReport:
     """The run's timing report: cases add a :class:`CaseRecord`; it is written
     to --dcn-report and summarised at the end of the run."""
     return pytestconfig.stash.setdefault(REPORT, RunReport())
-
-
-def environment_of(fleet: Fleet, spec: ClusterSpec) -> Environment:
-    image = fleet.image
-    return Environment(
-        image_recipe=image.recipe,
-        image_digest=image.digest,
-        image_path=str(image.disk),
-        spec=str(spec.path),
-        accelerator=fleet.accel.name,
-        hypervisor="embedded" if isinstance(fleet.hv, EmbeddedHypervisor) else str(fleet.hv.uri),
-        versions=_stack_versions(fleet, spec),
-    )
-
-
-def _stack_versions(fleet: Fleet, spec: ClusterSpec) -> dict[str, str]:
-    """The versions of the packages the spec needs (the cluster stack and
-    what its agents come with) on the first running node (one image: the
-    same everywhere), as the preflight suite reads them. Running:
-    after a case whose heal did not wait, a fenced node is still off, and
-    its connection from before the fence answers nothing."""
-    running = fleet.running()
-    if not running:
-        return {"unknown": f"no node of fleet {fleet.name} is running"}
-    node = running[0]
-    timeout = 60 * fleet.accel.scale
-    try:
-        family = preflight.os_family(node.run(["cat", "/etc/os-release"], timeout=timeout).stdout)
-        names = preflight.requirements_of(spec).package_names(family)
-        query = node.run(preflight.package_query_command(family, names), timeout=timeout, check=False)
-    except DcnlabError as err:  # the report says why instead of failing the case
-        return {"unknown": str(err).splitlines()[0]}
-    return preflight.parse_package_query(query.stdout)
 
 
 # Under pytest-xdist each worker keeps its own report; it goes to the

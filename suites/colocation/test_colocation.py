@@ -55,8 +55,8 @@ from dcnlab.cluster.invariants import Violation
 from dcnlab.core.errors import WaitTimeout
 from dcnlab.core.wait import wait_until
 from dcnlab.faults.faults import PowerOff
+from dcnlab.faults.injector import FaultInjector
 from dcnlab.observe.sampler import ClusterSampler
-from dcnlab.pytest_plugin.faults import FaultInjector
 from dcnlab.pytest_plugin.plugin import fleet_nodes, session_spec
 
 SETTLE = 180.0  # seconds before the accelerator's scale

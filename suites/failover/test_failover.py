@@ -37,14 +37,15 @@ from dcnlab.cluster.crm import parse_crm_mon
 from dcnlab.cluster.thresholds import Thresholds, thresholds_for
 from dcnlab.core.errors import WaitTimeout
 from dcnlab.core.wait import Deadline, wait_until
+from dcnlab.faults.injector import FaultInjector
 from dcnlab.observe.journal import journal_events, record_journals
 from dcnlab.observe.probe import ClientProbe, Outage, back_after_failure
 from dcnlab.observe.sampler import ClusterSampler
 from dcnlab.observe.timeline import Event, EventKind, Recorder, Timing, derive, heal_of
 from dcnlab.pytest_plugin import allure_glue
-from dcnlab.pytest_plugin.faults import FaultInjector
-from dcnlab.pytest_plugin.plugin import environment_of, fleet_nodes, session_spec
+from dcnlab.pytest_plugin.plugin import fleet_nodes, session_spec
 from dcnlab.report.chart import chart_of, client_spans
+from dcnlab.report.environment import environment_of
 from dcnlab.report.timing import CaseRecord, RunReport
 
 # ------------------------------------------------------------------ the cases

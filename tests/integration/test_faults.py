@@ -29,12 +29,12 @@ from dcnlab.cluster.invariants import ViolationKind
 from dcnlab.cluster.spec import load_spec
 from dcnlab.core.wait import wait_until
 from dcnlab.faults.faults import Isolate, PowerOff
+from dcnlab.faults.injector import FaultInjector
 from dcnlab.fleet.node import Node
 from dcnlab.observe.journal import record_journals
 from dcnlab.observe.probe import ClientProbe
 from dcnlab.observe.sampler import ClusterSampler
 from dcnlab.observe.timeline import EventKind, Match, Recorder, chain, derive
-from dcnlab.pytest_plugin.faults import FaultInjector
 
 pytestmark = pytest.mark.integration
 

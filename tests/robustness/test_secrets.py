@@ -29,8 +29,8 @@ from dcnlab.fleet.fleet import Fleet, image_to_dict
 from dcnlab.fleet.spec import FleetSpec
 from dcnlab.image.builder import BuiltImage
 from dcnlab.observe.artifacts import collect_logs
-from dcnlab.pytest_plugin.plugin import environment_of
 from dcnlab.report.allure_report import write_results_metadata
+from dcnlab.report.environment import environment_of
 from dcnlab.report.timing import CaseRecord, RunReport
 from tests.robustness.sandbox import PYTEST
 

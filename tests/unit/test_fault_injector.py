@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from dcnlab.faults.faults import Fault
+from dcnlab.faults.injector import FaultInjector
 from dcnlab.observe.timeline import ClockAnchor, Recorder
-from dcnlab.pytest_plugin.faults import FaultInjector
 
 
 class Noted(Fault):

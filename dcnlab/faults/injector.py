@@ -1,0 +1,142 @@
+"""The fault injector: faults on one cluster, every one healed, the cluster
+healthy again afterwards, and what cut-off nodes saw merged back in. The
+``fault`` fixture (:mod:`dcnlab.pytest_plugin.faults`) hands one to a test;
+a script without pytest uses it the same way."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+from dcnlab.cluster.bootstrap import Cluster
+from dcnlab.cluster.invariants import View, Violation
+from dcnlab.core.errors import FaultError
+from dcnlab.faults.faults import Fault, FaultContext, Injected, injected
+from dcnlab.observe.artifacts import collect_logs
+from dcnlab.observe.sampler import ClusterSampler, NodeWatch
+from dcnlab.observe.timeline import EventKind, Recorder
+
+
+class FaultInjector:
+    """Injects faults into one cluster and undoes them all.
+
+    ``watch=True`` first arms a :class:`NodeWatch` on the faulted node (for
+    faults that cut it off from the harness); its views are collected after
+    the heal and merged with the sampler's to re-check the invariants:
+    :meth:`heal` returns the violations only that merge could see, and puts
+    them on the timeline.
+
+    ``wait_healthy`` (set before injecting): after the heal, wait until the
+    cluster has converged again. Turn it off only for a throwaway cluster
+    (a deliberately broken one the test tears down anyway).
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        recorder: Recorder,
+        sampler: ClusterSampler,
+        artifacts: Path,
+        *,
+        renewable: bool = False,
+    ) -> None:
+        self.ctx = FaultContext.of(cluster, recorder)
+        self.sampler = sampler
+        self.artifacts = artifacts
+        self.faults: list[Fault] = []
+        self.late_violations: list[Violation] = []
+        self.restore_seconds: float | None = None
+        self._stack = contextlib.ExitStack()
+        self._watched: list[View] = []
+        self._first: Injected | None = None
+        self.wait_healthy = True
+        self._armed_wall = time.time()
+        # Where the test's time went (CasePhases): the first fault's
+        # monotonic time, then how long it played out, healed and recovered.
+        self._first_at: float | None = None
+        self.phases: dict[str, float] = {}
+        # Whether the next test can get a cluster restored from the
+        # ready-state cache, and why it will (skip_the_return).
+        self._renewable = renewable
+        self.renewal = ""
+        self._nodes: set[str] = set()  # the nodes faults were injected on
+
+    def __call__(self, fault: Fault, *, watch: bool = False) -> Fault:
+        watcher = None
+        if watch:
+            if fault.node is None:
+                raise FaultError(f"{fault.name} names no node to watch")
+            watcher = NodeWatch(self.ctx.fleet.node(fault.node), self.ctx.recorder).start()
+
+        def collect() -> None:
+            if watcher is not None:
+                self._watched.extend(watcher.collect())
+
+        # Only the first fault waits for health: it heals last (ExitStack order).
+        wait = self.wait_healthy and not self.faults
+        if self._first_at is None:
+            self._first_at = time.monotonic()
+        if fault.node is not None:
+            self._nodes.add(fault.node)
+        result = self._stack.enter_context(injected(fault, self.ctx, wait_healthy=wait, on_healed=collect))
+        if not self.faults:
+            self._first = result
+        self.faults.append(fault)
+        return fault
+
+    def skip_the_return(self, why: str) -> bool:
+        """Heal without waiting for the faulted node to come back and the
+        cluster to converge: the next test gets a cluster restored from the
+        ready-state cache instead (14-15 s against a boot and a rejoin of a
+        minute or more under TCG; its health check is the same). Call before
+        injecting. Returns whether it will: only when the session has a
+        ready state to restore. A case that certifies the return itself (a
+        fail-back, a restart on rejoin) must keep the slow path."""
+        if not self._renewable or self.faults:
+            return False
+        self.wait_healthy = False
+        self.renewal = why
+        return True
+
+    def heal(self) -> list[Violation]:
+        """Heal every fault now (the last injected first), wait until the
+        cluster is healthy, and re-check the invariants with what watched
+        nodes recorded. Idempotent; teardown calls it too."""
+        if not self.faults:
+            return self.late_violations
+        stack, self._stack = self._stack, contextlib.ExitStack()
+        self.faults = []
+        started = time.monotonic()
+        try:
+            stack.close()
+        finally:
+            if self._first is not None:
+                self.restore_seconds = self._first.restore_seconds
+            if self._first_at is not None and not self.phases:
+                health = self._first.waited if self._first is not None else 0.0
+                self.phases = {
+                    "fault": started - self._first_at,
+                    "heal": max(0.0, time.monotonic() - started - health),
+                    "health": health,
+                }
+        if self._watched:
+            self.late_violations = self.sampler.replay_with(self._watched)
+            seen: set[tuple[str, str, str | None, tuple[str, ...]]] = set()
+            for v in self.late_violations:
+                if v.key not in seen:
+                    seen.add(v.key)
+                    self.ctx.recorder.record(
+                        EventKind.INVARIANT_VIOLATED,
+                        "invariants:replay",
+                        node=",".join(v.nodes),
+                        resource=v.resource,
+                        detail=v.detail,
+                        t=v.t,
+                    )
+        return self.late_violations
+
+    def collect_artifacts(self) -> list[str]:
+        # Nodes whose return was skipped are booting: SSH would wait for them.
+        booting = self._nodes if self.renewal else set()
+        return collect_logs(self.ctx.fleet, self.artifacts, self._armed_wall, booting=booting)
