@@ -783,8 +783,9 @@ def image_fix(family: Family, image: str) -> str:
 # --------------------------------------------------------------------------- identity
 
 # The command whose output :func:`identity_problems` reads: the kernel's
-# hostname, then every link with its MAC and IPv4 addresses as JSON.
-IDENTITY_COMMAND = "cat /proc/sys/kernel/hostname; ip -j -4 addr show"
+# hostname, then every link with its MAC and addresses as JSON. No -4: with a
+# family filter, ip leaves each link's MAC ("address") out of its JSON.
+IDENTITY_COMMAND = "cat /proc/sys/kernel/hostname; ip -j addr show"
 
 
 def identity_problems(node: NodePlan, output: str) -> list[str]:
@@ -804,6 +805,8 @@ def identity_problems(node: NodePlan, output: str) -> list[str]:
         mac = str(link.get("address", "")).lower()
         addrs = {str(a.get("local")) for a in link.get("addr_info", []) if a.get("family") == "inet"}
         by_mac[mac] = (str(link.get("ifname", "?")), addrs)
+    if links and not any("address" in link for link in links if isinstance(link, dict)):
+        return [*problems, "`ip -j addr` printed no link's MAC (a family filter such as -4 drops it): cannot tell"]
     for nic in node.nics:
         name, addrs = by_mac.get(nic.mac.lower(), ("", set()))
         if not name:

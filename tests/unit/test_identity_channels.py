@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dcnlab.certify.preflight import identity_problems, root_login_problems
+from dcnlab.certify.preflight import IDENTITY_COMMAND, identity_problems, root_login_problems
 from dcnlab.core.errors import ConfigError
 from dcnlab.fleet.node import Access
 from dcnlab.fleet.spec import FleetSpec, NodePlan
@@ -208,3 +208,30 @@ def test_the_customize_script_makes_the_user_its_key_and_sudoers(tmp_path: Path)
     assert f'install -m 0600 {tmp_path}/login_ed25519.pub "$root"/home/dcnadmin/.ssh/authorized_keys' in script
     assert "'dcnadmin ALL=(ALL) NOPASSWD: ALL' > \"$root/etc/sudoers.d/dcnlab-login\"" in script
     assert 'chmod 0440 "$root/etc/sudoers.d/dcnlab-login"' in script
+
+
+# iproute2 6.1 (Debian 12), `ip -j -4 addr show lo` and `ip -j addr show lo`:
+# with -4 the link's MAC is left out.
+IP_4_LO = (
+    '[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP","LOWER_UP"],"mtu":65536,"qdisc":"noqueue",'
+    '"operstate":"UNKNOWN","group":"default","txqlen":1000,"addr_info":[{"family":"inet","local":"127.0.0.1",'
+    '"prefixlen":8,"scope":"host","label":"lo","valid_life_time":4294967295,"preferred_life_time":4294967295}]}]'
+)
+IP_LO = (
+    '[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP","LOWER_UP"],"mtu":65536,"qdisc":"noqueue",'
+    '"operstate":"UNKNOWN","group":"default","txqlen":1000,"link_type":"loopback","address":"00:00:00:00:00:00",'
+    '"broadcast":"00:00:00:00:00:00","addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8,'
+    '"scope":"host","label":"lo","valid_life_time":4294967295,"preferred_life_time":4294967295}]}]'
+)
+
+
+def test_the_identity_command_asks_ip_for_the_macs() -> None:
+    # Found on the first boot of dcn-debian-disk-smbios: with `ip -j -4` every NIC looked absent.
+    assert " -4" not in IDENTITY_COMMAND
+    node = FleetSpec(name="t1").plan().node(1, 2)
+    problems = identity_problems(node, f"{node.name}\n{IP_4_LO}")
+    assert problems == ["`ip -j addr` printed no link's MAC (a family filter such as -4 drops it): cannot tell"]
+    # With the MACs there, the same output is read link by link: only lo, so both NICs are missing.
+    assert identity_problems(node, f"{node.name}\n{IP_LO}") == [
+        f"no link has MAC {nic.mac} (network {nic.network}, planned {nic.address})" for nic in node.nics
+    ]
