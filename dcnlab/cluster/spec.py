@@ -1,95 +1,12 @@
 """The cluster spec: what cluster dcnlab builds on a fleet, read from YAML.
 
-A spec file has five top-level sections; every one is optional (an empty file
-is a one-link-per-network cluster named ``dcn`` with fence_virt fencing and no
-workloads)::
-
-    cluster:
-      name: dcn                 # corosync cluster_name: 1-32 of [A-Za-z0-9_-]
-      nodes: 3                  # the site's size: the fleet's unless --dcn-nodes
-      links: [0, 1]             # fleet networks that become knet links, in link
-                                # order (knet link k = network links[k]);
-                                # default: every network of the fleet
-      corosync:                 # milliseconds; null or absent = corosync default
-        token: 3000
-        consensus: null         # must not be below token
-        knet_ping_interval: null    # a pair: give both or neither,
-        knet_ping_timeout: null     # interval < timeout
-      properties:               # any Pacemaker cluster property, passed through
-        stonith-enabled: true
-        no-quorum-policy: stop
-      resource_defaults: {resource-stickiness: 100}   # resource meta attributes
-      op_defaults: {timeout: 60s}                     # timeout, on-fail, record-pending
-    fencing:
-      method: fence_virt        # fence_virt | fence_virsh | none
-      action: "off"             # pcmk_reboot_action: off | reboot (bare off is
-                                # YAML for false, which is read as "off" too)
-      timeout: 30               # seconds the agent itself waits (fence_virt
-                                # timeout=, fence_virsh power_timeout=)
-      network: 0                # the agent talks to this fleet network's gateway
-      port: 1229                # fence_virtd tcp listener port (fence_virt ipport=)
-      key_file: /etc/cluster/fence_xvm.key        # on the nodes (fence_virt)
-      identity_file: /root/.ssh/dcnlab_fence      # on the nodes (fence_virsh)
-      params: {}                # more attributes for `pcs stonith create`
-    workloads:                  # resources and groups, created in this order
-      - id: gateway
-        group: [gw-ip, gw-svc]      # members are resources below, started in order
-        meta: {}
-        client: {protocol: http, address: gw-ip, port: 9000, path: /, status: 200, contains: text}
-                                # how clients reach it (any workload may say):
-                                # http | tcp; an ipaddr2 id or a fixed IPv4
-      - id: gw-ip
-        type: ipaddr2           # ocf:heartbeat:IPaddr2
-        network: 0              # nic=eth<network>
-        address: auto           # auto = .100 of that network's /24
-        cidr_netmask: 24
-        ops: {monitor: {interval: 10s, timeout: 20s}}
-      - id: gw-svc
-        type: systemd           # systemd:<unit>
-        unit: my-service
-      - id: historian
-        type: podman            # ocf:heartbeat:podman, allow_pull=false unless set
-        image: localhost/historian:latest
-        run_opts: "--network host"
-        run_cmd: null
-        allow_pull: false
-        meta: {migration-threshold: 1, failure-timeout: 60s, resource-stickiness: 0}
-      - id: dummy
-        type: ocf               # any OCF agent: ocf:<provider>:<type>
-        agent: ocf:pacemaker:Dummy
-        params: {}
-        process: null           # its process name: what kill-workload kills
-        ops: {monitor: null}    # null = no monitor operation at all
-    constraints:
-      - colocation: {rsc: historian, with: gateway, score: INFINITY}   # -INFINITY = apart
-      - order: {first: gateway, then: historian, kind: Mandatory}      # | Optional | Serialize
-      - location: {rsc: gateway, prefers: dcn1, score: 50}       # negative = avoids
-      - ban: {rsc: dummy, node: dcn3}                        # location -INFINITY
-    certification:
-      workloads: [gateway, historian]     # certified workloads (default: every group and
-                                # every resource in no group)
-      expect:                   # declared outcomes, over the derived ones
-        app: {kill-workload: {outcome: relocated, fenced: false, why: text}}
-      requirements:             # must hold whatever the configuration says
-        - together: [app, web]  # (dcnlab.certify.workloads.check_requirements)
-        - no-outage-on-return: {workload: web, allow: 30s}
-      thresholds:               # durations; a suite case fails above any of them
-        default: {detection: 20s, fencing: 30s, recovery: 2min, downtime: 150s}
-        kill-workload: {downtime: 60s}   # per fault: power-off, hard-reset, freeze,
-                                # nic-cut, isolate, kill-workload, kill-controld,
-                                # kill-corosync; overrides default
-        grow-shrink: {downtime: 0s}      # a node joining or leaving: downtime only,
-                                # not from default; 0 = no failed request
-
-Values: a *duration* is an integer (seconds) or a string such as ``500ms``,
-``10s``, ``2min``, ``1h`` (Pacemaker's own units); a *score* is an integer in
-[-1000000, 1000000] or ``INFINITY`` / ``-INFINITY``. Operation names are
-start, stop, monitor, promote, demote, reload, reload-agent, notify,
-migrate_to and migrate_from, each with interval, timeout and on-fail.
-
-Every error names the file and line of the offending entry and raises
-:class:`dcnlab.core.errors.ConfigError`, before anything is created. What needs the
-fleet (does network 2 exist? is there a dcn4?) is checked by
+Every key, its default and its units are in the one reference,
+``suites/specs/README.md``; ``dcnlab/cluster/default.yaml`` is the default
+spec with each choice explained. This module holds the model
+(:class:`ClusterSpec` and its parts) and the reader that keeps each value's
+line, so that every error names the file and line of the offending entry and
+raises :class:`dcnlab.core.errors.ConfigError` before anything is created.
+What needs the fleet (does network 2 exist? is there a dcn4?) is checked by
 :meth:`ClusterSpec.check_against`.
 """
 
