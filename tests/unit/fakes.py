@@ -8,15 +8,20 @@ it does not have) by failing the test, and records the calls it did get.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 import libvirt
+import pytest
 
-from dcnlab.core.errors import HypervisorError
+from dcnlab.core.errors import ClusterError, CommandError, HypervisorError, ProvisionError
 from dcnlab.core.owner import RunRecord
+from dcnlab.core.proc import Result
 from dcnlab.fleet.accel import Accel
 from dcnlab.fleet.fleet import Fleet
+from dcnlab.fleet.node import Node
 from dcnlab.fleet.provider import CAPABILITIES, PowerAction
 from dcnlab.fleet.spec import FleetSpec
 from dcnlab.image.builder import BuiltImage
@@ -24,7 +29,7 @@ from dcnlab.image.builder import BuiltImage
 # Valid from-states of each action, and the state it leaves (None: unchanged).
 TRANSITIONS: dict[str, tuple[frozenset[str], str | None]] = {
     "on": (frozenset({"shut-off", "crashed", "running"}), "running"),
-    "off": (frozenset({"running", "paused", "blocked", "shut-off", "crashed"}), "shut-off"),
+    "off": (frozenset({"running", "paused", "blocked", "shutting-down", "shut-off", "crashed"}), "shut-off"),
     "reset": (frozenset({"running", "blocked"}), None),
     "shutdown": (frozenset({"running", "blocked"}), "shutting-down"),
     "suspend": (frozenset({"running", "blocked"}), "paused"),
@@ -43,7 +48,7 @@ class FakeProvider:
         self.states = dict.fromkeys(machines, "running")
         self.links = {(d, mac.lower()): True for d, macs in machines.items() for mac in macs}
         self.calls: list[tuple[str, ...]] = []
-        self.fail_next: HypervisorError | None = None  # the engine's next answer is this error
+        self.fail_next: HypervisorError | None = None  # the next action (power, set_link) fails so
 
     def _known(self, domain: str) -> None:
         if domain not in self.states:
@@ -72,7 +77,6 @@ class FakeProvider:
     def state(self, domain: str) -> str:
         if domain not in self.states:
             return "absent"
-        self._maybe_fail()
         return self.states[domain]
 
     def set_link(self, domain: str, mac: str, up: bool) -> None:
@@ -121,3 +125,86 @@ def fleet_on_fake(
     provider = FakeProvider({n.domain: [nic.mac for nic in n.plan.nics] for n in fleet.nodes.values()}, capabilities)
     fleet.machines = provider
     return fleet, provider
+
+
+class FakeGuests:
+    """The guests' side of a fleet on a :class:`FakeProvider`: which nodes run their
+    cluster stack, and answers to the commands the heals send. Any other command is
+    refused. A node whose machine is not running answers nothing (a CommandError, as
+    an unreachable node gives)."""
+
+    def __init__(self, fleet: Fleet, provider: FakeProvider) -> None:
+        self.fleet = fleet
+        self.provider = provider
+        self.stack = set(fleet.nodes)  # nodes whose corosync and pacemaker run
+        self.commands: list[tuple[str, str]] = []
+
+    def running(self, name: str) -> bool:
+        return self.provider.states[self.fleet.node(name).domain] in ("running", "blocked")
+
+    def run(self, name: str, command: str | Sequence[str], **_kw: object) -> Result:
+        text = command if isinstance(command, str) else " ".join(command)
+        self.commands.append((name, text))
+        if not self.running(name):
+            result = Result(text, 255, "", f"{name} does not answer", 0.0, where=name)
+            raise CommandError(f"{name}: {text}: the node does not answer", result)
+        if text == "systemctl is-active corosync pacemaker":
+            up = "active" if name in self.stack else "inactive"
+            return Result(text, 0 if up == "active" else 3, f"{up}\n{up}\n", "", 0.0, where=name)
+        if text.startswith(("crm_resource --cleanup", "pkill ", "systemctl kill ", "crm_resource --fail ")):
+            return Result(text, 0, "", "", 0.0, where=name)
+        raise Refused(f"{name}: a command the fake guests had no reason to get: {text}")
+
+    def wait_ssh(self, node: Node, _deadline: object, _t0: float) -> None:
+        if not self.running(node.name):
+            raise ProvisionError(f"{node.name} is {self.provider.states[node.domain]}, not running")
+
+    def attach(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Route the fleet's node commands and SSH waits here."""
+        for node in self.fleet.nodes.values():
+            monkeypatch.setattr(node, "run", functools.partial(self.run, node.name))
+        monkeypatch.setattr(self.fleet, "_wait_ssh", self.wait_ssh)
+
+
+class FakeClusterState:
+    def __init__(self, online: list[str], where: dict[str, list[str]]) -> None:
+        self._online = online
+        self._where = where
+
+    def online_nodes(self) -> list[str]:
+        return self._online
+
+    def where(self, resource: str) -> list[str]:
+        return self._where.get(resource, [])
+
+
+class FakeCluster:
+    """What the heals ask of a :class:`~dcnlab.cluster.bootstrap.Cluster`: start a
+    node's stack, the online members, a cleanup, convergence. ``not_converged``
+    rounds of :meth:`wait_converged` fail before one passes (-1: never)."""
+
+    def __init__(self, fleet: Fleet, guests: FakeGuests, scale: float = 0.01) -> None:
+        self.fleet = fleet
+        self.guests = guests
+        self.scale = scale
+        self.not_converged = 0
+        self.converged_calls = 0
+        self.where: dict[str, list[str]] = {}
+
+    def start_stack(self, node: Node) -> None:
+        if not self.guests.running(node.name):
+            raise Refused(f"start_stack on {node.name}, whose machine is not running")
+        self.guests.stack.add(node.name)
+
+    def members(self) -> list[Node]:
+        return [n for n in self.fleet.nodes.values() if self.guests.running(n.name) and n.name in self.guests.stack]
+
+    def state(self) -> FakeClusterState:
+        return FakeClusterState(sorted(n.name for n in self.members()), self.where)
+
+    def wait_converged(self, timeout: float | None = None) -> FakeClusterState:
+        self.converged_calls += 1
+        if self.not_converged != 0:
+            self.not_converged -= 1
+            raise ClusterError("not converged: dcn2 has failed actions")
+        return self.state()
