@@ -30,7 +30,7 @@ from dcnlab.cluster.corosync import (
     without_node,
 )
 from dcnlab.cluster.crm import CRM_MON_ARGV, ClusterState, parse_crm_mon
-from dcnlab.cluster.fencing import FenceEndpoint, fence_virt_argv, install_key, start_fence_virtd
+from dcnlab.cluster.fencing import fence_virt_argv, install_key, start_fence_virtd
 from dcnlab.cluster.pcs import (
     AUTHKEY_BYTES,
     BATCH_PATH_ON_NODE,
@@ -57,6 +57,7 @@ from dcnlab.core.proc import Result
 from dcnlab.core.wait import Deadline, wait_until
 from dcnlab.fleet.fleet import Fleet
 from dcnlab.fleet.node import Node
+from dcnlab.fleet.provider import FenceEndpoint
 
 Progress = Callable[[str], None]
 # Seconds under KVM; multiplied by the accelerator's scale (x4 under TCG).

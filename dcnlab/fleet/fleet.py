@@ -31,6 +31,7 @@ from dcnlab.core.proc import run_local
 from dcnlab.core.wait import Deadline, wait_until
 from dcnlab.fleet.accel import Accel, detect
 from dcnlab.fleet.credentials import identity_credentials, oem_strings
+from dcnlab.fleet.libvirt import fence_virtd
 from dcnlab.fleet.libvirt.domainxml import BootSpec, Owner, domain_xml, network_xml, parse_owner
 from dcnlab.fleet.libvirt.hypervisor import (
     EmbeddedHypervisor,
@@ -43,7 +44,7 @@ from dcnlab.fleet.libvirt.hypervisor import (
 )
 from dcnlab.fleet.libvirt.provider import LibvirtProvider
 from dcnlab.fleet.node import Access, Node
-from dcnlab.fleet.provider import Provider
+from dcnlab.fleet.provider import FenceEndpoint, Provider
 from dcnlab.fleet.seed import seed_documents, write_seed_image
 from dcnlab.fleet.spec import FleetSpec, NodePlan
 from dcnlab.fleet.sshconfig import ssh_config_text
@@ -596,6 +597,20 @@ class Fleet:
         except DcnlabError as err:
             raise ProvisionError(str(err)) from err
         self.progress(f"fleet {self.name}: {name} rebooted and answers SSH after {time.monotonic() - t0:.1f}s")
+
+    # -- fencing --------------------------------------------------------------
+
+    def fence_listener(self, network: int, port: int, timeout: float = 60.0) -> FenceEndpoint:
+        """The hypervisor side of fence_virt: a listener on ``network``'s gateway
+        and ``port`` that powers off this fleet's machines for a guest holding its
+        key (started, or found running). Only the embedded hypervisor runs one."""
+        if not isinstance(self.hv, EmbeddedHypervisor):
+            raise ConfigError(
+                "fencing method fence_virt needs the embedded hypervisor (fence_virtd runs next to it); "
+                "with --libvirt-uri use fencing method fence_virsh or none"
+            )
+        gateway = str(self.plan.network(network).gateway)
+        return fence_virtd.start(self.hv, self.run_dir / "fence", gateway, port, timeout)
 
     # -- pausing --------------------------------------------------------------
 

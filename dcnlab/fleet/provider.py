@@ -15,6 +15,7 @@ a fault that needs a missing capability is reported as not applicable
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from dcnlab.core.errors import DcnlabError
@@ -37,6 +38,16 @@ POWER = "power"  # on, off (no shutdown in the guest), reset, ACPI shutdown
 PAUSE = "pause"  # suspend and resume the vCPUs
 LINKS = "links"  # a NIC's link down and up, live
 CAPABILITIES = (POWER, PAUSE, LINKS)
+
+
+@dataclass(frozen=True)
+class FenceEndpoint:
+    """Where guests send fence requests (the engine's side of fence_virt), and
+    the key they sign them with."""
+
+    address: str
+    port: int
+    key: bytes = field(repr=False)
 
 
 class NotApplicable(DcnlabError):

@@ -17,11 +17,12 @@ from collections.abc import Callable
 import libvirt
 
 from dcnlab.cluster.bootstrap import Cluster, Progress
-from dcnlab.cluster.fencing import FenceEndpoint, start_fence_virtd
+from dcnlab.cluster.fencing import start_fence_virtd
 from dcnlab.cluster.spec import ClusterSpec
 from dcnlab.core.errors import DcnlabError, ProvisionError
 from dcnlab.core.proc import run_local
 from dcnlab.fleet.fleet import Fleet
+from dcnlab.fleet.provider import FenceEndpoint
 from dcnlab.fleet.spec import FleetSpec
 from dcnlab.image.builder import BuiltImage
 from dcnlab.ready import store as readystate

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dcnlab.cluster.fencing import fence_virt_argv, fence_virtd_argv, fence_virtd_conf
+from dcnlab.cluster.fencing import fence_virt_argv
 from dcnlab.cluster.pcs import (
     BATCH_SCRIPT,
     BATCH_STARTUP,
@@ -28,6 +28,7 @@ from dcnlab.cluster.pcs import (
 )
 from dcnlab.cluster.spec import DEFAULT_SPEC, Ban, ClusterSpec, Colocation, Location, Order, load_spec, parse_spec
 from dcnlab.core.errors import ConfigError
+from dcnlab.fleet.libvirt.fence_virtd import fence_virtd_argv, fence_virtd_conf
 from dcnlab.fleet.spec import FleetSpec
 
 DEFAULT = DEFAULT_SPEC
