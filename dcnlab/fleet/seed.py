@@ -4,8 +4,8 @@ NoCloud seed.
 The Debian stand-in gets its identity on the kernel command line (direct
 kernel boot). An RHDE / RHEL qcow2 boots its own boot loader, so the same
 facts (hostname, one static address per NIC, root's SSH key) travel on a
-small ISO 9660 volume labelled CIDATA, attached as a read-only CD-ROM
-(``domain_xml(..., seed=PATH)``). cloud-init's NoCloud datasource finds it
+small ISO 9660 volume labelled CIDATA, attached as a read-only virtio
+disk (``domain_xml(..., seed=PATH)``). cloud-init's NoCloud datasource finds it
 by that label and reads ``meta-data``, ``user-data`` and ``network-config``
 from its root.
 

@@ -7,7 +7,7 @@ image that boots its own boot loader (RHEL for Edge, bootc) gets it through
 one or more of:
 
 ``cloud-init``
-    a NoCloud seed on a CD-ROM labelled CIDATA (dcnlab/fleet/seed.py). The image
+    a NoCloud seed labelled CIDATA on a read-only virtio disk (dcnlab/fleet/seed.py). The image
     needs cloud-init with the NoCloud datasource enabled (RHEL for Edge: add
     ``cloud-init`` to the commit blueprint, images/rhde).
 ``smbios``
@@ -36,7 +36,7 @@ CHOICES = IDENTITY_CHOICES
 KERNEL = "kernel"  # direct kernel boot: the identity is on the kernel command line
 
 WHAT_IT_NEEDS = {
-    "cloud-init": "a cloud-init NoCloud seed (CD-ROM labelled CIDATA): needs cloud-init with the NoCloud datasource",
+    "cloud-init": "a cloud-init NoCloud seed (a virtio disk labelled CIDATA): needs cloud-init with the NoCloud datasource",
     "smbios": "SMBIOS systemd credentials (OEM strings): needs systemd >= 252 and, on 252, a unit applying "
     "/etc/hostname (dcnlab/image/guest/dcnlab-credentials.service)",
     KERNEL: "the kernel command line (dcnlab.ssh_key=, ip=, systemd.hostname=): needs a unit reading it "

@@ -126,19 +126,19 @@ def _xml(seed: Path | None) -> ET.Element:
     return ET.fromstring(small_domain_xml("t1", 1, "t1-abc", networks=1, seed=seed))
 
 
-def test_domain_attaches_seed_as_readonly_cdrom() -> None:
+def test_domain_attaches_seed_as_a_readonly_virtio_disk_after_the_boot_disk() -> None:
     root = _xml(Path("/run/t1/seeds/dcn1.iso"))
-    (cdrom,) = [d for d in root.findall("devices/disk") if d.get("device") == "cdrom"]
-    assert cdrom.find("source").get("file") == "/run/t1/seeds/dcn1.iso"  # type: ignore[union-attr]
-    assert cdrom.find("readonly") is not None
-    assert cdrom.find("driver").get("type") == "raw"  # type: ignore[union-attr]
-    # machine type "pc" (i440fx) has IDE, not SATA
-    assert root.find("os/type").get("machine") == "pc"  # type: ignore[union-attr]
-    assert cdrom.find("target").attrib == {"dev": "hdc", "bus": "ide"}  # type: ignore[union-attr]
-    # the boot disk stays first and is still what the VM boots from
-    assert root.findall("devices/disk")[0].get("device") == "disk"
+    boot, seed = root.findall("devices/disk")
+    assert seed.get("device") == "disk"
+    assert seed.find("source").get("file") == "/run/t1/seeds/dcn1.iso"  # type: ignore[union-attr]
+    assert seed.find("readonly") is not None
+    assert seed.find("driver").get("type") == "raw"  # type: ignore[union-attr]
+    # virtio, not an IDE CD-ROM: the guest kernel never saw that under OVMF on i440fx
+    assert seed.find("target").attrib == {"dev": "vdb", "bus": "virtio"}  # type: ignore[union-attr]
+    # the boot disk stays first (vda) and is still what the VM boots from
+    assert boot.find("target").attrib == {"dev": "vda", "bus": "virtio"}  # type: ignore[union-attr]
     assert root.find("os/boot").get("dev") == "hd"  # type: ignore[union-attr]
 
 
-def test_domain_without_seed_has_no_cdrom() -> None:
+def test_domain_without_seed_has_one_disk() -> None:
     assert [d.get("device") for d in _xml(None).findall("devices/disk")] == ["disk"]

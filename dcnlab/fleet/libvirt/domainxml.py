@@ -12,7 +12,7 @@ from dcnlab.fleet.spec import NetworkPlan, NodePlan
 
 OWNER_NS = "urn:dcnlab:owner:1"
 OWNER_PREFIX = "dcnlab"
-# i440fx: what every node boots on (its CD-ROM bus is IDE).
+# i440fx: what every node boots on.
 MACHINE = "pc"
 
 
@@ -81,7 +81,7 @@ def domain_xml(
     oem_strings: Sequence[str] = (),
 ) -> str:
     """The domain of one node. ``seed``: a cloud-init NoCloud image (see
-    :mod:`dcnlab.fleet.seed`) attached as a read-only CD-ROM, for images that boot
+    :mod:`dcnlab.fleet.seed`) attached as a read-only virtio disk, for images that boot
     from their own disk and take their identity from cloud-init. ``uuid``: the
     domain's UUID (libvirt makes one up when None); a domain restored from a
     save image must have the saved one (dcnlab.ready.store). ``firmware``:
@@ -140,14 +140,13 @@ def domain_xml(
     ET.SubElement(d, "source", file=str(disk))
     ET.SubElement(d, "target", dev="vda", bus="virtio")
     if seed is not None:
-        cd = ET.SubElement(dev, "disk", type="file", device="cdrom")
+        # A read-only virtio disk, not a CD-ROM: NoCloud finds its volume by label on
+        # any block device, and every image with a virtio root has the driver. An IDE
+        # CD-ROM on i440fx was never seen by the guest kernel under OVMF (docs/facts.md).
+        cd = ET.SubElement(dev, "disk", type="file", device="disk")
         ET.SubElement(cd, "driver", name="qemu", type="raw")
         ET.SubElement(cd, "source", file=str(seed))
-        # i440fx ("pc") has IDE and no SATA controller; q35 has SATA and no IDE.
-        if MACHINE.startswith("q35"):
-            ET.SubElement(cd, "target", dev="sda", bus="sata")
-        else:
-            ET.SubElement(cd, "target", dev="hdc", bus="ide")
+        ET.SubElement(cd, "target", dev="vdb", bus="virtio")
         ET.SubElement(cd, "readonly")
     for nic in node.nics:
         i = ET.SubElement(dev, "interface", type="network")
