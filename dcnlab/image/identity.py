@@ -36,7 +36,8 @@ CHOICES = IDENTITY_CHOICES
 KERNEL = "kernel"  # direct kernel boot: the identity is on the kernel command line
 
 WHAT_IT_NEEDS = {
-    "cloud-init": "a cloud-init NoCloud seed (a virtio disk labelled CIDATA): needs cloud-init with the NoCloud datasource",
+    "cloud-init": "a cloud-init NoCloud seed (a virtio disk labelled CIDATA): "
+    "needs cloud-init with the NoCloud datasource",
     "smbios": "SMBIOS systemd credentials (OEM strings): needs systemd >= 252 and, on 252, a unit applying "
     "/etc/hostname (dcnlab/image/guest/dcnlab-credentials.service)",
     KERNEL: "the kernel command line (dcnlab.ssh_key=, ip=, systemd.hostname=): needs a unit reading it "
