@@ -28,10 +28,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from dcnlab.cluster.pcs import START_ARGV
-from dcnlab.core.errors import CommandError, ConfigError, DcnlabError, FaultError
-from dcnlab.core.proc import run_local
+from dcnlab.core.errors import ConfigError, DcnlabError, FaultError
 from dcnlab.core.wait import Deadline, wait_until
-from dcnlab.fleet.provider import LINKS, PAUSE, POWER, NotApplicable, PowerAction, require
+from dcnlab.fleet.provider import LINKS, PARTITION, PAUSE, POWER, NotApplicable, PowerAction, require
 from dcnlab.observe.timeline import Event, EventKind, Recorder
 
 if TYPE_CHECKING:
@@ -302,31 +301,18 @@ class Isolate(NicDown):
         return list(range(len(ctx.fleet.node(self.node).plan.nics)))
 
 
-def partition_rules(side_a: Sequence[Sequence[str]], side_b: Sequence[Sequence[str]]) -> list[list[str]]:
-    """ebtables rule specs (after ``-A``/``-D FORWARD``) that drop bridged
-    frames between two sets of taps, per network: ``side_a[i]`` and
-    ``side_b[i]`` are the taps of network *i* on each side."""
-    rules = []
-    for taps_a, taps_b in zip(side_a, side_b, strict=True):
-        for a in taps_a:
-            for b in taps_b:
-                rules.append(["-i", a, "-o", b, "-j", "DROP"])
-                rules.append(["-i", b, "-o", a, "-j", "DROP"])
-    return rules
-
-
 class Partition(Fault):
     """Split the fleet in two on every network.
 
-    In the fleet's namespace, ebtables (the bridge family of netfilter) drops
-    frames bridged between a tap of one side and a tap of the other. Frames
-    to and from the bridge itself are not forwarded frames, so both sides
+    The engine drops frames between a NIC of one side and a NIC of the other
+    (:meth:`Links.block`; on libvirt, ebtables on the bridges in the fleet's
+    namespace). Frames to and from the bridge itself pass, so both sides
     still reach the namespace: the harness samples both (which is how a
     split brain is seen), clients in the namespace still reach whichever
     side answers, and both sides still reach the fence device, as on a site
     whose fencing runs over its own path. Moving side B's taps to a second
     bridge was the alternative; it also cuts side B off from the namespace,
-    fencing and harness included. Heal: delete exactly the rules added.
+    fencing and harness included. Heal: unblock exactly what was blocked.
     """
 
     kind = "partition"
@@ -335,7 +321,7 @@ class Partition(Fault):
         super().__init__(None)
         self.side_a = list(side_a)
         self.side_b = list(side_b) if side_b is not None else None
-        self._rules: list[list[str]] = []
+        self._blocked: list[tuple[list[str], list[str]]] = []
 
     @property
     def name(self) -> str:
@@ -352,30 +338,27 @@ class Partition(Fault):
             raise ConfigError(f"a partition needs two non-empty, disjoint sides: {self.side_a} | {b}")
         return self.side_a, b
 
-    def _run(self, ctx: FaultContext, action: str, rule: list[str]) -> None:
-        run_local(["ebtables", action, "FORWARD", *rule], netns=ctx.fleet.hv.netns, timeout=30)
-
     def _inject(self, ctx: FaultContext) -> None:
         a, b = self._sides(ctx)
-        networks = ctx.fleet.spec.networks
+        require(ctx.fleet.machines, PARTITION, self.name)
+        for net in range(ctx.fleet.spec.networks):
 
-        def taps(side: list[str]) -> list[list[str]]:
-            return [[ctx.fleet.node(n).plan.nics[i].tap for n in side] for i in range(networks)]
+            def macs(side: list[str], net: int = net) -> list[str]:
+                return [ctx.fleet.node(n).plan.nics[net].mac for n in side]
 
-        for rule in partition_rules(taps(a), taps(b)):
-            self._run(ctx, "-A", rule)
-            self._rules.append(rule)
+            ctx.fleet.machines.block(macs(a), macs(b))
+            self._blocked.append((macs(a), macs(b)))
 
     def _heal(self, ctx: FaultContext) -> None:
         errors = []
-        for rule in list(self._rules):
+        for sides in list(self._blocked):
             try:
-                self._run(ctx, "-D", rule)
-                self._rules.remove(rule)
-            except CommandError as err:
+                ctx.fleet.machines.unblock(*sides)
+                self._blocked.remove(sides)
+            except DcnlabError as err:
                 errors.append(str(err).splitlines()[0])
         if errors:
-            raise FaultError("could not remove every partition rule: " + "; ".join(errors))
+            raise FaultError("could not let every partitioned frame through again: " + "; ".join(errors))
 
 
 # ------------------------------------------------------------ inside the guest

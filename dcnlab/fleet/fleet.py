@@ -158,7 +158,7 @@ class Fleet:
         self.timings: dict[str, float] = {}
         self._conn: libvirt.virConnect | None = None
         # Power, state and links of the machines, through this fleet's connection.
-        self.machines: Provider = LibvirtProvider(lambda: self.conn)
+        self.machines: Provider = LibvirtProvider(lambda: self.conn, hv.netns)
         self.closing = False  # set by the teardown; waits for its nodes stop at once
 
     @property
@@ -179,7 +179,7 @@ class Fleet:
     def new_provider(self) -> Provider:
         """Another handle on the machines, with a connection of its own: for a
         thread (the sampler's) that must not share the fleet's."""
-        return LibvirtProvider(self.hv.connect)
+        return LibvirtProvider(self.hv.connect, self.hv.netns)
 
     @property
     def conn(self) -> libvirt.virConnect:

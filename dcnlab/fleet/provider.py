@@ -15,6 +15,7 @@ a fault that needs a missing capability is reported as not applicable
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -37,7 +38,8 @@ POWER_STATES = (
 POWER = "power"  # on, off (no shutdown in the guest), reset, ACPI shutdown
 PAUSE = "pause"  # suspend and resume the vCPUs
 LINKS = "links"  # a NIC's link down and up, live
-CAPABILITIES = (POWER, PAUSE, LINKS)
+PARTITION = "partition"  # frames between two sets of NICs dropped, and let through again
+CAPABILITIES = (POWER, PAUSE, LINKS, PARTITION)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,15 @@ class Links(Protocol):
         ...
 
     def link_up(self, domain: str, mac: str) -> bool: ...
+
+    def block(self, side_a: Sequence[str], side_b: Sequence[str]) -> None:
+        """Drop every frame between each NIC of ``side_a`` and each of ``side_b``
+        (MACs on one network), both ways; frames to and from anything else pass."""
+        ...
+
+    def unblock(self, side_a: Sequence[str], side_b: Sequence[str]) -> None:
+        """Undo exactly one :meth:`block` of the same sides."""
+        ...
 
 
 class Provider(Machines, Links, Protocol):

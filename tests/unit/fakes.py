@@ -48,6 +48,7 @@ class FakeProvider:
         self.states = dict.fromkeys(machines, "running")
         self.links = {(d, mac.lower()): True for d, macs in machines.items() for mac in macs}
         self.calls: list[tuple[str, ...]] = []
+        self.blocked: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
         self.fail_next: HypervisorError | None = None  # the next action (power, set_link) fails so
 
     def _known(self, domain: str) -> None:
@@ -92,6 +93,21 @@ class FakeProvider:
     def link_up(self, domain: str, mac: str) -> bool:
         self._known(domain)
         return self.links[(domain, mac.lower())]
+
+    def block(self, side_a: Sequence[str], side_b: Sequence[str]) -> None:
+        for mac in [*side_a, *side_b]:
+            if not any(k[1] == mac.lower() for k in self.links):
+                raise Refused(f"no machine has a NIC {mac}")
+        self.calls.append(("block", ",".join(side_a), ",".join(side_b)))
+        self._maybe_fail()
+        self.blocked.append((tuple(side_a), tuple(side_b)))
+
+    def unblock(self, side_a: Sequence[str], side_b: Sequence[str]) -> None:
+        self.calls.append(("unblock", ",".join(side_a), ",".join(side_b)))
+        self._maybe_fail()
+        if (tuple(side_a), tuple(side_b)) not in self.blocked:
+            raise Refused(f"unblock of what was never blocked: {side_a} | {side_b}")
+        self.blocked.remove((tuple(side_a), tuple(side_b)))
 
     def close(self) -> None:
         self.calls.append(("close",))

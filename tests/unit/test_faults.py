@@ -11,9 +11,8 @@ from dcnlab.faults.faults import (
     Partition,
     injected,
     kill_argv,
-    partition_rules,
 )
-from dcnlab.fleet.libvirt.provider import link_state, link_state_xml
+from dcnlab.fleet.libvirt.provider import link_state, link_state_xml, partition_rules
 from dcnlab.fleet.spec import FleetSpec
 from dcnlab.observe.timeline import ClockAnchor, EventKind, Recorder
 

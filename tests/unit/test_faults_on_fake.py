@@ -3,13 +3,24 @@ on a fake provider that refuses any call it had no reason to get."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from fakes import FakeProvider, Refused, fleet_on_fake
 
 from dcnlab.core.errors import FaultError, HypervisorError
-from dcnlab.faults.faults import Fault, FaultContext, Freeze, GracefulShutdown, HardReset, Isolate, NicDown, PowerOff
+from dcnlab.faults.faults import (
+    Fault,
+    FaultContext,
+    Freeze,
+    GracefulShutdown,
+    HardReset,
+    Isolate,
+    NicDown,
+    Partition,
+    PowerOff,
+)
 from dcnlab.fleet.fleet import Fleet
 from dcnlab.fleet.provider import LINKS, PAUSE, POWER, NotApplicable
 from dcnlab.observe.timeline import ClockAnchor, EventKind, Recorder
@@ -151,3 +162,46 @@ def test_fleet_power_verbs_go_through_the_provider(fake: tuple[Fleet, FakeProvid
     assert {fleet.domain_state(n) for n in ("dcn2", "dcn3")} == {"running"}
     assert fleet.domain_state("dcn1") == "shut-off"  # ensure_running resumes, it does not power on
     assert [c[2] for c in provider.calls] == ["off", "off", "suspend", "suspend", "resume", "resume"]
+
+
+def test_a_partition_blocks_each_network_between_the_sides_and_its_heal_unblocks_them(
+    fake: tuple[Fleet, FakeProvider, FaultContext],
+) -> None:
+    fleet, provider, ctx = fake
+    fault = Partition(["dcn1"])
+    fault.inject(ctx)
+    assert provider.blocked == [
+        ((mac(fleet, "dcn1", net),), (mac(fleet, "dcn2", net), mac(fleet, "dcn3", net))) for net in (0, 1)
+    ]
+    fault.heal(ctx)
+    assert provider.blocked == []
+    assert [c[0] for c in provider.calls] == ["block", "block", "unblock", "unblock"]
+
+
+def test_a_partition_that_fails_half_way_heals_what_it_blocked(fake: tuple[Fleet, FakeProvider, FaultContext]) -> None:
+    _fleet, provider, ctx = fake
+    fault = Partition(["dcn1", "dcn2"], ["dcn3"])
+    provider.block(["52:54:00:dc:00:01"], ["52:54:00:dc:00:03"])  # (to make the second block fail below)
+    provider.calls.clear()
+    original = provider.block
+
+    def second_fails(a: list[str], b: list[str]) -> None:
+        if len([c for c in provider.calls if c[0] == "block"]) == 1:
+            provider.fail_next = HypervisorError("ebtables: no such table")
+        original(a, b)
+
+    provider.block = second_fails  # type: ignore[method-assign]
+    with pytest.raises(
+        FaultError, match=re.escape("cannot inject partition dcn1,dcn2 | dcn3: ebtables: no such table")
+    ):
+        fault.inject(ctx)
+    fault.heal(ctx)
+    assert [c[0] for c in provider.calls] == ["block", "block", "unblock"]
+    assert provider.blocked == [(("52:54:00:dc:00:01",), ("52:54:00:dc:00:03",))]  # only the one made beforehand
+
+
+def test_a_partition_names_sides_the_fleet_has(fake: tuple[Fleet, FakeProvider, FaultContext]) -> None:
+    _fleet, provider, ctx = fake
+    with pytest.raises(FaultError, match="partition names nodes the fleet does not have: dcn9"):
+        Partition(["dcn9"]).inject(ctx)
+    assert provider.calls == []

@@ -6,11 +6,12 @@ from __future__ import annotations
 import contextlib
 import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import libvirt
 
-from dcnlab.core.errors import HypervisorError
+from dcnlab.core.errors import CommandError, HypervisorError
+from dcnlab.core.proc import run_local
 from dcnlab.fleet.provider import CAPABILITIES, PowerAction
 
 STATE_NAMES = {
@@ -53,6 +54,19 @@ def link_state(domain_xml: str, mac: str) -> str:
     raise HypervisorError(f"the domain has no interface with MAC {mac}")
 
 
+def partition_rules(side_a: Sequence[Sequence[str]], side_b: Sequence[Sequence[str]]) -> list[list[str]]:
+    """ebtables rule specs (after ``-A``/``-D FORWARD``) that drop bridged
+    frames between two sets of taps, per network: ``side_a[i]`` and
+    ``side_b[i]`` are the taps of network *i* on each side."""
+    rules = []
+    for taps_a, taps_b in zip(side_a, side_b, strict=True):
+        for a in taps_a:
+            for b in taps_b:
+                rules.append(["-i", a, "-o", b, "-j", "DROP"])
+                rules.append(["-i", b, "-o", a, "-j", "DROP"])
+    return rules
+
+
 class LibvirtProvider:
     """Machines and links through one libvirt connection of its own, opened by
     ``connect`` on first use and opened again when it died (a broken connection
@@ -60,8 +74,10 @@ class LibvirtProvider:
 
     capabilities = frozenset(CAPABILITIES)
 
-    def __init__(self, connect: Callable[[], libvirt.virConnect]) -> None:
+    def __init__(self, connect: Callable[[], libvirt.virConnect], netns: str | None = None) -> None:
+        """``netns``: the namespace the fleet's bridges are in (None: this one)."""
         self._connect = connect
+        self._netns = netns
         self._conn: libvirt.virConnect | None = None
         self._lock = threading.Lock()
 
@@ -130,6 +146,51 @@ class LibvirtProvider:
             return link_state(dom.XMLDesc(0), mac) == "up"
         except libvirt.libvirtError as err:
             raise HypervisorError(f"cannot read the link of {mac} on domain {domain}: {err}") from err
+
+    def _taps(self, macs: Sequence[str]) -> list[str]:
+        """The tap device of each MAC, from the live XML of the engine's domains."""
+        by_mac: dict[str, str] = {}
+        try:
+            for dom in self._conn_alive().listAllDomains():
+                for iface in ET.fromstring(dom.XMLDesc(0)).findall("devices/interface"):
+                    mac, target = iface.find("mac"), iface.find("target")
+                    if mac is not None and target is not None:
+                        by_mac[mac.get("address", "").lower()] = target.get("dev", "")
+        except libvirt.libvirtError as err:
+            raise HypervisorError(f"cannot read the domains' interfaces: {err}") from err
+        missing = [m for m in macs if not by_mac.get(m.lower())]
+        if missing:
+            raise HypervisorError(f"no running domain has a NIC with MAC {', '.join(missing)}")
+        return [by_mac[m.lower()] for m in macs]
+
+    # ebtables (netfilter's bridge family) in the bridges' namespace: frames
+    # bridged between the two sides' taps are dropped; frames to and from the
+    # bridge itself are not forwarded frames, so the namespace reaches both.
+    def _ebtables(self, action: str, rule: list[str]) -> None:
+        run_local(["ebtables", action, "FORWARD", *rule], netns=self._netns, timeout=30)
+
+    def block(self, side_a: Sequence[str], side_b: Sequence[str]) -> None:
+        added: list[list[str]] = []
+        try:
+            for rule in partition_rules([self._taps(side_a)], [self._taps(side_b)]):
+                self._ebtables("-A", rule)
+                added.append(rule)
+        except CommandError as err:
+            # All or nothing: the caller heals only what block returned from.
+            for rule in reversed(added):
+                with contextlib.suppress(CommandError):
+                    self._ebtables("-D", rule)
+            raise HypervisorError(f"cannot block frames between {list(side_a)} and {list(side_b)}: {err}") from err
+
+    def unblock(self, side_a: Sequence[str], side_b: Sequence[str]) -> None:
+        errors = []
+        for rule in partition_rules([self._taps(side_a)], [self._taps(side_b)]):
+            try:
+                self._ebtables("-D", rule)
+            except CommandError as err:
+                errors.append(str(err).splitlines()[0])
+        if errors:
+            raise HypervisorError("ebtables -D: " + "; ".join(errors))
 
     def close(self) -> None:
         with self._lock:
