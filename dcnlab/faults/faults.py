@@ -1,14 +1,16 @@
 """Faults, injected from the hypervisor side wherever possible, each with its heal.
 
 A hung or cut-off guest cannot be trusted to inject its own fault, so power,
-reset, shutdown, freeze and NIC faults go through libvirt, and a network
-partition through the fleet's bridges (in its namespace). Only process kills
+reset, shutdown, freeze, NIC faults and partitions go through the engine that
+runs the machines (the provider seam, :mod:`dcnlab.fleet.provider`; libvirt
+and the fleet's bridges today), and a fault the engine cannot do is not
+applicable rather than done some weaker way. Only process kills
 and resource failures run inside the guest (:meth:`Node.run`): a process is
 invisible from the hypervisor (the image carries no guest agent), and a
 resource failure is a statement made to Pacemaker.
 
 Every fault is a small object: ``inject(ctx)`` and ``heal(ctx)`` record their
-own ``fault_injected`` / ``fault_healed`` events (the libvirt call's start as
+own ``fault_injected`` / ``fault_healed`` events (the engine call's start as
 the lower bound, its return as the time), ``heal`` is idempotent and safe
 after a partial injection. :func:`injected` is the context manager that
 always heals and then waits, through :func:`restore`, until the cluster is
