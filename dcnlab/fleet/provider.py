@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, Protocol
 
 from dcnlab.core.errors import DcnlabError
@@ -39,7 +40,8 @@ POWER = "power"  # on, off (no shutdown in the guest), reset, ACPI shutdown
 PAUSE = "pause"  # suspend and resume the vCPUs
 LINKS = "links"  # a NIC's link down and up, live
 PARTITION = "partition"  # frames between two sets of NICs dropped, and let through again
-CAPABILITIES = (POWER, PAUSE, LINKS, PARTITION)
+SNAPSHOTS = "snapshots"  # a running machine saved to a file, and restored from it
+CAPABILITIES = (POWER, PAUSE, LINKS, PARTITION, SNAPSHOTS)
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,25 @@ class Links(Protocol):
         ...
 
 
-class Provider(Machines, Links, Protocol):
-    """One engine's machines and links, with what it can do."""
+class Snapshots(Protocol):
+    """A running machine's whole state in a file, and back (the cluster-ready
+    cache, :mod:`dcnlab.ready`): optional, used only where offered."""
+
+    def save(self, domain: str, dest: Path) -> None:
+        """Write the machine's state to ``dest``; the machine stops."""
+        ...
+
+    def restore(self, domain: str, src: Path, *, as_defined: bool) -> None:
+        """Run the machine again, paused, from ``src``. ``as_defined``: with the
+        machine's definition as it is now (another fleet's names and paths, the
+        saved identity), not the one written in ``src``."""
+        ...
+
+    def uuid(self, domain: str) -> str: ...
+
+
+class Provider(Machines, Links, Snapshots, Protocol):
+    """One engine's machines, links and snapshots, with what it can do."""
 
     capabilities: frozenset[str]
 

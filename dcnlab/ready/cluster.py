@@ -9,32 +9,21 @@ ready.save(cluster, key)              # cache it; the cluster goes on from the s
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 from collections.abc import Callable
-
-import libvirt
 
 from dcnlab.cluster.bootstrap import Cluster, Progress
 from dcnlab.cluster.fencing import start_fence_virtd
 from dcnlab.cluster.spec import ClusterSpec
 from dcnlab.core.errors import DcnlabError, ProvisionError
-from dcnlab.core.proc import run_local
 from dcnlab.fleet.fleet import Fleet
+from dcnlab.fleet.libvirt.hypervisor import hypervisor_versions
 from dcnlab.fleet.provider import FenceEndpoint
 from dcnlab.fleet.spec import FleetSpec
 from dcnlab.image.builder import BuiltImage
 from dcnlab.ready import store as readystate
 from dcnlab.ready.store import ReadyKey, ReadyState
-
-
-@functools.cache
-def hypervisor_versions() -> str:
-    """libvirt's and QEMU's versions: a save image restores only into the
-    QEMU (and machine type) that wrote it."""
-    qemu = run_local(["qemu-system-x86_64", "--version"], timeout=30).stdout.splitlines()[0].strip()
-    return f"libvirt {libvirt.getVersion()}; {qemu}"
 
 
 def key_for(fleet: FleetSpec, image: BuiltImage, cluster: ClusterSpec, domain_type: str) -> ReadyKey:

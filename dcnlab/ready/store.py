@@ -52,11 +52,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dcnlab.core import paths
-from dcnlab.core.errors import ProvisionError
+from dcnlab.core.errors import HypervisorError, ProvisionError
 from dcnlab.core.parallel import on_each
 from dcnlab.core.proc import run_local
 from dcnlab.fleet.fleet import run_with_clock
 from dcnlab.fleet.node import Node
+from dcnlab.fleet.provider import SNAPSHOTS, require
 
 if TYPE_CHECKING:
     from dcnlab.cluster.spec import ClusterSpec
@@ -298,8 +299,7 @@ def save(fleet: Fleet, key: ReadyKey, fence_key: Path | None, progress: Progress
     no QEMU writes to it. When anything fails, the nodes already saved come
     back from their save images and the entry is not written.
     """
-    import libvirt
-
+    require(fleet.machines, SNAPSHOTS, "saving a converged cluster")
     t0 = time.monotonic()
     root = ready_dir()
     root.mkdir(parents=True, exist_ok=True)
@@ -308,19 +308,19 @@ def save(fleet: Fleet, key: ReadyKey, fence_key: Path | None, progress: Progress
     nodes = list(fleet.nodes.values())
     stopped: list[str] = []  # saved, hence no longer running
     try:
-        doms = [fleet.conn.lookupByName(n.domain) for n in nodes]
+        uuids = [fleet.machines.uuid(n.domain) for n in nodes]
         progress(f"fleet {fleet.name}: saving the converged cluster to the ready-state cache ({root})")
         fleet.suspend_all()  # its SSH sessions would not survive the save either
         saved = []
-        for node, dom in zip(nodes, doms, strict=True):
+        for node, uuid in zip(nodes, uuids, strict=True):
             try:
-                dom.save(str(tmp / f"{node.name}.save"))
-            except libvirt.libvirtError as err:
-                raise ProvisionError(f"cannot save {node.name} (domain {node.domain}) to {tmp}: {err}") from err
+                fleet.machines.save(node.domain, tmp / f"{node.name}.save")
+            except HypervisorError as err:
+                raise ProvisionError(f"cannot save {node.name}: {err}") from err
             stopped.append(node.name)
             copy_disk(fleet.run_dir / "disks" / f"{node.name}.qcow2", tmp / f"{node.name}.qcow2")
             macs = tuple(n.mac for n in node.plan.nics)
-            saved.append(SavedNode(node.name, node.plan.index, dom.UUIDString(), macs))
+            saved.append(SavedNode(node.name, node.plan.index, uuid, macs))
         _copy_secret(fleet.run_key, tmp / KEY_FILE)
         if fence_key is not None:
             _copy_secret(fence_key, tmp / FENCE_KEY_FILE)
@@ -351,11 +351,10 @@ def save(fleet: Fleet, key: ReadyKey, fence_key: Path | None, progress: Progress
 def _bring_back(fleet: Fleet, tmp: Path, stopped: list[str]) -> None:
     """After a failed save: restore the nodes already saved from their images
     in ``tmp``, and resume the ones still paused."""
-    import libvirt
-
     for name in stopped:
-        if not fleet.conn.lookupByName(fleet.node(name).domain).isActive():
-            fleet.conn.restoreFlags(str(tmp / f"{name}.save"), None, libvirt.VIR_DOMAIN_SAVE_PAUSED)
+        domain = fleet.node(name).domain
+        if fleet.machines.state(domain) in ("shut-off", "crashed"):
+            fleet.machines.restore(domain, tmp / f"{name}.save", as_defined=False)
     fleet.ensure_running()
 
 
@@ -364,25 +363,18 @@ def resume_saved(fleet: Fleet, state: ReadyState, *, same_fleet: bool) -> float:
     together and set their clocks. Returns the seconds from the first restore
     to the last resume. With ``same_fleet`` the domains are the ones that were
     saved; otherwise :meth:`Fleet.up` defined them for this fleet first."""
-    import libvirt
-
     t0 = time.monotonic()
-    doms = []
+    require(fleet.machines, SNAPSHOTS, "restoring a cached cluster")
     for node in fleet.nodes.values():
-        dom = fleet.conn.lookupByName(node.domain)
-        # The defined domain's own XML: this fleet's names and paths, the
-        # saved UUID and MACs (its ABI, which libvirt checks against the image).
-        dxml = None if same_fleet else dom.XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE)
         try:
-            fleet.conn.restoreFlags(str(state.save_image(node.name)), dxml, libvirt.VIR_DOMAIN_SAVE_PAUSED)
-        except libvirt.libvirtError as err:
+            fleet.machines.restore(node.domain, state.save_image(node.name), as_defined=not same_fleet)
+        except HypervisorError as err:
             raise ProvisionError(
                 f"cannot restore {node.name} from the cached state {state.path}: {err}\n"
                 f"Remove the entry (`dcnlab ready clear`) and the next run builds the cluster again."
             ) from err
-        doms.append(dom)
-    for dom in doms:
-        dom.resume()
+    for node in fleet.nodes.values():
+        fleet.machines.power(node.domain, "resume")
     return time.monotonic() - t0
 
 

@@ -109,6 +109,27 @@ class FakeProvider:
             raise Refused(f"unblock of what was never blocked: {side_a} | {side_b}")
         self.blocked.remove((tuple(side_a), tuple(side_b)))
 
+    def save(self, domain: str, dest: Path) -> None:
+        self._known(domain)
+        self.calls.append(("save", domain, str(dest)))
+        self._maybe_fail()
+        if self.states[domain] not in ("running", "paused"):
+            raise Refused(f"save of {domain} while it is {self.states[domain]}")
+        dest.write_text(f"saved {domain} {self.states[domain]}\n")
+        self.states[domain] = "shut-off"
+
+    def restore(self, domain: str, src: Path, *, as_defined: bool) -> None:
+        self._known(domain)
+        self.calls.append(("restore", domain, str(src), "as defined" if as_defined else "as saved"))
+        self._maybe_fail()
+        if self.states[domain] != "shut-off" or not src.exists():
+            raise Refused(f"restore of {domain} ({self.states[domain]}) from {src}")
+        self.states[domain] = "paused"
+
+    def uuid(self, domain: str) -> str:
+        self._known(domain)
+        return f"00000000-0000-4000-8000-{abs(hash(domain)) % 10**12:012d}"
+
     def close(self) -> None:
         self.calls.append(("close",))
 

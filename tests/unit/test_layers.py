@@ -136,8 +136,6 @@ def _speaks_libvirt(path: Path) -> bool:
 # seam of issue 23 shrinks this list; nothing may join it.
 NOT_YET_BEHIND_A_SEAM = {
     "dcnlab.fleet.fleet",
-    "dcnlab.ready.cluster",
-    "dcnlab.ready.store",
 }
 
 

@@ -9,6 +9,7 @@ host reaches libvirtd over its unix socket, which lives in the run directory:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -69,6 +70,14 @@ class Hypervisor(Protocol):
     netns: str | None  # namespace from which guests are reached (None: this one)
 
     def connect(self) -> libvirt.virConnect: ...
+
+
+@functools.cache
+def hypervisor_versions() -> str:
+    """libvirt's and QEMU's versions: a save image restores only into the
+    QEMU (and machine type) that wrote it."""
+    qemu = run_local(["qemu-system-x86_64", "--version"], timeout=30).stdout.splitlines()[0].strip()
+    return f"libvirt {libvirt.getVersion()}; {qemu}"
 
 
 def check_tools() -> None:

@@ -7,6 +7,7 @@ import contextlib
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import libvirt
 
@@ -162,6 +163,25 @@ class LibvirtProvider:
         if missing:
             raise HypervisorError(f"no running domain has a NIC with MAC {', '.join(missing)}")
         return [by_mac[m.lower()] for m in macs]
+
+    def save(self, domain: str, dest: Path) -> None:
+        dom = self._domain(domain)
+        try:
+            dom.save(str(dest))
+        except libvirt.libvirtError as err:
+            raise HypervisorError(f"cannot save domain {domain} to {dest}: {err}") from err
+
+    def restore(self, domain: str, src: Path, *, as_defined: bool) -> None:
+        try:
+            # The defined domain's own XML: this fleet's names and paths, the
+            # saved UUID and MACs (its ABI, which libvirt checks against the image).
+            xml = self._domain(domain).XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE) if as_defined else None
+            self._conn_alive().restoreFlags(str(src), xml, libvirt.VIR_DOMAIN_SAVE_PAUSED)
+        except libvirt.libvirtError as err:
+            raise HypervisorError(f"cannot restore domain {domain} from {src}: {err}") from err
+
+    def uuid(self, domain: str) -> str:
+        return str(self._domain(domain).UUIDString())
 
     # ebtables (netfilter's bridge family) in the bridges' namespace: frames
     # bridged between the two sides' taps are dropped; frames to and from the
