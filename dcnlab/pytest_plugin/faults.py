@@ -38,7 +38,8 @@ from dcnlab.observe.probe import ClientProbe, ProbeSettings
 from dcnlab.observe.sampler import ClusterSampler
 from dcnlab.observe.timeline import Recorder
 from dcnlab.pytest_plugin import allure_glue
-from dcnlab.pytest_plugin.plugin import FAULT_PHASES, SessionCluster, next_test_reuses_the_cluster
+from dcnlab.pytest_plugin.plugin import FAULT_PHASES, next_test_reuses_the_cluster
+from dcnlab.ready.session import SessionCluster
 
 # Seconds (before the accelerator's scale) a case's client probe may run.
 PROBE_LIMIT = 900.0

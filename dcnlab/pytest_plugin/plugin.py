@@ -35,11 +35,11 @@ from dcnlab.fleet.spec import (
     check_fleet_name,
 )
 from dcnlab.image.firmware import FIRMWARE_CHOICES
-from dcnlab.image.firmware import resolve as resolve_firmware
 from dcnlab.image.identity import IDENTITY_CHOICES
 from dcnlab.pytest_plugin import allure_glue
 from dcnlab.ready import cluster as ready
 from dcnlab.ready import store as readystate
+from dcnlab.ready.session import CACHE_MODES, SessionCluster, cache_entry
 from dcnlab.ready.store import ReadyKey, ReadyState
 from dcnlab.report.timing import CasePhases, ClusterStart, RunReport
 
@@ -151,7 +151,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--dcn-keep", action="store_true", help="leave the fleet up after the session and say how to reach it")
     g.addoption(
         "--dcn-ready-cache",
-        choices=("use", "refresh", "off"),
+        choices=CACHE_MODES,
         default="use",
         help="the cached cluster-ready state: use = restore the session cluster from it when image, spec and "
         "harness are unchanged, else build and cache it; refresh = build and replace it; off = always build, "
@@ -427,28 +427,6 @@ def dcn_image(dcn_options: DcnOptions, pytestconfig: pytest.Config) -> Any:
     return build_image(dcn_options.recipe, progress=_progress(pytestconfig))
 
 
-@dataclass
-class SessionCluster:
-    """The session fleet's cluster (the ``cluster`` fixture hands out
-    ``current``), and what a fresh one is made from."""
-
-    current: Cluster
-    state: ReadyState | None  # the ready-state entry a fresh one is restored from; None: built again
-    used: bool = False  # a test has run on it since it was built or restored
-    # Why it may be broken, "" when it is not: the last test on it was
-    # destructive or failed, or a renewal failed.
-    spoiled: str = ""
-
-    def renewal_needed(self, destructive: bool) -> str:
-        """Why the next test (``destructive`` or not) needs a fresh cluster,
-        or "" when it does not."""
-        if self.spoiled:
-            return self.spoiled
-        if destructive and self.used:
-            return "destructive test"
-        return ""
-
-
 _RESTORED = pytest.StashKey[SessionCluster]()
 
 
@@ -492,16 +470,7 @@ def _first_fleet_user_needs_a_cluster(session: pytest.Session) -> bool:
 def _cached_state(
     dcn_options: DcnOptions, image: Any, spec: ClusterSpec, domain_type: str
 ) -> tuple[ReadyKey, ReadyState | None] | None:
-    """The ready-state cache's key for this session, and its entry if one may
-    be used; None when the cache is off."""
-    if dcn_options.ready_cache == "off":
-        return None
-    if resolve_firmware(image.disk, image.kernel, dcn_options.spec.firmware)[0] == "uefi":
-        return None  # the nodes' UEFI variables are not part of a saved state
-    if dcn_options.spec.login_user != "root" or getattr(image, "login_user", None):
-        return None  # a restored state is re-keyed for root; a login user keeps the image's key
-    key = ready.key_for(dcn_options.spec, image, spec, domain_type)
-    return key, (readystate.lookup(key) if dcn_options.ready_cache == "use" else None)
+    return cache_entry(dcn_options.ready_cache, dcn_options.spec, image, spec, domain_type)
 
 
 @pytest.fixture(scope="session")

@@ -194,7 +194,7 @@ def test_the_fleet_comes_up_restored_only_when_its_first_user_needs_the_cluster(
 
 
 def test_when_a_test_gets_a_fresh_cluster() -> None:
-    from dcnlab.pytest_plugin.plugin import SessionCluster
+    from dcnlab.ready.session import SessionCluster
 
     sc = SessionCluster(current=None, state=None)  # type: ignore[arg-type]
     assert sc.renewal_needed(destructive=True) == ""  # nothing ran on it yet: it is fresh
