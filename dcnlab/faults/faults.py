@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, ClassVar
 from dcnlab.cluster.pcs import START_ARGV
 from dcnlab.core.errors import ConfigError, DcnlabError, FaultError
 from dcnlab.core.wait import Deadline, wait_until
-from dcnlab.fleet.provider import LINKS, PARTITION, PAUSE, POWER, NotApplicable, PowerAction, require
+from dcnlab.fleet.provider import LINKS, PARTITION, PAUSE, POWER, Nic, NotApplicable, PowerAction, require
 from dcnlab.observe.timeline import Event, EventKind, Recorder
 
 if TYPE_CHECKING:
@@ -323,7 +323,7 @@ class Partition(Fault):
         super().__init__(None)
         self.side_a = list(side_a)
         self.side_b = list(side_b) if side_b is not None else None
-        self._blocked: list[tuple[list[str], list[str]]] = []
+        self._blocked: list[tuple[list[Nic], list[Nic]]] = []
 
     @property
     def name(self) -> str:
@@ -345,11 +345,11 @@ class Partition(Fault):
         require(ctx.fleet.machines, PARTITION, self.name)
         for net in range(ctx.fleet.spec.networks):
 
-            def macs(side: list[str], net: int = net) -> list[str]:
-                return [ctx.fleet.node(n).plan.nics[net].mac for n in side]
+            def nics(side: list[str], net: int = net) -> list[Nic]:
+                return [(ctx.fleet.node(n).domain, ctx.fleet.node(n).plan.nics[net].mac) for n in side]
 
-            ctx.fleet.machines.block(macs(a), macs(b))
-            self._blocked.append((macs(a), macs(b)))
+            ctx.fleet.machines.block(nics(a), nics(b))
+            self._blocked.append((nics(a), nics(b)))
 
     def _heal(self, ctx: FaultContext) -> None:
         errors = []

@@ -22,6 +22,8 @@ from typing import Literal, Protocol
 
 from dcnlab.core.errors import DcnlabError
 
+# A machine's NIC: its domain and its MAC (MACs repeat across fleets on one host).
+Nic = tuple[str, str]
 PowerAction = Literal["on", "off", "reset", "shutdown", "suspend", "resume"]
 # What Machines.state answers: the words Fleet.domain_state has always used.
 POWER_STATES = (
@@ -81,12 +83,12 @@ class Links(Protocol):
 
     def link_up(self, domain: str, mac: str) -> bool: ...
 
-    def block(self, side_a: Sequence[str], side_b: Sequence[str]) -> None:
+    def block(self, side_a: Sequence[Nic], side_b: Sequence[Nic]) -> None:
         """Drop every frame between each NIC of ``side_a`` and each of ``side_b``
-        (MACs on one network), both ways; frames to and from anything else pass."""
+        (NICs on one network), both ways; frames to and from anything else pass."""
         ...
 
-    def unblock(self, side_a: Sequence[str], side_b: Sequence[str]) -> None:
+    def unblock(self, side_a: Sequence[Nic], side_b: Sequence[Nic]) -> None:
         """Undo exactly one :meth:`block` of the same sides."""
         ...
 

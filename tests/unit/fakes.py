@@ -22,7 +22,7 @@ from dcnlab.core.proc import Result
 from dcnlab.fleet.accel import Accel
 from dcnlab.fleet.fleet import Fleet
 from dcnlab.fleet.node import Node
-from dcnlab.fleet.provider import CAPABILITIES, PowerAction
+from dcnlab.fleet.provider import CAPABILITIES, Nic, PowerAction
 from dcnlab.fleet.spec import FleetSpec
 from dcnlab.image.builder import BuiltImage
 
@@ -48,7 +48,7 @@ class FakeProvider:
         self.states = dict.fromkeys(machines, "running")
         self.links = {(d, mac.lower()): True for d, macs in machines.items() for mac in macs}
         self.calls: list[tuple[str, ...]] = []
-        self.blocked: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+        self.blocked: list[tuple[tuple[Nic, ...], tuple[Nic, ...]]] = []
         self.fail_next: HypervisorError | None = None  # the next action (power, set_link) fails so
 
     def _known(self, domain: str) -> None:
@@ -94,16 +94,16 @@ class FakeProvider:
         self._known(domain)
         return self.links[(domain, mac.lower())]
 
-    def block(self, side_a: Sequence[str], side_b: Sequence[str]) -> None:
-        for mac in [*side_a, *side_b]:
-            if not any(k[1] == mac.lower() for k in self.links):
-                raise Refused(f"no machine has a NIC {mac}")
-        self.calls.append(("block", ",".join(side_a), ",".join(side_b)))
+    def block(self, side_a: Sequence[Nic], side_b: Sequence[Nic]) -> None:
+        for domain, mac in [*side_a, *side_b]:
+            if (domain, mac.lower()) not in self.links:
+                raise Refused(f"{domain} has no NIC {mac}")
+        self.calls.append(("block", ",".join(m for _d, m in side_a), ",".join(m for _d, m in side_b)))
         self._maybe_fail()
         self.blocked.append((tuple(side_a), tuple(side_b)))
 
-    def unblock(self, side_a: Sequence[str], side_b: Sequence[str]) -> None:
-        self.calls.append(("unblock", ",".join(side_a), ",".join(side_b)))
+    def unblock(self, side_a: Sequence[Nic], side_b: Sequence[Nic]) -> None:
+        self.calls.append(("unblock", ",".join(m for _d, m in side_a), ",".join(m for _d, m in side_b)))
         self._maybe_fail()
         if (tuple(side_a), tuple(side_b)) not in self.blocked:
             raise Refused(f"unblock of what was never blocked: {side_a} | {side_b}")

@@ -170,9 +170,11 @@ def test_a_partition_blocks_each_network_between_the_sides_and_its_heal_unblocks
     fleet, provider, ctx = fake
     fault = Partition(["dcn1"])
     fault.inject(ctx)
-    assert provider.blocked == [
-        ((mac(fleet, "dcn1", net),), (mac(fleet, "dcn2", net), mac(fleet, "dcn3", net))) for net in (0, 1)
-    ]
+
+    def nic(node: str, net: int) -> tuple[str, str]:
+        return (domain(fleet, node), fleet.node(node).plan.nics[net].mac)
+
+    assert provider.blocked == [((nic("dcn1", net),), (nic("dcn2", net), nic("dcn3", net))) for net in (0, 1)]
     fault.heal(ctx)
     assert provider.blocked == []
     assert [c[0] for c in provider.calls] == ["block", "block", "unblock", "unblock"]
@@ -181,11 +183,12 @@ def test_a_partition_blocks_each_network_between_the_sides_and_its_heal_unblocks
 def test_a_partition_that_fails_half_way_heals_what_it_blocked(fake: tuple[Fleet, FakeProvider, FaultContext]) -> None:
     _fleet, provider, ctx = fake
     fault = Partition(["dcn1", "dcn2"], ["dcn3"])
-    provider.block(["52:54:00:dc:00:01"], ["52:54:00:dc:00:03"])  # (to make the second block fail below)
+    before = ([("dcnlab-dcn1", "52:54:00:dc:00:01")], [("dcnlab-dcn3", "52:54:00:dc:00:03")])
+    provider.block(*before)  # blocked beforehand: the heal must leave it
     provider.calls.clear()
     original = provider.block
 
-    def second_fails(a: list[str], b: list[str]) -> None:
+    def second_fails(a: list[tuple[str, str]], b: list[tuple[str, str]]) -> None:
         if len([c for c in provider.calls if c[0] == "block"]) == 1:
             provider.fail_next = HypervisorError("ebtables: no such table")
         original(a, b)
@@ -197,7 +200,7 @@ def test_a_partition_that_fails_half_way_heals_what_it_blocked(fake: tuple[Fleet
         fault.inject(ctx)
     fault.heal(ctx)
     assert [c[0] for c in provider.calls] == ["block", "block", "unblock"]
-    assert provider.blocked == [(("52:54:00:dc:00:01",), ("52:54:00:dc:00:03",))]  # only the one made beforehand
+    assert provider.blocked == [(tuple(before[0]), tuple(before[1]))]  # only the one made beforehand
 
 
 def test_a_partition_names_sides_the_fleet_has(fake: tuple[Fleet, FakeProvider, FaultContext]) -> None:

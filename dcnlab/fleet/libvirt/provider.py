@@ -13,7 +13,7 @@ import libvirt
 
 from dcnlab.core.errors import CommandError, HypervisorError
 from dcnlab.core.proc import run_local
-from dcnlab.fleet.provider import CAPABILITIES, PowerAction
+from dcnlab.fleet.provider import CAPABILITIES, Nic, PowerAction
 
 STATE_NAMES = {
     libvirt.VIR_DOMAIN_NOSTATE: "nostate",
@@ -148,21 +148,22 @@ class LibvirtProvider:
         except libvirt.libvirtError as err:
             raise HypervisorError(f"cannot read the link of {mac} on domain {domain}: {err}") from err
 
-    def _taps(self, macs: Sequence[str]) -> list[str]:
-        """The tap device of each MAC, from the live XML of the engine's domains."""
-        by_mac: dict[str, str] = {}
-        try:
-            for dom in self._conn_alive().listAllDomains():
-                for iface in ET.fromstring(dom.XMLDesc(0)).findall("devices/interface"):
-                    mac, target = iface.find("mac"), iface.find("target")
-                    if mac is not None and target is not None:
-                        by_mac[mac.get("address", "").lower()] = target.get("dev", "")
-        except libvirt.libvirtError as err:
-            raise HypervisorError(f"cannot read the domains' interfaces: {err}") from err
-        missing = [m for m in macs if not by_mac.get(m.lower())]
-        if missing:
-            raise HypervisorError(f"no running domain has a NIC with MAC {', '.join(missing)}")
-        return [by_mac[m.lower()] for m in macs]
+    def _taps(self, nics: Sequence[Nic]) -> list[str]:
+        """The tap device of each NIC, from its domain's live XML."""
+        taps = []
+        for domain, mac in nics:
+            try:
+                xml = self._domain(domain).XMLDesc(0)
+            except libvirt.libvirtError as err:
+                raise HypervisorError(f"cannot read the interfaces of domain {domain}: {err}") from err
+            for iface in ET.fromstring(xml).findall("devices/interface"):
+                m, target = iface.find("mac"), iface.find("target")
+                if m is not None and target is not None and m.get("address", "").lower() == mac.lower():
+                    taps.append(target.get("dev", ""))
+                    break
+            else:
+                raise HypervisorError(f"domain {domain} has no running NIC with MAC {mac}")
+        return taps
 
     def save(self, domain: str, dest: Path) -> None:
         dom = self._domain(domain)
@@ -189,7 +190,7 @@ class LibvirtProvider:
     def _ebtables(self, action: str, rule: list[str]) -> None:
         run_local(["ebtables", action, "FORWARD", *rule], netns=self._netns, timeout=30)
 
-    def block(self, side_a: Sequence[str], side_b: Sequence[str]) -> None:
+    def block(self, side_a: Sequence[Nic], side_b: Sequence[Nic]) -> None:
         added: list[list[str]] = []
         try:
             for rule in partition_rules([self._taps(side_a)], [self._taps(side_b)]):
@@ -202,7 +203,7 @@ class LibvirtProvider:
                     self._ebtables("-D", rule)
             raise HypervisorError(f"cannot block frames between {list(side_a)} and {list(side_b)}: {err}") from err
 
-    def unblock(self, side_a: Sequence[str], side_b: Sequence[str]) -> None:
+    def unblock(self, side_a: Sequence[Nic], side_b: Sequence[Nic]) -> None:
         errors = []
         for rule in partition_rules([self._taps(side_a)], [self._taps(side_b)]):
             try:
