@@ -92,15 +92,18 @@ class Sandbox:
             stdin=subprocess.DEVNULL,
         )
 
-    def pytest(self, *args: str, test: str = BOOT_TEST, path: str | None = None) -> subprocess.CompletedProcess[str]:
+    def pytest(
+        self, *args: str, test: str = BOOT_TEST, path: str | None = None, timeout: float = CHILD_TIMEOUT
+    ) -> subprocess.CompletedProcess[str]:
         """``pytest test_boot.py ARGS`` in a directory of its own (no ini file:
-        the dcnlab plugin comes from its entry point, as in a suite repository)."""
+        the dcnlab plugin comes from its entry point, as in a suite repository);
+        ``timeout``: longer than any boot deadline the ARGS allow, and the teardown."""
         argv, suite = self._pytest_run(args, test)
         return subprocess.run(
             argv,
             capture_output=True,
             text=True,
-            timeout=CHILD_TIMEOUT,
+            timeout=timeout,
             env=self.env(path),
             cwd=suite,
             stdin=subprocess.DEVNULL,

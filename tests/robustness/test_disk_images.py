@@ -91,7 +91,8 @@ def test_an_image_that_reads_no_channel_offered_fails_naming_them(
     # it boots to a login prompt with no address and no key for the harness.
     box = vm_sandbox.box
     args = ("--dcn-image", str(smbios_image.disk), "--dcn-nodes", "1", "--dcn-identity", "cloud-init")
-    result = box.pytest(*args, "--dcn-boot-timeout", str(BOOTED), path=box.vm_path())
+    # The child waits BOOTED for SSH, then tears down: give it both, and the boot before.
+    result = box.pytest(*args, "--dcn-boot-timeout", str(BOOTED), path=box.vm_path(), timeout=BOOTED + 2 * CLEANUP)
     error = setup_error(result)
     assert error.startswith("dcnlab.core.errors.ProvisionError: waiting for SSH failed on 1 of 1:"), error
     assert "console log tail (" in error
