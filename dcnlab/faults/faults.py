@@ -303,6 +303,11 @@ class Isolate(NicDown):
         return list(range(len(ctx.fleet.node(self.node).plan.nics)))
 
 
+def _nics(ctx: FaultContext, nodes: Sequence[str], network: int) -> list[Nic]:
+    """The NICs of ``nodes`` on ``network``, as the provider names them."""
+    return [(ctx.fleet.node(n).domain, ctx.fleet.node(n).plan.nics[network].mac) for n in nodes]
+
+
 class Partition(Fault):
     """Split the fleet in two on every network.
 
@@ -344,12 +349,9 @@ class Partition(Fault):
         a, b = self._sides(ctx)
         require(ctx.fleet.machines, PARTITION, self.name)
         for net in range(ctx.fleet.spec.networks):
-
-            def nics(side: list[str], net: int = net) -> list[Nic]:
-                return [(ctx.fleet.node(n).domain, ctx.fleet.node(n).plan.nics[net].mac) for n in side]
-
-            ctx.fleet.machines.block(nics(a), nics(b))
-            self._blocked.append((nics(a), nics(b)))
+            pair = (_nics(ctx, a, net), _nics(ctx, b, net))
+            ctx.fleet.machines.block(*pair)
+            self._blocked.append(pair)
 
     def _heal(self, ctx: FaultContext) -> None:
         errors = []

@@ -496,6 +496,10 @@ class ClusterSampler:
         """Measure every guest's clock, take a first sample of every node (so
         the baseline is known before any fault), then sample in the background."""
         self._machines = self.fleet.new_provider()
+        for node in list(self._nodes.values())[:1]:
+            # Its connection opened now, where a hypervisor that cannot be reached is an
+            # error; once sampling, a failed read is only an "unknown" state.
+            self._machines.state(node.domain)
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(self._nodes)), thread_name_prefix="sampler")
         running = self._running()
         list(self._pool.map(self._measure_clock, running))

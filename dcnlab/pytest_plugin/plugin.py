@@ -40,7 +40,6 @@ from dcnlab.pytest_plugin import allure_glue
 from dcnlab.ready import cluster as ready
 from dcnlab.ready import store as readystate
 from dcnlab.ready.session import CACHE_MODES, SessionCluster, cache_entry
-from dcnlab.ready.store import ReadyKey, ReadyState
 from dcnlab.report.timing import CasePhases, ClusterStart, RunReport
 
 # The fault fixtures, registered with this plugin (one entry point: -p no:dcnlab turns off both).
@@ -467,12 +466,6 @@ def _first_fleet_user_needs_a_cluster(session: pytest.Session) -> bool:
     return False
 
 
-def _cached_state(
-    dcn_options: DcnOptions, image: Any, spec: ClusterSpec, domain_type: str
-) -> tuple[ReadyKey, ReadyState | None] | None:
-    return cache_entry(dcn_options.ready_cache, dcn_options.spec, image, spec, domain_type)
-
-
 @pytest.fixture(scope="session")
 def fleet(dcn_options: DcnOptions, dcn_image: Any, request: pytest.FixtureRequest) -> Iterator[Fleet]:
     """A running fleet for the whole session, torn down at the end (kept with --dcn-keep).
@@ -489,7 +482,7 @@ def fleet(dcn_options: DcnOptions, dcn_image: Any, request: pytest.FixtureReques
         # needs no cluster spec (nor a valid one).
         cluster_spec: ClusterSpec = request.getfixturevalue("cluster_spec")
         domain_type = detect(dcn_options.accel, dcn_image.kernel, say).domain_type
-        cached = _cached_state(dcn_options, dcn_image, cluster_spec, domain_type)
+        cached = cache_entry(dcn_options.ready_cache, dcn_options.spec, dcn_image, cluster_spec, domain_type)
         if cached is not None and cached[1] is not None:
             state = cached[1]
             with allure_glue.step(f"provision: restore the cached cluster-ready state {state.path.name}"):
@@ -636,7 +629,7 @@ def session_cluster(
     restored = pytestconfig.stash.get(_RESTORED, None)
     if restored is not None and restored.current.fleet is fleet:
         return restored
-    cached = _cached_state(dcn_options, dcn_image, cluster_spec, fleet.accel.domain_type)
+    cached = cache_entry(dcn_options.ready_cache, dcn_options.spec, dcn_image, cluster_spec, fleet.accel.domain_type)
     t0 = time.monotonic()
     if cached is not None and cached[1] is not None:
         state = cached[1]

@@ -81,6 +81,8 @@ class LibvirtProvider:
         self._netns = netns
         self._conn: libvirt.virConnect | None = None
         self._lock = threading.Lock()
+        # The ebtables rules each block added, so that unblock removes exactly those.
+        self._blocks: dict[tuple[tuple[Nic, ...], tuple[Nic, ...]], list[list[str]]] = {}
 
     def _conn_alive(self) -> libvirt.virConnect:
         with self._lock:
@@ -149,7 +151,8 @@ class LibvirtProvider:
             raise HypervisorError(f"cannot read the link of {mac} on domain {domain}: {err}") from err
 
     def _taps(self, nics: Sequence[Nic]) -> list[str]:
-        """The tap device of each NIC, from its domain's live XML."""
+        """The tap device of each NIC, from its domain's XML (the defined one when the
+        domain is off: the tap's name is part of the definition)."""
         taps = []
         for domain, mac in nics:
             try:
@@ -162,7 +165,7 @@ class LibvirtProvider:
                     taps.append(target.get("dev", ""))
                     break
             else:
-                raise HypervisorError(f"domain {domain} has no running NIC with MAC {mac}")
+                raise HypervisorError(f"domain {domain} has no NIC with MAC {mac}")
         return taps
 
     def save(self, domain: str, dest: Path) -> None:
@@ -196,6 +199,7 @@ class LibvirtProvider:
             for rule in partition_rules([self._taps(side_a)], [self._taps(side_b)]):
                 self._ebtables("-A", rule)
                 added.append(rule)
+            self._blocks[(tuple(side_a), tuple(side_b))] = added
         except CommandError as err:
             # All or nothing: the caller heals only what block returned from.
             for rule in reversed(added):
@@ -204,14 +208,20 @@ class LibvirtProvider:
             raise HypervisorError(f"cannot block frames between {list(side_a)} and {list(side_b)}: {err}") from err
 
     def unblock(self, side_a: Sequence[Nic], side_b: Sequence[Nic]) -> None:
+        key = (tuple(side_a), tuple(side_b))
+        # What this provider blocked; else (another handle blocked it) the same rules again.
+        rules = self._blocks.get(key) or partition_rules([self._taps(side_a)], [self._taps(side_b)])
         errors = []
-        for rule in partition_rules([self._taps(side_a)], [self._taps(side_b)]):
+        for rule in list(rules):
             try:
                 self._ebtables("-D", rule)
+                rules.remove(rule)
             except CommandError as err:
                 errors.append(str(err).splitlines()[0])
         if errors:
+            self._blocks[key] = rules  # a second unblock removes only what is left
             raise HypervisorError("ebtables -D: " + "; ".join(errors))
+        self._blocks.pop(key, None)
 
     def close(self) -> None:
         with self._lock:
