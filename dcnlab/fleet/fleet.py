@@ -20,8 +20,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
-import libvirt
-
 from dcnlab.core import interrupts, paths
 from dcnlab.core.errors import CommandError, ConfigError, DcnlabError, HypervisorError, ProvisionError
 from dcnlab.core.keys import generate_key
@@ -32,7 +30,6 @@ from dcnlab.core.wait import Deadline, wait_until
 from dcnlab.fleet.accel import Accel, detect
 from dcnlab.fleet.credentials import identity_credentials, oem_strings
 from dcnlab.fleet.libvirt import fence_virtd
-from dcnlab.fleet.libvirt.domainxml import BootSpec, Owner, domain_xml, network_xml, parse_owner
 from dcnlab.fleet.libvirt.hypervisor import (
     EmbeddedHypervisor,
     ExternalHypervisor,
@@ -44,7 +41,7 @@ from dcnlab.fleet.libvirt.hypervisor import (
 )
 from dcnlab.fleet.libvirt.provider import LibvirtProvider
 from dcnlab.fleet.node import Access, Node
-from dcnlab.fleet.provider import FenceEndpoint, Provider
+from dcnlab.fleet.provider import BootSpec, FenceEndpoint, MachineSpec, Owner, Provider
 from dcnlab.fleet.seed import seed_documents, write_seed_image
 from dcnlab.fleet.spec import FleetSpec, NodePlan
 from dcnlab.fleet.sshconfig import ssh_config_text
@@ -59,15 +56,6 @@ Progress = Callable[[str], None]
 # Seconds a node takes to answer SSH under KVM on an idle core; scaled by the
 # accelerator and by how many guests share each host core.
 BOOT_BASE_SECONDS = 60.0
-
-
-# A domain goes with its managed save, its snapshots' metadata and its UEFI
-# variables file (libvirt refuses to undefine a domain with NVRAM otherwise).
-UNDEFINE_FLAGS = (
-    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-    | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-    | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
-)
 
 
 def netns_name(fleet: str) -> str:
@@ -138,7 +126,9 @@ class Fleet:
         image: BuiltImage,
         accel: Accel,
         progress: Progress,
+        machines: Provider | None = None,
     ) -> None:
+        """``machines``: the engine's side (default: libvirt through ``hv``)."""
         self.record = record
         self.run_dir = run_dir
         self.hv = hv
@@ -156,9 +146,11 @@ class Fleet:
             plan = self.plan.node(index, self.spec.networks)
             self.nodes[plan.name] = Node(plan, self.access)
         self.timings: dict[str, float] = {}
-        self._conn: libvirt.virConnect | None = None
-        # Power, state and links of the machines, through this fleet's connection.
-        self.machines: Provider = LibvirtProvider(lambda: self.conn, hv.netns)
+        # Networks, machines, power, links and snapshots: the one engine connection.
+        self.machines: Provider = machines if machines is not None else LibvirtProvider(hv.connect, hv.netns)
+        # Whether this fleet may have created anything in the engine (a teardown
+        # then asks it; a fleet that failed before its first network did not).
+        self.created = False
         self.closing = False  # set by the teardown; waits for its nodes stop at once
 
     @property
@@ -180,12 +172,6 @@ class Fleet:
         """Another handle on the machines, with a connection of its own: for a
         thread (the sampler's) that must not share the fleet's."""
         return LibvirtProvider(self.hv.connect, self.hv.netns)
-
-    @property
-    def conn(self) -> libvirt.virConnect:
-        if self._conn is None or not self._conn.isAlive():
-            self._conn = self.hv.connect()
-        return self._conn
 
     # -- creation -----------------------------------------------------------
 
@@ -291,13 +277,9 @@ class Fleet:
         fd = os.open(pw_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(18))
+        self.created = True
         for i in range(spec.networks):
-            net = self.plan.network(i)
-            try:
-                obj = self.conn.networkDefineXML(network_xml(net))
-                obj.create()
-            except libvirt.libvirtError as err:
-                raise ProvisionError(f"cannot create network {net.name} (bridge {net.bridge}): {err}") from err
+            self.machines.create_network(self.plan.network(i), self.owner)
         self.timings["networks"] = time.monotonic() - t0
         plans = [self.plan.node(i, spec.networks) for i in range(1, spec.nodes + 1)]
         if restore is not None:
@@ -357,11 +339,11 @@ class Fleet:
     def _define_and_start(self, plan: NodePlan) -> None:
         disk = self.run_dir / "disks" / f"{plan.name}.qcow2"
         run_local(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", self.image.disk, disk], timeout=60)
-        dom = self._define(plan, disk)
+        self._define(plan, disk)
         try:
-            dom.create()
-        except libvirt.libvirtError as err:
-            raise ProvisionError(f"cannot start node {plan.name} (domain {plan.domain}): {err}") from err
+            self.machines.power(plan.domain, "on")
+        except HypervisorError as err:
+            raise ProvisionError(f"cannot start node {plan.name}: {err}") from err
         self.progress(f"fleet {self.name}: {plan.name} started ({', '.join(str(n.address) for n in plan.nics)})")
 
     @functools.cached_property
@@ -377,7 +359,12 @@ class Fleet:
         """How every node learns its identity (dcnlab.image.identity)."""
         return identity_channels(self.image.kernel is not None, self.image.identity, self.spec.identity)
 
-    def _define(self, plan: NodePlan, disk: Path, uuid: str | None = None) -> libvirt.virDomain:
+    @property
+    def owner(self) -> Owner:
+        """The label on everything this fleet creates in the engine."""
+        return Owner(self.record.run_id, self.name)
+
+    def _define(self, plan: NodePlan, disk: Path, uuid: str | None = None) -> None:
         """Define ``plan``'s domain on ``disk`` (recorded at once, for gc)."""
         networks = {i: self.plan.network(i) for i in range(self.spec.networks)}
         seed = None
@@ -396,29 +383,27 @@ class Fleet:
         if "smbios" in self.identity_channels:
             strings = oem_strings(identity_credentials(plan, networks, ssh_public_key=public))
         firmware, _why = self.firmware
-        xml = domain_xml(
-            plan,
-            owner=Owner(self.record.run_id, self.name),
-            domain_type=self.accel.domain_type,
-            vcpus=self.spec.vcpus,
-            memory_mib=self.spec.memory_mib,
-            disk=disk,
-            console_log=self.console_log(plan.name),
-            boot=BootSpec(self.image.kernel, self.image.initrd, self.kernel_cmdline(plan)),
-            networks=networks,
-            seed=seed,
-            uuid=uuid,
-            firmware=firmware,
-            nvram=self.run_dir / "nvram" / f"{plan.name}_VARS.fd" if firmware == "uefi" else None,
-            oem_strings=strings,
+        self.created = True
+        self.machines.define(
+            MachineSpec(
+                plan,
+                owner=self.owner,
+                domain_type=self.accel.domain_type,
+                vcpus=self.spec.vcpus,
+                memory_mib=self.spec.memory_mib,
+                disk=disk,
+                console_log=self.console_log(plan.name),
+                boot=BootSpec(self.image.kernel, self.image.initrd, self.kernel_cmdline(plan)),
+                networks=networks,
+                seed=seed,
+                uuid=uuid,
+                firmware=firmware,
+                nvram=self.run_dir / "nvram" / f"{plan.name}_VARS.fd" if firmware == "uefi" else None,
+                oem_strings=tuple(strings),
+            )
         )
-        try:
-            dom = self.conn.defineXML(xml)
-        except libvirt.libvirtError as err:
-            raise ProvisionError(f"cannot define node {plan.name} (domain {plan.domain}): {err}") from err
         self.record.nodes.append(plan.index)
         self.record.save(self.run_dir)
-        return dom
 
     @property
     def _pubkey_b64(self) -> str:
@@ -508,7 +493,7 @@ class Fleet:
         plans = [self.plan.node(i, self.spec.networks) for i in range(1, self.spec.nodes + 1)]
         for node in list(self.nodes.values()):
             node.close()
-            self._remove_domain(node.domain)
+            self.machines.undefine(node.domain, self.owner)
             if node.plan.index in self.record.nodes:
                 self.record.nodes.remove(node.plan.index)
             (self.run_dir / "disks" / f"{node.name}.qcow2").unlink(missing_ok=True)
@@ -534,24 +519,12 @@ class Fleet:
         """Power off and delete one node, its domain and its disk."""
         node = self.node(name)
         node.close()
-        self._remove_domain(node.domain)
+        self.machines.undefine(node.domain, self.owner)
         self.record.nodes.remove(node.plan.index)
         self.record.save(self.run_dir)
         del self.nodes[name]
         (self.run_dir / "disks" / f"{name}.qcow2").unlink(missing_ok=True)
         self._write_ssh_config()
-
-    def _remove_domain(self, domain: str) -> None:
-        try:
-            dom = self.conn.lookupByName(domain)
-        except libvirt.libvirtError:
-            return
-        owner = parse_owner(dom.XMLDesc())
-        if owner is None or owner.run_id != self.record.run_id:
-            raise ProvisionError(f"domain {domain} is not owned by run {self.record.run_id}; leaving it alone")
-        if dom.isActive():
-            dom.destroy()
-        dom.undefineFlags(UNDEFINE_FLAGS)
 
     def power_on(self, name: str) -> None:
         """Start a node that is off (fenced, powered off) and wait for SSH."""
@@ -730,7 +703,9 @@ class Fleet:
                 f"remove the rest with `dcnlab fleet down --name {name}`"
             )
         accel = Accel("kvm" if record.domain_type == "kvm" else "tcg", "as recorded when the fleet was created")
-        return cls(record, run_dir, hv, image_from_dict(record.image), accel, progress)
+        fleet = cls(record, run_dir, hv, image_from_dict(record.image), accel, progress)
+        fleet.created = True
+        return fleet
 
 
 def _hypervisor_of(record: RunRecord, run_dir: Path) -> Hypervisor:
@@ -747,16 +722,6 @@ def _exists_message(name: str, run_dir: Path) -> str:
     if record.abandoned():
         return f"fleet {name!r} was left behind by a run that died; run `dcnlab gc`, then try again"
     return f"fleet {name!r} already exists; use it, pick another --name, or `dcnlab fleet down --name {name}`"
-
-
-def _owned_domains(conn: libvirt.virConnect, run_id: str) -> Iterable[libvirt.virDomain]:
-    for dom in conn.listAllDomains():
-        try:
-            owner = parse_owner(dom.XMLDesc())
-        except libvirt.libvirtError:
-            continue  # vanished while we looked
-        if owner is not None and owner.run_id == run_id:
-            yield dom
 
 
 def _teardown(record: RunRecord, run_dir: Path, fleet: Fleet | None, progress: Progress) -> None:
@@ -784,28 +749,18 @@ def _remove_all(record: RunRecord, run_dir: Path, fleet: Fleet | None, progress:
     hv = fleet.hv if fleet is not None else _hypervisor_of(record, run_dir)
     # An embedded hypervisor whose libvirtd died is on its way out: nothing to ask.
     reachable = not isinstance(hv, EmbeddedHypervisor) or (hv.alive() and hv.libvirtd_alive())
-    # A fleet that never opened its connection created nothing in libvirt.
-    never_connected = fleet is not None and fleet._conn is None
-    if reachable and record.uri and not never_connected:
+    if reachable and record.uri and (fleet is None or fleet.created):
+        machines = fleet.machines if fleet is not None else LibvirtProvider(hv.connect, hv.netns)
 
-        def remove_libvirt_objects() -> None:
-            conn = hv.connect()
+        def remove_engine_objects() -> None:
             try:
-                for dom in _owned_domains(conn, record.run_id):
-                    if dom.isActive():
-                        dom.destroy()
-                    dom.undefineFlags(UNDEFINE_FLAGS)
-                # libvirt 9.0 networks carry no metadata: ours are known by name.
-                prefix = f"dcnlab-{record.name}-n"
-                for net in conn.listAllNetworks():
-                    if net.name().startswith(prefix):
-                        if net.isActive():
-                            net.destroy()
-                        net.undefine()
+                machines.remove_owned(Owner(record.run_id, record.name))
             finally:
-                conn.close()
+                machines.close()
 
-        step("removing domains and networks", remove_libvirt_objects)
+        step("removing domains and networks", remove_engine_objects)
+    elif fleet is not None:
+        fleet.machines.close()
     if isinstance(hv, EmbeddedHypervisor):
         step("stopping the embedded hypervisor", hv.stop)
     step("stopping leftover processes", lambda: kill_run_processes(run_dir, record.run_id))

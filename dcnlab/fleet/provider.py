@@ -5,7 +5,9 @@ implements the same Protocols, and unit tests use a fake that refuses any call
 they did not expect (``tests/unit/fakes.py``).
 
 Machines are named by their domain names (:attr:`NodePlan.domain`), NICs by
-their MAC addresses: both are the fleet's plan, so no engine object leaks out.
+their MAC addresses, networks by :class:`NetworkPlan`: all the fleet's plan, so
+no engine object leaks out. Every object a provider creates carries its
+:class:`Owner` label, by which a teardown or ``dcnlab gc`` finds it again.
 Every operation raises :class:`~dcnlab.core.errors.HypervisorError` on failure.
 
 An engine that cannot do something says so in :attr:`Provider.capabilities`;
@@ -15,12 +17,13 @@ a fault that needs a missing capability is reported as not applicable
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
 from dcnlab.core.errors import DcnlabError
+from dcnlab.fleet.spec import NetworkPlan, NodePlan
 
 # A machine's NIC: its domain and its MAC (MACs repeat across fleets on one host).
 Nic = tuple[str, str]
@@ -56,8 +59,78 @@ class FenceEndpoint:
     key: bytes = field(repr=False)
 
 
+@dataclass(frozen=True)
+class Owner:
+    """The label every object the harness creates in an engine carries."""
+
+    run_id: str
+    fleet: str
+
+
+@dataclass(frozen=True)
+class BootSpec:
+    """How a node boots: direct kernel boot when ``kernel`` is set, else from disk."""
+
+    kernel: Path | None
+    initrd: Path | None
+    cmdline: str
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    """Everything an engine needs to define one node's machine.
+
+    ``seed``: a cloud-init NoCloud image (:mod:`dcnlab.fleet.seed`) attached as a
+    read-only disk, for images that take their identity from cloud-init. ``uuid``:
+    the machine's UUID (the engine makes one up when None); a machine restored from
+    a saved state must have the saved one (:mod:`dcnlab.ready.store`). ``firmware``:
+    ``bios`` or ``uefi``, its variables in ``nvram``, a file of the run that goes
+    with the machine. ``oem_strings``: SMBIOS type 11 strings (systemd credentials,
+    :mod:`dcnlab.fleet.credentials`)."""
+
+    plan: NodePlan
+    owner: Owner
+    domain_type: str
+    vcpus: int
+    memory_mib: int
+    disk: Path
+    console_log: Path
+    boot: BootSpec
+    networks: Mapping[int, NetworkPlan]
+    seed: Path | None = None
+    uuid: str | None = None
+    firmware: str = "bios"
+    nvram: Path | None = None
+    oem_strings: tuple[str, ...] = ()
+
+
 class NotApplicable(DcnlabError):
     """The fault or step needs something this engine cannot do."""
+
+
+class Inventory(Protocol):
+    """Creating and removing the fleet's networks and machines."""
+
+    def create_network(self, net: NetworkPlan, owner: Owner) -> None:
+        """Create and start one isolated fleet network (its bridge and gateway address)."""
+        ...
+
+    def define(self, machine: MachineSpec) -> None:
+        """Define one machine, not started (:meth:`Machines.power` ``on`` starts it)."""
+        ...
+
+    def owner(self, domain: str) -> Owner | None:
+        """The machine's owner label; None when there is no such machine or it has none."""
+        ...
+
+    def undefine(self, domain: str, owner: Owner) -> None:
+        """Stop and remove one machine of ``owner`` (nothing when it does not exist);
+        a machine with another owner or none is refused, never touched."""
+        ...
+
+    def remove_owned(self, owner: Owner) -> list[str]:
+        """Stop and remove every machine and network of ``owner``'s run; return what went."""
+        ...
 
 
 class Machines(Protocol):
@@ -110,8 +183,8 @@ class Snapshots(Protocol):
     def uuid(self, domain: str) -> str: ...
 
 
-class Provider(Machines, Links, Snapshots, Protocol):
-    """One engine's machines, links and snapshots, with what it can do."""
+class Provider(Inventory, Machines, Links, Snapshots, Protocol):
+    """One engine's networks, machines, links and snapshots, with what it can do."""
 
     capabilities: frozenset[str]
 

@@ -38,6 +38,12 @@ def fleet_tag(name: str) -> str:
     return "dc" + hashlib.sha256(name.encode()).hexdigest()[:4]
 
 
+def network_prefix(fleet: str) -> str:
+    """What every network name of ``fleet`` starts with: networks carry no owner
+    label in libvirt 9.0, so a teardown knows a fleet's networks by name."""
+    return f"dcnlab-{fleet}-n"
+
+
 @dataclass(frozen=True)
 class FleetSpec:
     """The shape of a fleet. Node indexes start at 1; networks at 0."""
@@ -160,7 +166,7 @@ class AddressPlan:
         cidr = ipaddress.IPv4Network((base, 24))
         return NetworkPlan(
             index=index,
-            name=f"dcnlab-{self.fleet}-n{index}",
+            name=f"{network_prefix(self.fleet)}{index}",
             bridge=f"{fleet_tag(self.fleet)}br{index}",
             cidr=cidr,
             gateway=cidr.network_address + 1,

@@ -9,7 +9,6 @@ import pytest
 
 from dcnlab.core.errors import CommandError
 from dcnlab.fleet.fleet import Fleet
-from dcnlab.fleet.libvirt.domainxml import parse_owner
 from dcnlab.fleet.node import Node
 
 pytestmark = pytest.mark.integration
@@ -73,9 +72,7 @@ def test_command_timeout_is_enforced(dcn_node: Node) -> None:
 
 def test_libvirt_objects_carry_the_run_label(fleet: Fleet) -> None:
     for node in fleet.nodes.values():
-        owner = parse_owner(fleet.conn.lookupByName(node.domain).XMLDesc())
-        assert owner is not None
-        assert owner.run_id == fleet.record.run_id
+        assert fleet.machines.owner(node.domain) == fleet.owner
     assert fleet.console_log("dcn1").stat().st_size > 0
 
 
@@ -91,6 +88,5 @@ def test_grow_then_shrink(fleet: Fleet) -> None:
     finally:
         fleet.remove_node(added.name)
     assert set(fleet.nodes) == before
-    names = [d.name() for d in fleet.conn.listAllDomains()]
-    assert added.domain not in names
+    assert fleet.machines.state(added.domain) == "absent"
     assert not (fleet.run_dir / "disks" / f"{added.name}.qcow2").exists()

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from dcnlab.fleet.libvirt.domainxml import BootSpec, Owner, domain_xml
+from dcnlab.fleet.libvirt.domainxml import domain_xml
+from dcnlab.fleet.provider import BootSpec, Owner
 from dcnlab.fleet.spec import FleetSpec
 
 

@@ -22,8 +22,8 @@ from dcnlab.core.proc import Result
 from dcnlab.fleet.accel import Accel
 from dcnlab.fleet.fleet import Fleet
 from dcnlab.fleet.node import Node
-from dcnlab.fleet.provider import CAPABILITIES, Nic, PowerAction
-from dcnlab.fleet.spec import FleetSpec
+from dcnlab.fleet.provider import CAPABILITIES, MachineSpec, Nic, Owner, PowerAction
+from dcnlab.fleet.spec import FleetSpec, NetworkPlan
 from dcnlab.image.builder import BuiltImage
 
 # Valid from-states of each action, and the state it leaves (None: unchanged).
@@ -42,11 +42,20 @@ class Refused(AssertionError):
 
 
 class FakeProvider:
-    def __init__(self, machines: dict[str, list[str]], capabilities: frozenset[str] = frozenset(CAPABILITIES)) -> None:
-        """``machines``: domain name -> its NICs' MACs; each starts running, every link up."""
+    def __init__(
+        self,
+        machines: dict[str, list[str]],
+        capabilities: frozenset[str] = frozenset(CAPABILITIES),
+        owner: Owner | None = None,
+    ) -> None:
+        """``machines``: domain name -> its NICs' MACs; each starts running, every link
+        up, labelled ``owner``."""
         self.capabilities = capabilities
         self.states = dict.fromkeys(machines, "running")
         self.links = {(d, mac.lower()): True for d, macs in machines.items() for mac in macs}
+        self.owners: dict[str, Owner | None] = dict.fromkeys(machines, owner)
+        self.networks: dict[str, Owner] = {}
+        self.defined: list[MachineSpec] = []
         self.calls: list[tuple[str, ...]] = []
         self.blocked: list[tuple[tuple[Nic, ...], tuple[Nic, ...]]] = []
         self.fail_next: HypervisorError | None = None  # the next action (power, set_link) fails so
@@ -59,6 +68,59 @@ class FakeProvider:
         if self.fail_next is not None:
             err, self.fail_next = self.fail_next, None
             raise err
+
+    def create_network(self, net: NetworkPlan, owner: Owner) -> None:
+        self.calls.append(("create_network", net.name))
+        self._maybe_fail()
+        if net.name in self.networks:
+            raise Refused(f"network {net.name} created twice")
+        self.networks[net.name] = owner
+
+    def define(self, machine: MachineSpec) -> None:
+        domain = machine.plan.domain
+        self.calls.append(("define", domain))
+        self._maybe_fail()
+        if domain in self.states:
+            raise Refused(f"define of {domain}, which exists")
+        missing = {nic.network for nic in machine.plan.nics} - set(machine.networks)
+        if missing or any(n.name not in self.networks for n in machine.networks.values()):
+            raise Refused(f"define of {domain} on networks never created")
+        self.states[domain] = "shut-off"
+        self.owners[domain] = machine.owner
+        self.links.update({(domain, nic.mac.lower()): True for nic in machine.plan.nics})
+        self.defined.append(machine)
+
+    def owner(self, domain: str) -> Owner | None:
+        return self.owners.get(domain)
+
+    def _drop(self, domain: str) -> None:
+        del self.states[domain], self.owners[domain]
+        for key in [k for k in self.links if k[0] == domain]:
+            del self.links[key]
+
+    def undefine(self, domain: str, owner: Owner) -> None:
+        self.calls.append(("undefine", domain))
+        self._maybe_fail()
+        if domain not in self.states:
+            return
+        found = self.owners[domain]
+        if found is None or found.run_id != owner.run_id:
+            raise ProvisionError(f"domain {domain} is not owned by run {owner.run_id}; leaving it alone")
+        self._drop(domain)
+
+    def remove_owned(self, owner: Owner) -> list[str]:
+        self.calls.append(("remove_owned", owner.run_id))
+        self._maybe_fail()
+        removed = []
+        for domain, found in list(self.owners.items()):
+            if found is not None and found.run_id == owner.run_id:
+                self._drop(domain)
+                removed.append(f"domain {domain}")
+        for name, found in list(self.networks.items()):
+            if found.run_id == owner.run_id:
+                del self.networks[name]
+                removed.append(f"network {name}")
+        return removed
 
     def power(self, domain: str, action: PowerAction) -> None:
         self._known(domain)
@@ -159,8 +221,12 @@ def fleet_on_fake(
         built_seconds=0.0,
     )
     fleet = Fleet(record, tmp_path, FakeHypervisor(), image, Accel("tcg", "fake"), lambda _line: None)
-    provider = FakeProvider({n.domain: [nic.mac for nic in n.plan.nics] for n in fleet.nodes.values()}, capabilities)
+    provider = FakeProvider(
+        {n.domain: [nic.mac for nic in n.plan.nics] for n in fleet.nodes.values()}, capabilities, fleet.owner
+    )
+    provider.networks = {fleet.plan.network(i).name: fleet.owner for i in range(networks)}
     fleet.machines = provider
+    fleet.created = True
     return fleet, provider
 
 

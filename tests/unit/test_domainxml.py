@@ -4,7 +4,8 @@ from typing import Any
 
 import pytest
 
-from dcnlab.fleet.libvirt.domainxml import BootSpec, Owner, domain_xml, network_xml, parse_owner
+from dcnlab.fleet.libvirt.domainxml import domain_xml, network_xml, parse_owner
+from dcnlab.fleet.provider import BootSpec, Owner
 from dcnlab.fleet.spec import FleetSpec
 
 

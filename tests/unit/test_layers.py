@@ -132,17 +132,8 @@ def _speaks_libvirt(path: Path) -> bool:
     return False
 
 
-# Modules that still call libvirt themselves instead of through a provider: the
-# seam of issue 23 shrinks this list; nothing may join it.
-NOT_YET_BEHIND_A_SEAM = {
-    "dcnlab.fleet.fleet",
-}
-
-
 def test_libvirt_is_spoken_only_in_its_provider_folder() -> None:
     outside = {
         m for m, path in _modules().items() if _speaks_libvirt(path) and not m.startswith("dcnlab.fleet.libvirt")
     }
-    assert outside <= NOT_YET_BEHIND_A_SEAM, (
-        f"libvirt imported outside dcnlab.fleet.libvirt: {sorted(outside - NOT_YET_BEHIND_A_SEAM)}"
-    )
+    assert not outside, f"libvirt imported outside dcnlab.fleet.libvirt: {sorted(outside)}"

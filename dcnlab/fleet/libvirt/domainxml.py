@@ -4,24 +4,16 @@ string pasting) so names and paths cannot break the document."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from dcnlab.fleet.provider import BootSpec, MachineSpec, Owner
 from dcnlab.fleet.spec import NetworkPlan, NodePlan
 
 OWNER_NS = "urn:dcnlab:owner:1"
 OWNER_PREFIX = "dcnlab"
 # i440fx: what every node boots on.
 MACHINE = "pc"
-
-
-@dataclass(frozen=True)
-class Owner:
-    """The label every libvirt object the harness creates carries."""
-
-    run_id: str
-    fleet: str
 
 
 def network_xml(net: NetworkPlan) -> str:
@@ -54,13 +46,24 @@ def parse_owner(domain_xml: str) -> Owner | None:
     return Owner(run_id=el.get("run", ""), fleet=el.get("fleet", ""))
 
 
-@dataclass(frozen=True)
-class BootSpec:
-    """How a node boots: direct kernel boot when ``kernel`` is set, else from disk."""
-
-    kernel: Path | None
-    initrd: Path | None
-    cmdline: str
+def machine_xml(m: MachineSpec) -> str:
+    """The domain of one :class:`MachineSpec`."""
+    return domain_xml(
+        m.plan,
+        owner=m.owner,
+        domain_type=m.domain_type,
+        vcpus=m.vcpus,
+        memory_mib=m.memory_mib,
+        disk=m.disk,
+        console_log=m.console_log,
+        boot=m.boot,
+        networks=m.networks,
+        seed=m.seed,
+        uuid=m.uuid,
+        firmware=m.firmware,
+        nvram=m.nvram,
+        oem_strings=m.oem_strings,
+    )
 
 
 def domain_xml(
@@ -73,7 +76,7 @@ def domain_xml(
     disk: Path,
     console_log: Path,
     boot: BootSpec,
-    networks: dict[int, NetworkPlan],
+    networks: Mapping[int, NetworkPlan],
     seed: Path | None = None,
     uuid: str | None = None,
     firmware: str = "bios",

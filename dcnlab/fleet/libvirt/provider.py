@@ -11,9 +11,11 @@ from pathlib import Path
 
 import libvirt
 
-from dcnlab.core.errors import CommandError, HypervisorError
+from dcnlab.core.errors import CommandError, HypervisorError, ProvisionError
 from dcnlab.core.proc import run_local
-from dcnlab.fleet.provider import CAPABILITIES, Nic, PowerAction
+from dcnlab.fleet.libvirt.domainxml import machine_xml, network_xml, parse_owner
+from dcnlab.fleet.provider import CAPABILITIES, MachineSpec, Nic, Owner, PowerAction
+from dcnlab.fleet.spec import NetworkPlan, network_prefix
 
 STATE_NAMES = {
     libvirt.VIR_DOMAIN_NOSTATE: "nostate",
@@ -25,6 +27,15 @@ STATE_NAMES = {
     libvirt.VIR_DOMAIN_CRASHED: "crashed",
     libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
 }
+
+
+# A domain goes with its managed save, its snapshots' metadata and its UEFI
+# variables file (libvirt refuses to undefine a domain with NVRAM otherwise).
+UNDEFINE_FLAGS = (
+    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+    | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+    | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+)
 
 
 def link_state_xml(domain_xml: str, mac: str, state: str) -> str:
@@ -95,6 +106,80 @@ class LibvirtProvider:
             return self._conn_alive().lookupByName(domain)
         except libvirt.libvirtError as err:
             raise HypervisorError(f"domain {domain}: {err}") from err
+
+    # -- inventory ------------------------------------------------------------
+
+    def create_network(self, net: NetworkPlan, owner: Owner) -> None:
+        # The owner is in the name (network_prefix): libvirt 9.0 networks carry no metadata.
+        if not net.name.startswith(network_prefix(owner.fleet)):
+            raise ValueError(f"network {net.name} is not named as fleet {owner.fleet}'s networks are")
+        try:
+            obj = self._conn_alive().networkDefineXML(network_xml(net))
+            obj.create()
+        except libvirt.libvirtError as err:
+            raise ProvisionError(f"cannot create network {net.name} (bridge {net.bridge}): {err}") from err
+
+    def define(self, machine: MachineSpec) -> None:
+        try:
+            self._conn_alive().defineXML(machine_xml(machine))
+        except libvirt.libvirtError as err:
+            raise ProvisionError(
+                f"cannot define node {machine.plan.name} (domain {machine.plan.domain}): {err}"
+            ) from err
+
+    def owner(self, domain: str) -> Owner | None:
+        try:
+            dom = self._conn_alive().lookupByName(domain)
+            return parse_owner(dom.XMLDesc(0))
+        except libvirt.libvirtError as err:
+            if err.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise HypervisorError(f"cannot read the owner of domain {domain}: {err}") from err
+
+    def undefine(self, domain: str, owner: Owner) -> None:
+        try:
+            dom = self._conn_alive().lookupByName(domain)
+        except libvirt.libvirtError as err:
+            if err.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return
+            raise HypervisorError(f"cannot look up domain {domain}: {err}") from err
+        found = parse_owner(dom.XMLDesc(0))
+        if found is None or found.run_id != owner.run_id:
+            raise ProvisionError(f"domain {domain} is not owned by run {owner.run_id}; leaving it alone")
+        self._remove(dom)
+
+    @staticmethod
+    def _remove(dom: libvirt.virDomain) -> None:
+        try:
+            if dom.isActive():
+                dom.destroy()
+            dom.undefineFlags(UNDEFINE_FLAGS)
+        except libvirt.libvirtError as err:
+            raise HypervisorError(f"cannot remove domain {dom.name()}: {err}") from err
+
+    def remove_owned(self, owner: Owner) -> list[str]:
+        conn = self._conn_alive()
+        removed = []
+        for dom in conn.listAllDomains():
+            try:
+                found = parse_owner(dom.XMLDesc(0))
+            except libvirt.libvirtError:
+                continue  # vanished while we looked
+            if found is not None and found.run_id == owner.run_id:
+                self._remove(dom)
+                removed.append(f"domain {dom.name()}")
+        for net in conn.listAllNetworks():
+            if net.name().startswith(network_prefix(owner.fleet)):
+                try:
+                    if net.isActive():
+                        net.destroy()
+                    net.undefine()
+                except libvirt.libvirtError as err:
+                    raise HypervisorError(f"cannot remove network {net.name()}: {err}") from err
+                removed.append(f"network {net.name()}")
+        return removed
+
+    # -- machines ---------------------------------------------------------------
 
     def power(self, domain: str, action: PowerAction) -> None:
         dom = self._domain(domain)
