@@ -1,7 +1,8 @@
 """Markers shared by the certification suites: one per fault kind (power_off,
-nic_cut, kill_workload...), one per certified workload of the session's spec
-(its id: ``-m web``), smoke (the quick set) and node_loss (a node is fenced
-and rebooted: minutes per case under TCG)."""
+nic_cut, kill_workload...), smoke (the quick set) and node_loss (a node is
+fenced and rebooted: minutes per case under TCG). The marker of each certified
+workload (its id: ``-m web``) is registered by the plugin as the case tables
+name it (dcnlab/certify/cases.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dcnlab.certify.workloads import workload_marker, workloads
-from dcnlab.cluster.thresholds import FAULT_KINDS
-from dcnlab.pytest_plugin.plugin import session_spec
+from dcnlab.certify import FAULT_KINDS
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -21,10 +20,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "grow_shrink: nodes join and leave the running cluster")
     for kind in FAULT_KINDS:
         config.addinivalue_line("markers", f"{kind.replace('-', '_')}: the {kind} fault")
-    # Registered before collection, so --strict-markers accepts the spec's own ids.
-    for w in workloads(session_spec(config)):
-        if workload_marker(w.id):
-            config.addinivalue_line("markers", f"{w.id}: cases on workload {w.id} ({w.kind})")
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,11 @@ Fixtures (all function-scoped; observers are armed before any fault):
   console logs and journals. ``fault.skip_the_return(why)`` before the fault
   skips that wait when the session has a ready state: the next test gets a
   cluster restored from it (for cases that do not certify the node's return).
+- ``case_report``: writes what a failover case leaves for a reviewer from its
+  :class:`~dcnlab.certify.failover.FailoverResult`: ``verdict.json``,
+  ``timeline.svg`` and ``timing.json`` in the case's tmp dir, the verdict as a
+  report section, its record in the run's timing report, and the Allure
+  parameters and attachments. ``case_report.step`` names a case's phases as Allure steps.
 
 They act on ``fault_cluster``, the session ``cluster`` by default: override
 ``fault_cluster`` in a module or class to aim them at another cluster (a
@@ -26,11 +31,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-from dcnlab.certify.workloads import endpoints
+from dcnlab.certify.failover import FailoverResult
+from dcnlab.certify.workloads import endpoints, unmeasured
 from dcnlab.cluster.bootstrap import Cluster
 from dcnlab.core.errors import DcnlabError, FaultError
 from dcnlab.faults.injector import FaultInjector
@@ -40,6 +47,9 @@ from dcnlab.observe.timeline import Recorder
 from dcnlab.pytest_plugin import allure_glue
 from dcnlab.pytest_plugin.plugin import FAULT_PHASES, next_test_reuses_the_cluster
 from dcnlab.ready.session import SessionCluster
+from dcnlab.report.chart import chart_of, client_spans
+from dcnlab.report.environment import environment_of
+from dcnlab.report.timing import CaseRecord, RunReport
 
 # Seconds (before the accelerator's scale) a case's client probe may run.
 PROBE_LIMIT = 900.0
@@ -140,3 +150,90 @@ def fault(
                 missing = [str(err)]
             if missing:
                 request.node.add_report_section("teardown", "logs not collected", "\n".join(missing))
+
+
+class CaseArtifacts:
+    """What a failover case leaves for a reviewer (see ``case_report``)."""
+
+    step = staticmethod(allure_glue.step)
+
+    def __init__(
+        self, cluster: Cluster, report: RunReport, injector: FaultInjector, request: pytest.FixtureRequest, repeat: int
+    ) -> None:
+        self.cluster = cluster
+        self.report = report
+        self.injector = injector
+        self.request = request
+        self.repeat = repeat
+        self.dir: Path = request.getfixturevalue("tmp_path")
+
+    def __call__(self, result: FailoverResult, suite: str = "failover") -> None:
+        cluster, case, verdict, timings = self.cluster, result.case, result.verdict, result.timings
+        workload, target, injected = case.workload, result.target, result.injected
+        spec_path = Path(str(cluster.spec.path))
+        allure_glue.parameter("image", f"{cluster.fleet.image.recipe} {cluster.fleet.image.digest}")
+        allure_glue.parameter("spec", spec_path.name)
+        allure_glue.attach_file(spec_path, "cluster spec")
+        if not result.measured:
+            allure_glue.parameter("client downtime", f"not measured: {unmeasured(workload)}")
+        text = json.dumps(
+            {
+                **verdict.to_dict(),
+                "why": case.expectation.why if case.expectation else "",
+                "timings": timings.to_dict(),
+            },
+            indent=1,
+        )
+        (self.dir / "verdict.json").write_text(text)
+        chart = chart_of(
+            f"{case.fault} on {target}: {workload.id}",
+            result.events,
+            injected,
+            {name: client_spans(av, injected.t) for name, av in result.availability.items()},
+            sorted(cluster.fleet.nodes),
+            timings=timings,
+        )
+        (self.dir / "timeline.svg").write_text(chart.svg())
+        self.request.node.add_report_section("call", "verdict", verdict.message())
+        record = CaseRecord.from_verdict(
+            test=self.request.node.nodeid,
+            suite=suite,
+            verdict=verdict,
+            timings=timings,
+            events=result.events,
+            fault_t=injected.t,
+            workload=workload.id,
+            repeat=self.repeat,
+            restore_seconds=self.injector.restore_seconds,
+            unmeasured={} if result.measured else {"downtime": unmeasured(workload)},
+        )
+        self.report.add(record)
+        (self.dir / "timing.json").write_text(json.dumps(asdict(record), indent=1))
+        allure_glue.attach_file(self.dir / "timeline.svg", "timeline chart")
+        allure_glue.attach_file(self.dir / "timing.json", "timing")
+        allure_glue.attach_file(self.dir / "verdict.json", "verdict")
+        allure_glue.attach_text(result.crm_before, "crm_mon before the fault", "xml")
+        # From a node that stayed up: the target may still be booting.
+        survivor = next((n for n in cluster.members() if n.name != target), None)
+        allure_glue.attach_text(cluster.crm_mon_xml(via=survivor), "crm_mon after the heal", "xml")
+        # The affected node's side of the story: its cluster journal since the
+        # fault (when it could be read) and its serial console (boot after a fence).
+        for path in sorted((self.dir / "journal").glob("*.txt")):
+            allure_glue.attach_file(path, f"journal of {path.name.split('.')[0]} since the fault")
+        allure_glue.attach_tail(cluster.fleet.console_log(target), f"console of {target} (last lines)")
+
+
+@pytest.fixture
+def case_report(
+    fault_cluster: Cluster,
+    fault: FaultInjector,
+    timing_report: RunReport,
+    dcn_repeat: int,
+    request: pytest.FixtureRequest,
+) -> CaseArtifacts:
+    """Writes a failover case's artifacts from its result (see the module's docstring)."""
+    if timing_report.environment is None:
+        # Before the fault (this fixture is set up before the test body runs):
+        # afterwards a node may be off or still booting.
+        timing_report.environment = environment_of(fault_cluster.fleet, fault_cluster.spec)
+    return CaseArtifacts(fault_cluster, timing_report, fault, request, dcn_repeat)

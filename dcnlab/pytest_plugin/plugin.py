@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from dcnlab.certify import cases
+from dcnlab.certify.preflight import PreflightError
 from dcnlab.certify.workloads import check_requirements
 from dcnlab.cluster.bootstrap import Cluster
 from dcnlab.cluster.spec import DEFAULT_SPEC, ClusterSpec, load_spec
@@ -286,6 +288,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "destructive: may leave the cluster broken; gets a fresh cluster, and so does the next test on it",
     )
+    config.addinivalue_line(
+        "markers",
+        "dcn_cases(argname, table): parametrize argname with a case table of dcnlab.certify.cases, "
+        "generated from the session's cluster spec",
+    )
     if config.option.dcn_cluster_spec is not None:
         session_spec(config)
     _threshold_overrides(config)
@@ -525,10 +532,37 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "dcn_node" in metafunc.fixturenames or "dcn_host" in metafunc.fixturenames:
         count = fleet_nodes(metafunc.config)
         metafunc.parametrize("dcn_node_name", [f"dcn{i}" for i in range(1, count + 1)], scope="session")
+    # After the node: ids read node first, like every per-node case (test_unit[dcn1-http]).
+    for mark in metafunc.definition.iter_markers("dcn_cases"):
+        argname, table = mark.args
+        metafunc.parametrize(argname, _case_params(metafunc.config, table))
     # Certification cases take `dcn_repeat`: --dcn-repeat N runs each N times.
     count = metafunc.config.option.dcn_repeat
     if "dcn_repeat" in metafunc.fixturenames and count > 1:
         metafunc.parametrize("dcn_repeat", range(count), ids=[f"r{i}" for i in range(count)])
+
+
+def _case_params(config: pytest.Config, table: cases.Table) -> list[Any]:
+    """A case table's rows as pytest params. Their markers are registered here, as
+    the table names them (a workload's id is the spec's), so --strict-markers holds."""
+    session = cases.Session(session_spec(config), config.option.dcn_networks, fleet_nodes(config))
+    try:
+        rows = table(session)
+    except (DcnlabError, PreflightError) as err:
+        # A collection error naming the table, the spec and the problem: nothing runs.
+        pytest.fail(f"case table {table.__name__} on {session.spec.path}: {err}", pytrace=False)
+    known = {line.split(":")[0].split("(")[0].strip() for line in config.getini("markers")}
+    params = []
+    for row in rows:
+        for name in row.marks:
+            if name not in known:
+                config.addinivalue_line("markers", f"{name}: cases marked {name} by the spec's case tables")
+                known.add(name)
+        marks = [getattr(pytest.mark, name) for name in row.marks]
+        if row.skip:
+            marks.append(pytest.mark.skip(reason=row.skip))
+        params.append(pytest.param(row.value, id=row.id, marks=marks))
+    return params
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from typing import NoReturn
 
 import pytest
 
+from dcnlab.certify import Cluster, ClusterSampler, ClusterState, Violation, WaitTimeout, cases, wait_until
 from dcnlab.certify.constraints import (
     AntiColocationCase,
     ColocationCase,
@@ -38,7 +39,6 @@ from dcnlab.certify.constraints import (
     PreferenceCase,
     apart_before,
     apart_failure,
-    constraint_cases,
     home,
     kept_apart,
     moved_off,
@@ -49,50 +49,12 @@ from dcnlab.certify.constraints import (
     together_before,
     together_failure,
 )
-from dcnlab.cluster.bootstrap import Cluster
-from dcnlab.cluster.crm import ClusterState
-from dcnlab.cluster.invariants import Violation
-from dcnlab.core.errors import WaitTimeout
-from dcnlab.core.wait import wait_until
-from dcnlab.faults.faults import PowerOff
-from dcnlab.faults.injector import FaultInjector
-from dcnlab.observe.sampler import ClusterSampler
-from dcnlab.pytest_plugin.plugin import fleet_nodes, session_spec
+from dcnlab.faults import FaultInjector, PowerOff
 
 SETTLE = 180.0  # seconds before the accelerator's scale
 
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    spec = session_spec(metafunc.config)
-    cases = constraint_cases(spec, fleet_nodes(metafunc.config))
-    # A spec without a constraint of a kind still shows its test, skipped
-    # with the reason, rather than pytest's "got empty parameter set".
-    none = f"{spec.path} has no"
-    if "together" in metafunc.fixturenames:
-        params = [pytest.param(c, id=c.id, marks=_marks(c.fault, c.node_loss, c.smoke, c.skip)) for c in cases.together]
-        metafunc.parametrize("together", params or [_nothing("no-colocation", f"{none} positive colocation")])
-    if "apart" in metafunc.fixturenames:
-        params = [pytest.param(c, id=c.id, marks=_marks("power-off", True, c.smoke, c.skip)) for c in cases.apart]
-        metafunc.parametrize("apart", params or [_nothing("no-anti-colocation", f"{none} anti-colocation")])
-    if "preference" in metafunc.fixturenames:
-        params = [pytest.param(c, id=c.id, marks=_marks("power-off", True, c.smoke, c.skip)) for c in cases.preferences]
-        why = f"{none} location preference (a location with a positive score)"
-        metafunc.parametrize("preference", params or [_nothing("no-location-preference", why)])
-
-
-def _marks(fault: str, node_loss: bool, smoke: bool, skip: str) -> list[pytest.MarkDecorator]:
-    marks = [getattr(pytest.mark, fault.replace("-", "_"))]
-    if node_loss:
-        marks.append(pytest.mark.node_loss)
-    if smoke:
-        marks.append(pytest.mark.smoke)
-    if skip:
-        marks.append(pytest.mark.skip(reason=skip))
-    return marks
-
-
-def _nothing(case_id: str, why: str) -> object:
-    return pytest.param(None, id=case_id, marks=pytest.mark.skip(reason=f"{why}: nothing to certify"))
+# The cases come from the spec's constraints (dcnlab/certify/cases.py). A spec
+# without a constraint of a kind still shows its test, skipped with the reason.
 
 
 # ------------------------------------------------------------------ helpers
@@ -147,6 +109,7 @@ def _no_violations(sampler: ClusterSampler, late: list[Violation]) -> None:
 # -------------------------------------------------------------------- cases
 
 
+@pytest.mark.dcn_cases("together", cases.colocations)
 def test_colocated_resources_move_together(
     together: ColocationCase | None, fault_cluster: Cluster, cluster_sampler: ClusterSampler, fault: FaultInjector
 ) -> None:
@@ -178,6 +141,7 @@ def test_colocated_resources_move_together(
     _no_violations(cluster_sampler, late)
 
 
+@pytest.mark.dcn_cases("apart", cases.anti_colocations)
 def test_anti_colocation_holds_with_a_node_fewer(
     apart: AntiColocationCase | None, fault_cluster: Cluster, cluster_sampler: ClusterSampler, fault: FaultInjector
 ) -> None:
@@ -212,6 +176,7 @@ def test_anti_colocation_holds_with_a_node_fewer(
     _no_violations(cluster_sampler, late)
 
 
+@pytest.mark.dcn_cases("preference", cases.preferences)
 def test_returning_node(
     preference: PreferenceCase | None, fault_cluster: Cluster, request: pytest.FixtureRequest
 ) -> None:

@@ -30,12 +30,27 @@ timeline a failure message shows).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
 
+from dcnlab.certify import (
+    Availability,
+    ClientProbe,
+    Cluster,
+    ClusterError,
+    ClusterSampler,
+    ClusterState,
+    EventKind,
+    Node,
+    Recorder,
+    Thresholds,
+    cases,
+    membership_change_limit,
+    record_journals,
+)
 from dcnlab.certify.constraints import (
     Resize,
     client_facing,
@@ -45,35 +60,11 @@ from dcnlab.certify.constraints import (
     shrink_to_two_and_back,
 )
 from dcnlab.certify.verdict import describe_outage, downtime_over, window
-from dcnlab.cluster.bootstrap import Cluster
-from dcnlab.cluster.crm import ClusterState
-from dcnlab.cluster.thresholds import Thresholds, membership_change_limit
-from dcnlab.core.errors import ClusterError
-from dcnlab.fleet.node import Node
-from dcnlab.observe.journal import record_journals
-from dcnlab.observe.probe import Availability, ClientProbe
-from dcnlab.observe.sampler import ClusterSampler
-from dcnlab.observe.timeline import EventKind, Recorder
-from dcnlab.pytest_plugin.plugin import fleet_nodes
 
+# The member counts each case goes through come from the fleet's size, at
+# collection: a case the fleet is too small for is skipped before its
+# destructive mark costs a fresh cluster.
 pytestmark = [pytest.mark.grow_shrink, pytest.mark.destructive]
-
-# The member counts each case goes through, from the fleet's size.
-RESIZES: dict[str, Callable[[int], Resize]] = {
-    "test_grow_then_shrink_without_downtime": grow_then_shrink,
-    "test_remove_a_node": remove_one,
-    "test_shrink_to_two_and_grow_back": shrink_to_two_and_back,
-}
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    # At collection, so a case the fleet is too small for is skipped before
-    # its destructive mark costs a fresh cluster.
-    if "resize" not in metafunc.fixturenames:
-        return
-    resize = RESIZES[metafunc.function.__name__](fleet_nodes(metafunc.config))
-    marks = [pytest.mark.skip(reason=resize.skip)] if resize.skip else []
-    metafunc.parametrize("resize", [pytest.param(resize, id=resize.id, marks=marks)])
 
 
 @pytest.fixture
@@ -216,6 +207,7 @@ def _record(
 # members share the two host cores, on top of what the membership change
 # costs the web node itself (the shipped spec's grow-shrink comment); in an
 # earlier session that node went quiet long enough to be fenced.
+@pytest.mark.dcn_cases("resize", cases.resize(grow_then_shrink))
 def test_grow_then_shrink_without_downtime(
     resize: Resize,
     watched: Cluster,
@@ -246,6 +238,7 @@ def test_grow_then_shrink_without_downtime(
 # member busy for seconds while a node joins). Joins are certified by the
 # two cases above and below.
 @pytest.mark.smoke
+@pytest.mark.dcn_cases("resize", cases.resize(remove_one))
 def test_remove_a_node(
     resize: Resize,
     watched: Cluster,
@@ -272,6 +265,7 @@ def test_remove_a_node(
 # the host, as in every other case. Its outages under TCG (0-9.0 s, from the
 # membership change's work on the web node: corosync's, then pacemaker's) are
 # what sized the shipped spec's grow-shrink downtime.
+@pytest.mark.dcn_cases("resize", cases.resize(shrink_to_two_and_back))
 def test_shrink_to_two_and_grow_back(
     resize: Resize,
     watched: Cluster,

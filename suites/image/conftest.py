@@ -1,27 +1,16 @@
-"""Fixtures of the image preflight suite: the cases it derives from the
-session's cluster spec, and its closing report (the package versions found on
+"""Fixtures of the image preflight suite: what the session's cluster spec
+needs of the image, and its closing report (the package versions found on
 each node, printed after the test summary)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from dcnlab.certify.preflight import (
-    AgentNeed,
-    ContainerNeed,
-    Family,
-    ImageNeeds,
-    PreflightError,
-    UnitNeed,
-    os_family,
-    requirements_of,
-)
-from dcnlab.cluster.spec import ClusterSpec
-from dcnlab.fleet.node import Node
-from dcnlab.pytest_plugin.plugin import session_spec
+from dcnlab.certify import ClusterSpec, Node
+from dcnlab.certify.preflight import Family, ImageNeeds, PreflightError, os_family, requirements_of
 
 VERSIONS = pytest.StashKey[dict[str, dict[str, str]]]()
 
@@ -35,43 +24,6 @@ def _needs(spec: ClusterSpec) -> ImageNeeds:
         return requirements_of(spec)
     except PreflightError as err:
         raise pytest.UsageError(str(err)) from err
-
-
-def _cases(items: Sequence[UnitNeed | ContainerNeed | AgentNeed], none: str) -> list[Any]:
-    """One case per spec item, its id the resource's id; or one skipped case
-    saying why the spec asks for nothing of the kind (pytest's own empty
-    parameter set would say only "got empty parameter set")."""
-    if not items:
-        return [pytest.param(None, id="none", marks=pytest.mark.skip(reason=none))]
-    return [pytest.param(item, id=item.resource) for item in items]
-
-
-# trylast: after the dcnlab plugin's node parametrization, so ids read
-# node first, like every per-node case: test_systemd_unit[dcn1-http].
-@pytest.hookimpl(trylast=True)
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    wanted = {"unit_need", "image_need", "agent_need", "fence_need"} & set(metafunc.fixturenames)
-    if not wanted:
-        return
-    spec = session_spec(metafunc.config)
-    needs = _needs(spec)
-    if "unit_need" in wanted:
-        none = f"the cluster spec {spec.path} has no systemd resource: no unit to check"
-        metafunc.parametrize("unit_need", _cases(needs.units, none))
-    if "image_need" in wanted:
-        none = f"the cluster spec {spec.path} has no podman resource: no container image to check"
-        metafunc.parametrize("image_need", _cases(needs.containers, none))
-    if "agent_need" in wanted:
-        none = f"the cluster spec {spec.path} has no resource: no resource agent to check"
-        metafunc.parametrize("agent_need", _cases(needs.agents, none))
-    if "fence_need" in wanted:
-        fence = needs.fence_agent
-        if fence is None:
-            none = f"fencing.method is none in the cluster spec {spec.path}: no fence agent to check"
-            metafunc.parametrize("fence_need", _cases((), none))
-        else:
-            # The fence method names the case: test_fence_agent[dcn1-fence_virt].
-            metafunc.parametrize("fence_need", [pytest.param(fence, id=spec.fencing.method)])
 
 
 @pytest.fixture(scope="session")

@@ -12,12 +12,11 @@ cases are what says it did, before any cluster is built on it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
-from dcnlab.certify import preflight
-from dcnlab.core.proc import Result
-from dcnlab.fleet.fleet import Fleet
-from dcnlab.fleet.node import Node
+from dcnlab.certify import Fleet, Node, Result, preflight
 
 pytestmark = pytest.mark.smoke
 
@@ -92,10 +91,11 @@ def test_identity_kept_across_reboot_and_power_cycle(fleet: Fleet, dcn_nodes: li
         pytest.skip("direct kernel boot: the harness gives the identity on the kernel command line at every boot")
     node = dcn_nodes[0]
     instance = sh(node, INSTANCE_ID).stdout.split("\n")[0].strip()
-    for how, cycle in (
+    cycles: list[tuple[str, Callable[[], None]]] = [
         ("a reboot from inside", lambda: fleet.reboot(node.name)),
         ("a power-cycle from the hypervisor (as a fence does)", lambda: _power_cycle(fleet, node.name)),
-    ):
+    ]
+    for how, cycle in cycles:
         cycle()
         problems = _identity(node)
         assert not problems, f"{node.name} after {how}:\n  " + "\n  ".join(problems)

@@ -41,12 +41,8 @@ from collections.abc import Callable
 
 import pytest
 
-from dcnlab.certify import preflight
+from dcnlab.certify import DcnlabError, Node, Result, cases, preflight, wait_until
 from dcnlab.certify.preflight import AgentNeed, ContainerNeed, Family, ImageNeeds, UnitNeed
-from dcnlab.core.errors import DcnlabError
-from dcnlab.core.proc import Result
-from dcnlab.core.wait import wait_until
-from dcnlab.fleet.node import Node
 
 # Under emulation a first podman command (storage, netns, conmon) takes several seconds.
 PODMAN_TIMEOUT = 240.0
@@ -217,11 +213,13 @@ def _check_agent(node: Node, family: Family, need: AgentNeed) -> None:
     assert problem is None, f"{node.name}: {problem}"
 
 
+@pytest.mark.dcn_cases("agent_need", cases.agent_needs)
 def test_resource_agent(dcn_node: Node, family: Family, agent_need: AgentNeed) -> None:
     """The resource's agent is where Pacemaker looks for it."""
     _check_agent(dcn_node, family, agent_need)
 
 
+@pytest.mark.dcn_cases("fence_need", cases.fence_needs)
 def test_fence_agent(dcn_node: Node, family: Family, fence_need: AgentNeed) -> None:
     """The agent of the spec's fencing method is where Pacemaker looks for it."""
     _check_agent(dcn_node, family, fence_need)
@@ -234,6 +232,7 @@ def _unit_state(node: Node, unit: str) -> str | None:
     return preflight.settled_state(sh(node, f"systemctl is-active {shlex.quote(unit)}").stdout)
 
 
+@pytest.mark.dcn_cases("unit_need", cases.unit_needs)
 def test_systemd_unit(dcn_node: Node, unit_need: UnitNeed) -> None:
     """The unit exists, only the cluster starts it, and it runs when started."""
     unit, node = unit_need.unit, dcn_node.name
@@ -277,6 +276,7 @@ def test_systemd_unit(dcn_node: Node, unit_need: UnitNeed) -> None:
 # --------------------------------------------------------------------------- the spec's container images
 
 
+@pytest.mark.dcn_cases("image_need", cases.container_needs)
 def test_container_image(dcn_node: Node, family: Family, image_need: ContainerNeed) -> None:
     """The image is in podman's local store, and a container is created from it offline."""
     image, node = image_need.image, dcn_node.name

@@ -137,3 +137,24 @@ def test_libvirt_is_spoken_only_in_its_provider_folder() -> None:
         m for m, path in _modules().items() if _speaks_libvirt(path) and not m.startswith("dcnlab.fleet.libvirt")
     }
     assert not outside, f"libvirt imported outside dcnlab.fleet.libvirt: {sorted(outside)}"
+
+
+SUITES = PACKAGE.parent / "suites"
+
+
+def test_suites_import_only_the_certify_and_faults_api() -> None:
+    # The suites read as certification: what they touch of dcnlab is the API a
+    # user's own suites would use too, not the plugin or the layers beneath.
+    allowed = ("dcnlab.certify", "dcnlab.faults")
+    wrong = []
+    for path in sorted(SUITES.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                if name.split(".")[0] == "dcnlab" and not any(name == a or name.startswith(a + ".") for a in allowed):
+                    wrong.append(f"{path.relative_to(SUITES.parent)}: {name}")
+    assert not wrong, "suites import dcnlab beyond dcnlab.certify and dcnlab.faults:\n" + "\n".join(wrong)

@@ -82,3 +82,40 @@ def test_a_session_that_asks_for_no_fleet_boots_nothing(isolated: pytest.Pyteste
     assert "[dcnlab] fleet" not in result.stdout.str() + result.stderr.str()
     state = isolated.path.joinpath(".state").read_text()
     assert not list(pathlib.Path(state).rglob("run.json")), "a fleet was created"
+
+
+USER_TABLE = """
+import pytest
+from dcnlab.certify import cases
+
+def my_table(session):
+    rows = [cases.Param(f"w{i}", f"w{i}", cases.fault_marks("power-off", node_loss=True, smoke=i == 1, workload="w1"))
+            for i in range(1, session.nodes + 1)]
+    return rows + [cases.nothing("no-widget", f"{session.spec.path} has no widget")]
+
+def broken(session):
+    raise cases.ConfigError("the table cannot read the spec")
+
+@pytest.mark.dcn_cases("row", my_table)
+def test_case(row):
+    assert row is not None
+"""
+
+
+def test_a_case_table_parametrizes_with_ids_markers_and_skips(isolated: pytest.Pytester) -> None:
+    isolated.makepyfile(USER_TABLE)
+    ran = isolated.runpytest_subprocess("--strict-markers", "--dcn-nodes", "2", "-rs", "-v")
+    ran.assert_outcomes(passed=2, skipped=1)
+    ran.stdout.fnmatch_lines(
+        ["*test_case?w1? PASSED*", "*test_case?w2? PASSED*", "*has no widget: nothing to certify*"]
+    )
+    smoke = isolated.runpytest_subprocess("--strict-markers", "--dcn-nodes", "2", "-m", "smoke and w1 and node_loss")
+    smoke.assert_outcomes(passed=1, deselected=2)
+
+
+def test_a_table_that_fails_stops_the_session_at_collection(isolated: pytest.Pytester) -> None:
+    isolated.makepyfile(USER_TABLE.replace('dcn_cases("row", my_table)', 'dcn_cases("row", broken)'))
+    result = isolated.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*case table broken on *default.yaml: the table cannot read the spec*"])
+    assert "Traceback" not in result.stdout.str()

@@ -1,0 +1,122 @@
+"""One failover case from fault to verdict: find where the workload runs, inject
+the case's fault there, observe until the workload settles, heal, and judge what
+was seen against the case's expectation, the spec's thresholds and its
+requirements. The observers (timeline, sampler, client probes) are armed by the
+caller before this starts; what the case leaves for a reviewer (verdict, chart,
+timing record, Allure attachments) is written by the caller from the result
+(the plugin's ``case_report`` fixture)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+from dcnlab.certify.outcome import heal_outage, wait_for_outcome
+from dcnlab.certify.verdict import Verdict, judge
+from dcnlab.certify.workloads import NODE_LOSS, FailoverCase, requirement_findings, unmeasured
+from dcnlab.cluster.bootstrap import Cluster
+from dcnlab.cluster.crm import parse_crm_mon
+from dcnlab.cluster.thresholds import Thresholds, thresholds_for
+from dcnlab.faults.injector import FaultInjector
+from dcnlab.observe.journal import record_journals
+from dcnlab.observe.probe import Availability, ClientProbe
+from dcnlab.observe.timeline import Event, Recorder, Timing, Timings, derive
+
+Step = Callable[[str], AbstractContextManager[object]]
+
+
+def no_step(_title: str) -> AbstractContextManager[object]:
+    return contextlib.nullcontext()
+
+
+@dataclass(frozen=True)
+class FailoverResult:
+    """What one case saw and concluded."""
+
+    case: FailoverCase
+    target: str  # the node the fault hit: where the workload ran
+    injected: Event
+    crm_before: str  # crm_mon XML before the fault
+    events: tuple[Event, ...]
+    availability: dict[str, Availability]  # per probed workload
+    timings: Timings
+    verdict: Verdict
+
+    @property
+    def measured(self) -> bool:
+        """Whether clients measured the workload's downtime (it declares a ``client:``)."""
+        return self.case.workload.id in self.availability
+
+
+class CaseReport(Protocol):
+    """Writes what a case leaves for a reviewer (the plugin's ``case_report`` fixture)."""
+
+    def step(self, title: str) -> AbstractContextManager[object]:
+        """A named phase of the case (an Allure step)."""
+        ...
+
+    def __call__(self, result: FailoverResult) -> None: ...
+
+
+def run_failover_case(
+    case: FailoverCase,
+    cluster: Cluster,
+    fault: FaultInjector,
+    timeline: Recorder,
+    probes: ClientProbe,
+    thresholds: dict[str, Thresholds],
+    journal_dir: Path,
+    step: Step = no_step,
+) -> FailoverResult:
+    """Run ``case`` on ``cluster`` with armed observers; ``step`` names its phases
+    (Allure steps in the plugin)."""
+    if case.expectation is None or case.make is None:
+        raise ValueError(f"case {case.id} is skipped ({case.skip}): it has nothing to run")
+    workload = case.workload
+    rsc = workload.id
+    before = cluster.crm_mon_xml()
+    (target,) = parse_crm_mon(before).where(rsc)
+    returning = case.fault in NODE_LOSS
+    skipped_return = ""
+    if returning and any(r.kind == "no-outage-on-return" and r.workload == rsc for r in cluster.spec.requirements):
+        # The return is what the requirement is about: heal until the
+        # cluster has converged with the node back, whatever comes next.
+        fault.wait_healthy = True
+    elif returning and fault.skip_the_return(f"{target} not waited for after {case.fault}"):
+        # Nothing certifies this node's return: the next test gets a
+        # cluster restored from the ready state rather than waiting for it.
+        skipped_return = (
+            f"{target}'s return (the next test gets a cluster restored from the ready state; "
+            f"a no-outage-on-return requirement on {rsc} would certify the return)"
+        )
+    with step(f"inject {case.fault} on {target}, where {rsc} runs"):
+        injected = fault(case.make(target)).injected_at
+    if injected is None:
+        raise ValueError(f"the {case.fault} fault on {target} recorded no injection")
+    with step(f"observe until {rsc} settles ({case.expectation.outcome.value} expected)"):
+        wait_for_outcome(case, cluster, timeline, probes, injected, target)
+        record_journals(cluster.fleet, timeline, since=injected.lower - 5.0, save_dir=journal_dir)
+    # Heal with the probes still running: the return of the node (a
+    # fail-back, a restart on rejoin) is a second outage clients see, and the
+    # report carries how long the return to a healthy cluster took.
+    wait = "and wait for a healthy cluster" if fault.wait_healthy else "(the next test gets a fresh cluster)"
+    with step(f"heal {case.fault} {wait}"):
+        fault.heal()
+    availability = probes.record(timeline)
+    events = timeline.events()
+    measured = rsc in availability
+    outages = availability[rsc].outages if measured else ()
+    timings = derive(events, rsc, outages, workload.members)
+    if not measured:
+        timings = replace(timings, downtime=Timing("client downtime", None, why=unmeasured(workload)))
+    healed = heal_outage(events, outages, injected, measured, workload, skipped_return)
+    timings = replace(timings, extra=(*timings.extra, healed))
+    limits = thresholds_for(case.fault, thresholds)
+    verdict = judge(case.expectation, events, timings, limits, target, workload.members, clients=measured)
+    required = requirement_findings(cluster.spec, workload, case.fault, timings, events, injected)
+    verdict = replace(verdict, findings=(*verdict.findings, *required))
+    return FailoverResult(case, target, injected, before, tuple(events), availability, timings, verdict)
