@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from dcnlab.core.argtypes import bounded_int, checked
 from dcnlab.core.errors import ConfigError, DcnlabError
 from dcnlab.fleet.spec import FleetSpec, check_fleet_name
 from dcnlab.image.firmware import FIRMWARE_CHOICES
@@ -22,21 +23,8 @@ def progress(line: str) -> None:
     print(f"[{time.monotonic() - _T0:6.1f}s] {line}", file=sys.stderr, flush=True)
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is too small: use 1 or more")
-    return value
-
-
-def fleet_name(text: str) -> str:
-    try:
-        return check_fleet_name(text)
-    except ConfigError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+positive_int = bounded_int(1)
+fleet_name = checked(check_fleet_name)
 
 
 def resolve_image(image: str | None, recipe: str | None) -> object:

@@ -6,7 +6,6 @@ suites gets these fixtures by installing dcnlab (``-p no:dcnlab`` turns it off).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -25,6 +24,7 @@ from dcnlab.certify.workloads import check_requirements
 from dcnlab.cluster.bootstrap import Cluster
 from dcnlab.cluster.spec import DEFAULT_SPEC, ClusterSpec, load_spec
 from dcnlab.cluster.thresholds import Thresholds, parse_overrides
+from dcnlab.core.argtypes import bounded_int, checked, existing_file, seconds
 from dcnlab.core.errors import ConfigError, DcnlabError
 from dcnlab.fleet.accel import detect
 from dcnlab.fleet.fleet import Fleet
@@ -48,63 +48,23 @@ from dcnlab.report.timing import CasePhases, ClusterStart, RunReport
 pytest_plugins = ["dcnlab.pytest_plugin.faults"]
 
 
-def _bounded_int(low: int, high: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is out of range: use {low} to {high}")
-        return value
-
-    return parse
-
-
-def _seconds(high: float) -> Any:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-        if not 1 <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value:g} is out of range: use 1 to {high:g} seconds")
-        return value
-
-    return parse
-
-
-def _fleet_name(text: str) -> str:
-    try:
-        return check_fleet_name(text)
-    except ConfigError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def _existing_file(what: str) -> Any:
-    def parse(text: str) -> Path:
-        path = Path(text)
-        if not path.is_file():
-            raise argparse.ArgumentTypeError(f"{text}: no such {what}")
-        return path
-
-    return parse
+_fleet_name = checked(check_fleet_name)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("dcnlab", "dcnlab fleet of virtual DCNs")
     g.addoption(
         "--dcn-nodes",
-        type=_bounded_int(1, MAX_NODES),
+        type=bounded_int(1, MAX_NODES),
         default=None,
         help=f"nodes in the fleet (default: the cluster spec's cluster.nodes, else {DEFAULT_NODES})",
     )
-    g.addoption("--dcn-networks", type=_bounded_int(1, MAX_NETWORKS), default=2, help="bridged networks (default 2)")
-    g.addoption("--dcn-vcpus", type=_bounded_int(1, 16), default=1, help="vCPUs per node (default 1)")
-    g.addoption("--dcn-memory", type=_bounded_int(768, 65536), default=1024, help="MiB per node (default 1024)")
+    g.addoption("--dcn-networks", type=bounded_int(1, MAX_NETWORKS), default=2, help="bridged networks (default 2)")
+    g.addoption("--dcn-vcpus", type=bounded_int(1, 16), default=1, help="vCPUs per node (default 1)")
+    g.addoption("--dcn-memory", type=bounded_int(768, 65536), default=1024, help="MiB per node (default 1024)")
     g.addoption(
         "--dcn-image",
-        type=_existing_file("image file (build one with `dcnlab image build`)"),
+        type=existing_file("image file (build one with `dcnlab image build`)"),
         default=None,
         help="disk image to certify (default: dcn-debian)",
     )
@@ -114,7 +74,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--dcn-accel", choices=("auto", "kvm", "tcg"), default="auto", help="accelerator (default auto)")
     g.addoption(
         "--dcn-boot-timeout",
-        type=_seconds(MAX_BOOT_TIMEOUT),
+        type=seconds(MAX_BOOT_TIMEOUT),
         metavar="SECONDS",
         default=None,
         help="how long a node may take to answer SSH (default: 60 s under KVM, x4 under TCG, more on a busy host)",
@@ -160,7 +120,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     g.addoption(
         "--dcn-cluster-spec",
-        type=_existing_file("cluster spec file"),
+        type=existing_file("cluster spec file"),
         default=None,
         help="cluster spec (YAML) to build on the fleet (default: the shipped default spec)",
     )
@@ -174,7 +134,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     g.addoption(
         "--dcn-repeat",
-        type=_bounded_int(1, 1000),
+        type=bounded_int(1, 1000),
         default=1,
         help="run every certification case N times (the timing report gives p50/p95/max and the failure rate)",
     )
