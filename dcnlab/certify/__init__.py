@@ -14,7 +14,7 @@ from dcnlab.cluster.crm import ClusterState
 from dcnlab.cluster.invariants import Violation
 from dcnlab.cluster.spec import ClusterSpec
 from dcnlab.cluster.thresholds import FAULT_KINDS, Thresholds, membership_change_limit
-from dcnlab.core.errors import ClusterError, DcnlabError, WaitTimeout
+from dcnlab.core.errors import ClusterError, ConfigError, DcnlabError, WaitTimeout
 from dcnlab.core.proc import Result
 from dcnlab.core.wait import wait_until
 from dcnlab.fleet.fleet import Fleet
@@ -34,6 +34,7 @@ __all__ = [
     "ClusterSampler",
     "ClusterSpec",
     "ClusterState",
+    "ConfigError",
     "DcnlabError",
     "EventKind",
     "FailoverCase",

@@ -86,7 +86,7 @@ def test_a_session_that_asks_for_no_fleet_boots_nothing(isolated: pytest.Pyteste
 
 USER_TABLE = """
 import pytest
-from dcnlab.certify import cases
+from dcnlab.certify import ConfigError, cases
 
 def my_table(session):
     rows = [cases.Param(f"w{i}", f"w{i}", cases.fault_marks("power-off", node_loss=True, smoke=i == 1, workload="w1"))
@@ -94,7 +94,7 @@ def my_table(session):
     return rows + [cases.nothing("no-widget", f"{session.spec.path} has no widget")]
 
 def broken(session):
-    raise cases.ConfigError("the table cannot read the spec")
+    raise ConfigError("the table cannot read the spec")
 
 @pytest.mark.dcn_cases("row", my_table)
 def test_case(row):
