@@ -44,7 +44,8 @@ from dcnlab.cluster.spec import (
     node_index,
     score_text,
 )
-from dcnlab.faults.faults import KillProcess, PowerOff
+from dcnlab.faults.power import PowerOff
+from dcnlab.faults.process import KillProcess
 from dcnlab.fleet.spec import MAX_NODES
 
 # Where each resource (a primitive or a group) runs: the nodes crm_mon shows

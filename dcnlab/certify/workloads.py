@@ -34,7 +34,10 @@ from dcnlab.cluster.spec import (
     score_text,
 )
 from dcnlab.core.errors import ConfigError
-from dcnlab.faults.faults import Fault, Freeze, HardReset, Isolate, KillProcess, NicDown, PowerOff
+from dcnlab.faults.base import Fault
+from dcnlab.faults.network import Isolate, NicDown
+from dcnlab.faults.power import Freeze, HardReset, PowerOff
+from dcnlab.faults.process import KillProcess
 from dcnlab.fleet.spec import AddressPlan
 from dcnlab.observe.probe import Endpoint
 from dcnlab.observe.timeline import Event, EventKind, Timings, heal_of

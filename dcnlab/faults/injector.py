@@ -12,7 +12,7 @@ from pathlib import Path
 from dcnlab.cluster.bootstrap import Cluster
 from dcnlab.cluster.invariants import View, Violation
 from dcnlab.core.errors import FaultError
-from dcnlab.faults.faults import Fault, FaultContext, Injected, injected
+from dcnlab.faults.base import Fault, FaultContext, Injected, injected
 from dcnlab.observe.artifacts import collect_logs
 from dcnlab.observe.sampler import ClusterSampler, NodeWatch
 from dcnlab.observe.timeline import EventKind, Recorder

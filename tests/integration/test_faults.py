@@ -28,8 +28,9 @@ from dcnlab.cluster.bootstrap import Cluster
 from dcnlab.cluster.invariants import ViolationKind
 from dcnlab.cluster.spec import load_spec
 from dcnlab.core.wait import wait_until
-from dcnlab.faults.faults import Isolate, PowerOff
 from dcnlab.faults.injector import FaultInjector
+from dcnlab.faults.network import Isolate
+from dcnlab.faults.power import PowerOff
 from dcnlab.fleet.node import Node
 from dcnlab.observe.journal import record_journals
 from dcnlab.observe.probe import ClientProbe

@@ -24,7 +24,9 @@ CLEANUP = 90.0  # an interrupted run's own cleanup; far below any boot deadline 
 # the node frozen (a paused domain with a link down is what teardown and gc
 # must cope with). The test then waits for the interrupt.
 UNDER_FAULT = """\
-from dcnlab.faults.faults import FaultContext, Freeze, NicDown
+from dcnlab.faults.base import FaultContext
+from dcnlab.faults.network import NicDown
+from dcnlab.faults.power import Freeze
 from dcnlab.observe.timeline import Recorder
 from dcnlab.core.wait import wait_until
 

@@ -29,7 +29,8 @@ from dcnlab.certify.workloads import (
 )
 from dcnlab.cluster.spec import DEFAULT_SPEC, ClusterSpec, load_spec, parse_spec
 from dcnlab.core.errors import ConfigError
-from dcnlab.faults.faults import KillProcess, NicDown
+from dcnlab.faults.network import NicDown
+from dcnlab.faults.process import KillProcess
 from dcnlab.fleet.spec import FleetSpec
 from dcnlab.observe.probe import Endpoint
 from dcnlab.observe.timeline import Event, EventKind

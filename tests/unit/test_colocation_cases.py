@@ -27,7 +27,8 @@ from dcnlab.certify.constraints import (
     together_failure,
 )
 from dcnlab.cluster.spec import DEFAULT_SPEC, INFINITY, ClusterSpec, Colocation, Location, load_spec, parse_spec
-from dcnlab.faults.faults import KillProcess, PowerOff
+from dcnlab.faults.power import PowerOff
+from dcnlab.faults.process import KillProcess
 
 EXAMPLES = Path(__file__).parents[2] / "suites" / "specs" / "examples"
 

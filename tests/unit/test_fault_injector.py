@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from dcnlab.faults.faults import Fault
+from dcnlab.faults.base import Fault
 from dcnlab.faults.injector import FaultInjector
 from dcnlab.observe.timeline import ClockAnchor, Recorder
 

@@ -4,14 +4,9 @@ import pytest
 from domxml import small_domain_xml
 
 from dcnlab.core.errors import ConfigError, FaultError, HypervisorError
-from dcnlab.faults.faults import (
-    Fault,
-    FaultContext,
-    KillProcess,
-    Partition,
-    injected,
-    kill_argv,
-)
+from dcnlab.faults.base import Fault, FaultContext, injected
+from dcnlab.faults.network import Partition
+from dcnlab.faults.process import KillProcess, kill_argv
 from dcnlab.fleet.libvirt.provider import link_state, link_state_xml, partition_rules
 from dcnlab.fleet.spec import FleetSpec
 from dcnlab.observe.timeline import ClockAnchor, EventKind, Recorder

@@ -10,17 +10,9 @@ import pytest
 from fakes import FakeProvider, Refused, fleet_on_fake
 
 from dcnlab.core.errors import FaultError, HypervisorError
-from dcnlab.faults.faults import (
-    Fault,
-    FaultContext,
-    Freeze,
-    GracefulShutdown,
-    HardReset,
-    Isolate,
-    NicDown,
-    Partition,
-    PowerOff,
-)
+from dcnlab.faults.base import Fault, FaultContext
+from dcnlab.faults.network import Isolate, NicDown, Partition
+from dcnlab.faults.power import Freeze, GracefulShutdown, HardReset, PowerOff
 from dcnlab.fleet.fleet import Fleet
 from dcnlab.fleet.provider import LINKS, PAUSE, POWER, NotApplicable
 from dcnlab.observe.timeline import ClockAnchor, EventKind, Recorder

@@ -9,16 +9,9 @@ import pytest
 from fakes import FakeCluster, FakeGuests, FakeProvider, fleet_on_fake
 
 from dcnlab.core.errors import FaultError, HypervisorError
-from dcnlab.faults.faults import (
-    FaultContext,
-    Freeze,
-    GracefulShutdown,
-    HardReset,
-    KillProcess,
-    PowerOff,
-    ResourceFailure,
-    restore,
-)
+from dcnlab.faults.base import FaultContext, restore
+from dcnlab.faults.power import Freeze, GracefulShutdown, HardReset, PowerOff
+from dcnlab.faults.process import KillProcess, ResourceFailure
 from dcnlab.fleet.fleet import Fleet
 from dcnlab.observe.timeline import ClockAnchor, EventKind, Recorder
 
