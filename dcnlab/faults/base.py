@@ -59,6 +59,10 @@ class FaultContext:
     fleet: Fleet
     recorder: Recorder
     member_of: Cluster | None = None
+    # The heal leaves faulted nodes down: every node is about to be replaced by one
+    # restored from the ready state (FaultInjector.skip_the_return), and nothing
+    # uses them before that, so their boot and rejoin would be thrown away.
+    nodes_replaced: bool = False
 
     @classmethod
     def of(cls, cluster: Cluster, recorder: Recorder) -> FaultContext:
@@ -147,7 +151,13 @@ class Fault(ABC):
 def start_member(ctx: FaultContext, node: str) -> None:
     """Power ``node`` on if it is off, resume it if paused, and start its
     cluster stack (not enabled at boot: someone decides when a node rejoins).
-    Does not wait for the cluster to converge (:func:`restore` does)."""
+    Does not wait for the cluster to converge (:func:`restore` does). Nothing
+    when ``ctx.nodes_replaced``: the node is replaced instead."""
+    if ctx.nodes_replaced:
+        ctx.recorder.record(
+            EventKind.NOTE, f"fault:{node}", node=node, detail="left down: the next test gets restored nodes"
+        )
+        return
     state = ctx.fleet.domain_state(node)
     if state == "paused":
         ctx.power(node, "resume")

@@ -60,6 +60,9 @@ class FaultInjector:
         # ready-state cache, and why it will (skip_the_return).
         self._renewable = renewable
         self.renewal = ""
+        # Whether a skipped return may leave the faulted nodes down: no test
+        # uses the fleet before the renewal replaces them (the fault fixture knows).
+        self.nodes_replaced_next = False
         self._nodes: set[str] = set()  # the nodes faults were injected on
 
     def __call__(self, fault: Fault, *, watch: bool = False) -> Fault:
@@ -97,6 +100,7 @@ class FaultInjector:
             return False
         self.wait_healthy = False
         self.renewal = why
+        self.ctx.nodes_replaced = self.nodes_replaced_next
         return True
 
     def heal(self) -> list[Violation]:

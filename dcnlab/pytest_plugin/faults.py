@@ -45,7 +45,7 @@ from dcnlab.observe.probe import ClientProbe, ProbeSettings
 from dcnlab.observe.sampler import ClusterSampler
 from dcnlab.observe.timeline import Recorder
 from dcnlab.pytest_plugin import allure_glue
-from dcnlab.pytest_plugin.plugin import FAULT_PHASES, next_test_reuses_the_cluster
+from dcnlab.pytest_plugin.plugin import FAULT_PHASES, next_fleet_user_renews, next_test_reuses_the_cluster
 from dcnlab.ready.session import SessionCluster
 from dcnlab.report.chart import chart_of, client_spans
 from dcnlab.report.environment import environment_of
@@ -135,6 +135,9 @@ def fault(
     # one, the next test gets a fresh cluster: under TCG that wait costs
     # minutes (162 s after a power-off in a CI dry run).
     injector.wait_healthy = next_test_reuses_the_cluster(request.session.items, request.node)
+    # A node whose return is skipped may stay down when the next test on the
+    # fleet takes the cluster (renewed first) or there is none.
+    injector.nodes_replaced_next = next_fleet_user_renews(request.session.items, request.node)
     try:
         yield injector
     finally:

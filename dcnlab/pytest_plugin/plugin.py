@@ -422,6 +422,18 @@ def next_test_reuses_the_cluster(items: Sequence[pytest.Item], item: pytest.Item
     return following is not None and not is_destructive(following)
 
 
+def next_fleet_user_renews(items: Sequence[pytest.Item], item: pytest.Item) -> bool:
+    """Whether, after ``item``, the fleet is next used through the session's cluster
+    (which renews a spoiled cluster before the test) or not at all: then nodes that
+    ``item`` left down are never seen down."""
+    try:
+        index = items.index(item)
+    except ValueError:
+        return False  # not a collected item: assume the fleet is used as it is
+    following = next((o for o in items[index + 1 :] if "fleet" in getattr(o, "fixturenames", ())), None)
+    return following is None or uses_cluster(following)
+
+
 def _first_fleet_user_needs_a_cluster(session: pytest.Session) -> bool:
     """Whether the session's first test on the session fleet also uses its
     cluster: then the fleet may come up with its cluster, restored from the

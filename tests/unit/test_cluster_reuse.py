@@ -8,7 +8,12 @@ from typing import Any, cast
 
 import pytest
 
-from dcnlab.pytest_plugin.plugin import is_destructive, next_test_reuses_the_cluster, uses_cluster
+from dcnlab.pytest_plugin.plugin import (
+    is_destructive,
+    next_fleet_user_renews,
+    next_test_reuses_the_cluster,
+    uses_cluster,
+)
 
 
 @dataclass
@@ -57,3 +62,23 @@ def test_uses_cluster_directly_or_through_the_fault_fixtures() -> None:
 )
 def test_next_test_reuses_the_cluster(order: tuple[Item, ...], current: Item, reused: bool) -> None:
     assert next_test_reuses_the_cluster(items(*order), cast(pytest.Item, current)) is reused
+
+
+# Real items list every fixture they reach: a cluster user lists the fleet too.
+on_cluster = Item("on_cluster", ["fault", "fault_cluster", "cluster", "fleet"])
+on_fleet = Item("on_fleet", ["dcn_node", "fleet"])
+pure = Item("pure", [])
+
+
+@pytest.mark.parametrize(
+    ("order", "left_down"),
+    [
+        ((a, on_cluster), True),  # the cluster fixture renews the nodes first
+        ((a, pure, on_cluster), True),  # tests without the fleet do not count
+        ((a, pure), True),  # nothing uses the fleet again
+        ((a, on_fleet, on_cluster), False),  # a fleet test would meet the node down
+        ((on_fleet,), False),  # not collected: the fleet is used as it is
+    ],
+)
+def test_nodes_stay_down_only_when_the_next_fleet_user_renews(order: tuple[Item, ...], left_down: bool) -> None:
+    assert next_fleet_user_renews(items(*order), cast(pytest.Item, a)) is left_down

@@ -68,3 +68,13 @@ def test_the_shortcut_is_chosen_before_the_fault(tmp_path: Path) -> None:
     inj(Noted())
     assert not inj.skip_the_return("too late: the fault's heal already knows whether to wait")
     inj.heal()
+
+
+@pytest.mark.parametrize("replaced_next", [True, False])
+def test_a_skipped_return_leaves_nodes_down_only_when_nothing_uses_them_first(
+    tmp_path: Path, replaced_next: bool
+) -> None:
+    inj = injector(tmp_path, renewable=True)
+    inj.nodes_replaced_next = replaced_next
+    assert inj.skip_the_return("why")
+    assert inj.ctx.nodes_replaced is replaced_next

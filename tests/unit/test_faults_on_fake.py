@@ -200,3 +200,21 @@ def test_a_partition_names_sides_the_fleet_has(fake: tuple[Fleet, FakeProvider, 
     with pytest.raises(FaultError, match="partition names nodes the fleet does not have: dcn9"):
         Partition(["dcn9"]).inject(ctx)
     assert provider.calls == []
+
+
+@pytest.mark.parametrize("fault", [PowerOff("dcn2"), Freeze("dcn2")], ids=["power-off", "freeze"])
+def test_a_node_about_to_be_replaced_is_left_down_by_the_heal(
+    fake: tuple[Fleet, FakeProvider, FaultContext], fault: Fault
+) -> None:
+    # Its boot and rejoin would be thrown away: the next test gets restored nodes.
+    fleet, provider, ctx = fake
+    ctx.nodes_replaced = True
+    fault.inject(ctx)
+    before = list(provider.calls)
+    healed = fault.heal(ctx)
+    assert healed is not None
+    assert healed.kind is EventKind.FAULT_HEALED
+    assert provider.calls == before  # no power on, no resume
+    assert fleet.domain_state("dcn2") in ("shut-off", "paused")
+    notes = [e for e in ctx.recorder.events() if e.kind is EventKind.NOTE]
+    assert [e.detail for e in notes] == ["left down: the next test gets restored nodes"]
