@@ -161,14 +161,20 @@ class CaseArtifacts:
     step = staticmethod(allure_glue.step)
 
     def __init__(
-        self, cluster: Cluster, report: RunReport, injector: FaultInjector, request: pytest.FixtureRequest, repeat: int
+        self,
+        cluster: Cluster,
+        report: RunReport,
+        injector: FaultInjector,
+        request: pytest.FixtureRequest,
+        repeat: int,
+        case_dir: Path,
     ) -> None:
         self.cluster = cluster
         self.report = report
         self.injector = injector
         self.request = request
         self.repeat = repeat
-        self.dir: Path = request.getfixturevalue("tmp_path")
+        self.dir = case_dir
 
     def __call__(self, result: FailoverResult, suite: str = "failover") -> None:
         cluster, case, verdict, timings = self.cluster, result.case, result.verdict, result.timings
@@ -233,10 +239,11 @@ def case_report(
     timing_report: RunReport,
     dcn_repeat: int,
     request: pytest.FixtureRequest,
+    tmp_path: Path,
 ) -> CaseArtifacts:
     """Writes a failover case's artifacts from its result (see the module's docstring)."""
     if timing_report.environment is None:
         # Before the fault (this fixture is set up before the test body runs):
         # afterwards a node may be off or still booting.
         timing_report.environment = environment_of(fault_cluster.fleet, fault_cluster.spec)
-    return CaseArtifacts(fault_cluster, timing_report, fault, request, dcn_repeat)
+    return CaseArtifacts(fault_cluster, timing_report, fault, request, dcn_repeat, tmp_path)
