@@ -261,7 +261,8 @@ class Fleet:
             if isinstance(err, KeyboardInterrupt):
                 progress(f"fleet {spec.name}: interrupted, removing what was created")
             try:
-                _teardown(record, run_dir, fleet, progress)
+                # Without a Fleet the engine was never reached: nothing to ask it.
+                _teardown(record, run_dir, fleet, progress, engine_objects=fleet is not None and fleet.created)
             except DcnlabError as cleanup:
                 # The cause of the failure matters more; the leftovers are reported.
                 progress(f"fleet {spec.name}: {cleanup}")
@@ -269,6 +270,8 @@ class Fleet:
 
     def _create(self, spec: FleetSpec, restore: NodeSource | None = None) -> None:
         t0 = time.monotonic()
+        self.machines.reach()  # an unreachable engine fails before anything is created
+        self.created = True
         generate_key(self.run_key, f"dcnlab-{self.record.run_id}")
         (self.run_dir / "disks").mkdir()
         (self.run_dir / "logs").mkdir()
@@ -277,7 +280,6 @@ class Fleet:
         fd = os.open(pw_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(18))
-        self.created = True
         for i in range(spec.networks):
             self.machines.create_network(self.plan.network(i), self.owner)
         self.timings["networks"] = time.monotonic() - t0
@@ -686,7 +688,7 @@ class Fleet:
         self.record.save(self.run_dir)
 
     def down(self) -> None:
-        _teardown(self.record, self.run_dir, self, self.progress)
+        _teardown(self.record, self.run_dir, self, self.progress, engine_objects=self.created)
 
     @classmethod
     def attach(cls, name: str, progress: Progress = print) -> Fleet:
@@ -724,16 +726,25 @@ def _exists_message(name: str, run_dir: Path) -> str:
     return f"fleet {name!r} already exists; use it, pick another --name, or `dcnlab fleet down --name {name}`"
 
 
-def _teardown(record: RunRecord, run_dir: Path, fleet: Fleet | None, progress: Progress) -> None:
+def _teardown(
+    record: RunRecord, run_dir: Path, fleet: Fleet | None, progress: Progress, *, engine_objects: bool = True
+) -> None:
     """Remove everything of one run; every step runs even if an earlier one
     failed, and the failures are raised together at the end. A first Ctrl-C
-    meanwhile is held until it is done (:mod:`dcnlab.core.interrupts`)."""
+    meanwhile is held until it is done (:mod:`dcnlab.core.interrupts`).
+
+    ``engine_objects`` is False only when this process knows it created
+    nothing in the engine (a create that failed before its first network):
+    the engine is then not asked, so an unreachable libvirt is reported once,
+    as the cause, and not again as an incomplete teardown."""
     with interrupts.deferred(f"fleet {record.name}: teardown", progress):
         progress(f"fleet {record.name}: tearing down")  # once Ctrl-C is held
-        _remove_all(record, run_dir, fleet, progress)
+        _remove_all(record, run_dir, fleet, progress, engine_objects)
 
 
-def _remove_all(record: RunRecord, run_dir: Path, fleet: Fleet | None, progress: Progress) -> None:
+def _remove_all(
+    record: RunRecord, run_dir: Path, fleet: Fleet | None, progress: Progress, engine_objects: bool
+) -> None:
     errors: list[str] = []
 
     def step(what: str, fn: Callable[[], object]) -> None:
@@ -749,7 +760,7 @@ def _remove_all(record: RunRecord, run_dir: Path, fleet: Fleet | None, progress:
     hv = fleet.hv if fleet is not None else _hypervisor_of(record, run_dir)
     # An embedded hypervisor whose libvirtd died is on its way out: nothing to ask.
     reachable = not isinstance(hv, EmbeddedHypervisor) or (hv.alive() and hv.libvirtd_alive())
-    if reachable and record.uri and (fleet is None or fleet.created):
+    if reachable and record.uri and engine_objects:
         machines = fleet.machines if fleet is not None else LibvirtProvider(hv.connect, hv.netns)
 
         def remove_engine_objects() -> None:

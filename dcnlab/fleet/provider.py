@@ -111,6 +111,11 @@ class NotApplicable(DcnlabError):
 class Inventory(Protocol):
     """Creating and removing the fleet's networks and machines."""
 
+    def reach(self) -> None:
+        """Open the engine connection now, creating nothing: an engine that cannot
+        be reached fails here, before the fleet has anything to remove."""
+        ...
+
     def create_network(self, net: NetworkPlan, owner: Owner) -> None:
         """Create and start one isolated fleet network (its bridge and gateway address)."""
         ...

@@ -69,6 +69,10 @@ class FakeProvider:
             err, self.fail_next = self.fail_next, None
             raise err
 
+    def reach(self) -> None:
+        self.calls.append(("reach",))
+        self._maybe_fail()
+
     def create_network(self, net: NetworkPlan, owner: Owner) -> None:
         self.calls.append(("create_network", net.name))
         self._maybe_fail()

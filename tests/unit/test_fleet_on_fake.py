@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fakes import FakeProvider, fleet_on_fake
 
-from dcnlab.core.errors import ProvisionError
+from dcnlab.core.errors import HypervisorError, ProvisionError
 from dcnlab.fleet.fleet import Fleet
 from dcnlab.fleet.provider import Owner
 
@@ -76,9 +76,14 @@ def test_teardown_removes_what_the_run_owns_and_nothing_else(tmp_path: Path) -> 
     assert not run_dir.exists()
 
 
-def test_teardown_of_a_fleet_that_created_nothing_asks_the_engine_nothing(tmp_path: Path) -> None:
+def test_an_unreachable_engine_fails_the_create_and_the_teardown_asks_it_nothing(tmp_path: Path) -> None:
     fleet, provider = _fleet(tmp_path)
     fleet.record.uri, fleet.record.embedded = "fake:///", False
-    fleet.created = False  # failed before its first network
+    fleet.created = False  # as a fleet is before its create
+    provider.fail_next = HypervisorError("cannot reach libvirt at fake:///: no daemon")
+    with pytest.raises(HypervisorError, match="cannot reach libvirt"):
+        fleet._create(fleet.spec)
+    assert not fleet.created
     fleet.down()
-    assert provider.calls == [("close",)]
+    # One error, the cause: no second attempt to reach the engine in the teardown.
+    assert provider.calls == [("reach",), ("close",)]

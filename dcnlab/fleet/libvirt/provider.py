@@ -109,6 +109,9 @@ class LibvirtProvider:
 
     # -- inventory ------------------------------------------------------------
 
+    def reach(self) -> None:
+        self._conn_alive()
+
     def create_network(self, net: NetworkPlan, owner: Owner) -> None:
         # The owner is in the name (network_prefix): libvirt 9.0 networks carry no metadata.
         if not net.name.startswith(network_prefix(owner.fleet)):
