@@ -1,6 +1,6 @@
 """Benchmark: the main job, ``./dev certify``, against the single-boot floor.
 
-    .venv/bin/python bench/main_job.py --label after [--checkout DIR] [PYTEST ARGS...]
+    .venv/bin/python bench/main_job.py --label after [--checkout DIR] [--job test] [PYTEST ARGS...]
 
 In one run on one machine, one after the other (never two fleets at once):
 
@@ -11,6 +11,7 @@ In one run on one machine, one after the other (never two fleets at once):
    runs another, e.g. a worktree of the commit before a change), timed from
    start to exit, with its junit XML and timing report; its cluster is built
    cold and saved (``--dcn-ready-cache refresh``), as on a clean machine.
+   ``--job test`` times ``./dev test`` (what CI runs) the same way instead.
 
 Every figure is in seconds and as a multiple of the floor: the whole job,
 each suite (the sum of its tests' set-up, call and teardown), each test, and
@@ -74,6 +75,9 @@ def main() -> int:
     ap.add_argument("--label", required=True, help="where the result goes in main_job.json (before, after...)")
     ap.add_argument("--checkout", type=Path, default=ROOT, help="the dcnlab checkout to run (default: this one)")
     ap.add_argument("--networks", type=int, default=2, help="networks of the floor's node (default 2)")
+    ap.add_argument(
+        "--job", choices=("certify", "test"), default="certify", help="the ./dev command to time (default certify)"
+    )
     args, pytest_args = ap.parse_known_args()
     checkout = args.checkout.resolve()
     dev = checkout / "dev"
@@ -91,7 +95,7 @@ def main() -> int:
     log = benchlib.RESULTS / f"main_job-{args.label}.log"
     with tempfile.TemporaryDirectory(prefix="dcnlab-main-job-") as tmp:
         junit, report = Path(tmp) / "junit.xml", Path(tmp) / "report"
-        argv = [str(dev), "certify", "-p", "no:cacheprovider", f"--junitxml={junit}", "--dcn-report", str(report)]
+        argv = [str(dev), args.job, "-p", "no:cacheprovider", f"--junitxml={junit}", "--dcn-report", str(report)]
         # A clean machine has no cluster-ready state: build it (and save it)
         # as the first run there would, unless the caller says otherwise.
         if not any(a.startswith("--dcn-ready-cache") for a in pytest_args):
@@ -112,6 +116,7 @@ def main() -> int:
     run = {
         **benchlib.header("main_job", accelerator=accel.name),
         "commit": commit,
+        "command": f"./dev {args.job}",
         "pytest_args": pytest_args,
         "exit_code": code,
         "floor": {"seconds": round(floor, 2), "phases": floor_phases},
