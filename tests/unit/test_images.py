@@ -52,8 +52,7 @@ def test_default_recipe_loads_by_name() -> None:
     for pkg in ("pacemaker", "pacemaker-cli-utils", "corosync", "pcs", "linux-image-cloud-amd64", "fence-virt"):
         assert pkg in recipe.packages
     assert "dcnlab-identity.service" in recipe.enable
-    assert "pcsd.service" in recipe.enable
-    assert {"corosync.service", "pacemaker.service"} <= set(recipe.disable)
+    assert {"corosync.service", "pacemaker.service", "pcsd.service", "pcsd-ruby.service"} <= set(recipe.disable)
     assert recipe.fstab == ("/dev/vda / ext4 defaults 0 1",)
     assert recipe.cmdline.startswith("root=/dev/vda rw console=ttyS0")
     modes = {f.path: f.mode for f in recipe.files}
@@ -456,3 +455,12 @@ def test_concurrent_builds_build_once(tmp_path: Path) -> None:
     names = sorted(p.name for p in (tmp_path / "images").iterdir())
     assert [n for n in names if n.startswith(".tmp-")] == []
     assert f"dcn-debian-{recipe_digest(load_recipe('dcn-debian'))}" in names
+
+
+def test_the_smbios_image_keeps_pcsd_enabled_as_rhde_ships_it() -> None:
+    # dcn-debian leaves pcsd off (the harness never uses it); the RHDE-like
+    # image keeps it on, so that stopping it on every boot stays exercised.
+    base, smbios = load_recipe("dcn-debian"), load_recipe("dcn-debian-disk-smbios")
+    assert "pcsd.service" not in base.enable
+    assert "pcsd.service" in smbios.enable
+    assert set(smbios.disable) == set(base.disable) - {"pcsd.service", "pcsd-ruby.service"}
