@@ -49,6 +49,7 @@ from dcnlab.cluster.pcs import (
     bootstrap_plan,
     host_map,
     parse_batch,
+    reload_busy,
 )
 from dcnlab.cluster.spec import STONITH_ID, ClusterSpec, load_spec
 from dcnlab.core.errors import CertificationFailure, ClusterError, CommandError, ConfigError, DcnlabError, WaitTimeout
@@ -391,7 +392,7 @@ class Cluster:
         self.progress(f"cluster {self.spec.cluster.name}: joining {node.name} (corosync.conf reloaded via {via.name})")
         _install_cluster_files(node, conf, *keys)
         self._put_conf(members, conf)
-        via.run(list(RELOAD_ARGV), timeout=60 * self.scale)
+        self._reload_conf(via)
         self._spares.discard(node.name)
         self.start_stack(node)
         self._update_host_map(via)  # wait_converged below waits for the node to be online
@@ -416,12 +417,36 @@ class Cluster:
         # One transaction: systemd stops pacemaker (which needs corosync) first.
         self.fleet.node(target).run(list(STOP_ARGV), timeout=2 * START_TIMEOUT * self.scale)
         self._put_conf(others, conf)
-        via.run(list(RELOAD_ARGV), timeout=60 * self.scale)
+        self._reload_conf(via)
         via.run(["crm_node", "--remove", target, "--force"], timeout=60 * self.scale)
         self.fleet.remove_node(target)
         self._update_host_map(via)
         self.wait_converged(REJOIN)
         self.timings[f"remove {target}"] = round(time.monotonic() - t0, 3)
+
+    def _reload_conf(self, via: Node) -> None:
+        """``corosync-cfgtool -R`` on ``via``: every member reads its
+        corosync.conf again. Right after a node stopped its corosync the
+        others are still forming the new membership and corosync answers
+        CS_ERR_TRY_AGAIN (seen removing a node under TCG): that is waited out
+        until the membership deadline; any other failure is raised at once."""
+        timeout = 60 * self.scale
+
+        def reloaded() -> bool:
+            res = via.run(list(RELOAD_ARGV), timeout=timeout, check=False)
+            if res.ok:
+                return True
+            if reload_busy(res.stdout + res.stderr):
+                raise ClusterError(f"corosync on {via.name} is busy: {res.stderr.strip() or res.stdout.strip()}")
+            raise CommandError(res.describe(), res)
+
+        wait_until(
+            reloaded,
+            timeout=MEMBERSHIP * self.scale,
+            what=f"corosync on {via.name} to take the new corosync.conf (corosync-cfgtool -R)",
+            interval=1.0,
+            give_up_on=(CommandError,),
+        )
 
     def _put_conf(self, nodes: list[Node], conf: str) -> None:
         on_each(

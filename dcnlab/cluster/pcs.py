@@ -77,6 +77,18 @@ START_ARGV = ("systemctl", "start", "corosync", "pacemaker")
 STOP_ARGV = ("systemctl", "stop", "pacemaker", "corosync")
 # Every corosync of the cluster reads its corosync.conf again (corosync-cfgtool(8) -R).
 RELOAD_ARGV = ("corosync-cfgtool", "-R")
+# What corosync-cfgtool prints when corosync refuses the reload for now: the
+# membership is changing (a node just stopped its corosync or started it) and
+# corosync answers CS_ERR_TRY_AGAIN until the new membership has formed.
+RELOAD_BUSY = "CS_ERR_TRY_AGAIN"
+
+
+def reload_busy(output: str) -> bool:
+    """Whether ``corosync-cfgtool -R``'s output says to try again later,
+    rather than that the reload failed."""
+    return RELOAD_BUSY in output
+
+
 # pcsd is only needed by pcsd-backed commands (host auth, networked node
 # add/remove), none of which the harness runs (Cluster.add_node/remove_node
 # take pcs's steps over SSH): idle, it took ~15% of a TCG guest's single vCPU

@@ -9,7 +9,8 @@ import pytest
 
 from dcnlab.cluster.bootstrap import Cluster
 from dcnlab.cluster.spec import DEFAULT_SPEC, load_spec
-from dcnlab.core.errors import ClusterError
+from dcnlab.core.errors import ClusterError, CommandError, WaitTimeout
+from dcnlab.core.proc import Result
 from dcnlab.fleet.fleet import Fleet
 
 
@@ -34,3 +35,48 @@ def test_only_a_spare_joins_or_is_dropped() -> None:
         cluster.add_node(cluster.fleet.nodes["dcn2"])
     with pytest.raises(ClusterError, match=r"dcn2 is not a spare of cluster dcn \(spares: \[\]\)"):
         cluster.drop_spare("dcn2")
+
+
+class _Via:
+    """A member answering ``corosync-cfgtool -R`` from a script of results."""
+
+    name = "dcn2"
+
+    def __init__(self, *answers: tuple[int, str]) -> None:
+        self.answers = list(answers)
+        self.calls = 0
+
+    def run(self, argv: list[str], **_kw: object) -> Result:
+        assert argv == ["corosync-cfgtool", "-R"]
+        self.calls += 1
+        code, err = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        return Result("corosync-cfgtool -R", code, "Reloading corosync.conf...\n", err, 0.3, "dcn2@10.77.0.12")
+
+
+def _fast_cluster() -> Cluster:
+    cluster = _cluster({"dcn1": "running", "dcn2": "running"})
+    cluster.fleet.accel = SimpleNamespace(scale=0.05, name="tcg")  # 3 s of membership deadline
+    return cluster
+
+
+BUSY = (6, "Could not reload configuration. Error CS_ERR_TRY_AGAIN\n")
+
+
+def test_a_reload_refused_while_the_membership_changes_is_tried_again() -> None:
+    via = _Via(BUSY, BUSY, (0, ""))
+    _fast_cluster()._reload_conf(via)  # type: ignore[arg-type]
+    assert via.calls == 3
+
+
+def test_a_reload_that_fails_otherwise_is_raised_at_once() -> None:
+    via = _Via((1, "Could not reload configuration. Error CS_ERR_LIBRARY\n"))
+    with pytest.raises(CommandError, match="CS_ERR_LIBRARY"):
+        _fast_cluster()._reload_conf(via)  # type: ignore[arg-type]
+    assert via.calls == 1
+
+
+def test_a_reload_busy_past_the_deadline_names_the_wait_and_the_answer() -> None:
+    via = _Via(BUSY)
+    with pytest.raises(WaitTimeout, match=r"corosync on dcn2 to take the new corosync.conf(.|\n)*CS_ERR_TRY_AGAIN"):
+        _fast_cluster()._reload_conf(via)  # type: ignore[arg-type]
+    assert via.calls >= 2
