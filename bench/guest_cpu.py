@@ -36,7 +36,7 @@ from dcnlab.fleet.spec import FleetSpec
 from dcnlab.image.builder import DEFAULT_RECIPE, build_image
 
 # In the guest: per process "pid own-ticks children-ticks command" now, again
-# after the window, then the difference, busiest first (clock ticks, USER_HZ).
+# after the window, then the difference in seconds, busiest first.
 GUEST_TOP = r"""
 snap() {
   for p in /proc/[0-9]*; do
@@ -47,16 +47,19 @@ snap() {
   done
 }
 snap > /tmp/dcnlab-cpu.a; sleep WINDOW; snap > /tmp/dcnlab-cpu.b
-awk 'NR==FNR { own[$1] = $2; kids[$1] = $3; next }
+awk -v hz="$(getconf CLK_TCK)" 'NR==FNR { own[$1] = $2; kids[$1] = $3; next }
      ($1 in own) { o = $2 - own[$1]; k = $3 - kids[$1]; if (o + k > 0) {
-       c = ""; for (i = 4; i <= NF; i++) c = c " " $i; print o + k, o, k, c } }' \
+       c = ""; for (i = 4; i <= NF; i++) c = c " " $i; print (o + k) / hz, o / hz, k / hz, c } }' \
   /tmp/dcnlab-cpu.a /tmp/dcnlab-cpu.b | sort -rn | head -12
 rm -f /tmp/dcnlab-cpu.a /tmp/dcnlab-cpu.b
 """
 
 
-def qemu_ticks(domains: list[str]) -> dict[str, int]:
-    """Host CPU ticks (user + system) so far of each domain's QEMU process."""
+def qemu_ticks(uuids: dict[str, str]) -> dict[str, int]:
+    """Host CPU ticks (user + system) so far of each node's QEMU process,
+    found by its domain's UUID (``uuids``: node name -> UUID): libvirt passes
+    it as ``-uuid``, and unlike the domain name no other fleet shares it."""
+    by_uuid = {u.encode(): name for name, u in uuids.items()}
     ticks: dict[str, int] = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -64,11 +67,9 @@ def qemu_ticks(domains: list[str]) -> dict[str, int]:
             stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue  # gone meanwhile
-        if not argv or b"qemu-system" not in argv[0]:
-            continue
-        for domain in domains:
-            if any(a.startswith(f"guest={domain},".encode()) or a == f"guest={domain}".encode() for a in argv):
-                ticks[domain] = int(stat[11]) + int(stat[12])
+        name = next((by_uuid[a] for a in argv if a in by_uuid), None)
+        if name is not None and b"qemu-system" in argv[0]:
+            ticks[name] = int(stat[11]) + int(stat[12])
     return ticks
 
 
@@ -76,17 +77,17 @@ def measure(fleet: Fleet, window: int) -> dict[str, Any]:
     """One window: the QEMU processes from the host, the busiest guest
     processes from inside (all nodes at once, while the host watches)."""
     nodes = sorted(fleet.nodes.values(), key=lambda n: n.plan.index)
-    domains = [n.domain for n in nodes]
+    uuids = {n.name: fleet.machines.uuid(n.domain) for n in nodes}
     hz = os.sysconf("SC_CLK_TCK")
-    before, t0 = qemu_ticks(domains), time.monotonic()
+    before, t0 = qemu_ticks(uuids), time.monotonic()
     tops = _guest_tops(nodes, window, fleet.accel.scale)
-    after, seconds = qemu_ticks(domains), time.monotonic() - t0
+    after, seconds = qemu_ticks(uuids), time.monotonic() - t0
     return {
         "window_seconds": round(seconds, 1),
         "qemu_percent_of_a_core": {
-            n.name: round(100 * (after[n.domain] - before[n.domain]) / hz / seconds, 1)
-            for n in nodes
-            if n.domain in before and n.domain in after
+            name: round(100 * (after[name] - before[name]) / hz / seconds, 1)
+            for name in uuids
+            if name in before and name in after
         },
         "guest_top": tops,
     }
@@ -101,8 +102,7 @@ def _guest_tops(nodes: list[Node], window: int, scale: float) -> dict[str, list[
         rows = []
         for line in res.stdout.splitlines():
             total, own, kids, *command = line.split()
-            # Clock ticks: USER_HZ, 100 on every Linux the guests run.
-            seconds = {"cpu_seconds": int(total) / 100, "own": int(own) / 100, "children": int(kids) / 100}
+            seconds = {"cpu_seconds": float(total), "own": float(own), "children": float(kids)}
             rows.append({**seconds, "command": " ".join(command)})
         out[node.name] = rows
 

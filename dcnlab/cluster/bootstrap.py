@@ -430,10 +430,9 @@ class Cluster:
         others are still forming the new membership and corosync answers
         CS_ERR_TRY_AGAIN (seen removing a node under TCG): that is waited out
         until the membership deadline; any other failure is raised at once."""
-        timeout = 60 * self.scale
 
         def reloaded() -> bool:
-            res = via.run(list(RELOAD_ARGV), timeout=timeout, check=False)
+            res = via.run(list(RELOAD_ARGV), timeout=60 * self.scale, check=False)
             if res.ok:
                 return True
             if reload_busy(res.stdout + res.stderr):
