@@ -1,3 +1,24 @@
 """Root conftest: the dcnlab fixtures come from the installed ``dcnlab`` pytest
 plugin (see pyproject's pytest11 entry point), so suites in other repositories
-get exactly what these suites get. Nothing is defined here on purpose."""
+get exactly what these suites get. No fixtures are defined here on purpose.
+
+The one thing here is how this repository's own test run splits over two
+pytest-xdist workers (``./dev test`` runs ``-n 2 --dist loadgroup``): see
+:func:`tests.lanes.lane`. With any other ``--dist`` nothing is grouped, so a
+user's ``pytest suites -n 2`` still gives each worker a fleet of its own.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.lanes import lane
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if getattr(config.option, "dist", "no") != "loadgroup":
+        return
+    for item in items:
+        name = lane(item.path, config.rootpath, getattr(item, "fixturenames", ()))
+        if name is not None:
+            item.add_marker(pytest.mark.xdist_group(name))

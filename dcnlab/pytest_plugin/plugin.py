@@ -323,9 +323,17 @@ def _record_phases(item: pytest.Item, durations: dict[str, float]) -> None:
     item.config.stash.setdefault(REPORT, RunReport()).phases.append(phases)
 
 
+def xdist_worker(config: pytest.Config) -> str:
+    """This process's pytest-xdist worker id (``gw0``...), or "" when it is not
+    a worker. From the worker's config, not ``PYTEST_XDIST_WORKER``: a pytest
+    that a worker's test starts inherits that variable without being a worker."""
+    workerinput: dict[str, Any] = getattr(config, "workerinput", {})
+    return str(workerinput.get("workerid", ""))
+
+
 def _options(config: pytest.Config) -> DcnOptions:
     opt = config.option
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    worker = xdist_worker(config)
     name = opt.dcn_name or f"pt{os.getpid()}"
     if opt.dcn_name and worker:
         name = f"{opt.dcn_name[:15]}-{worker}"  # one isolated fleet per xdist worker
@@ -367,7 +375,7 @@ def _progress(config: pytest.Config) -> Any:
     capture = config.pluginmanager.get_plugin("capturemanager")
 
     def say(line: str) -> None:
-        if reporter is None or capture is None or os.environ.get("PYTEST_XDIST_WORKER"):
+        if reporter is None or capture is None or xdist_worker(config):
             print(f"[dcnlab] {line}", file=sys.stderr, flush=True)
             return
         # Fixture setup runs with output captured; progress must reach the

@@ -1,0 +1,54 @@
+"""./dev test's two lanes on two pytest-xdist workers (tests/lanes.py, the root conftest)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.lanes import OWN_VMS, SESSION_FLEET, lane
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("path", "fixtures", "expected"),
+    [
+        ("suites/failover/test_failover.py", ("fleet", "cluster"), SESSION_FLEET),
+        ("tests/integration/test_faults.py", ("cluster", "fleet", "tmp_path"), SESSION_FLEET),
+        ("tests/integration/test_cli.py", ("fleet_name",), OWN_VMS),
+        ("tests/robustness/test_boot_failures.py", ("vm_sandbox",), OWN_VMS),
+        ("tests/meta/test_bad_specs.py", (), OWN_VMS),
+        ("tests/unit/test_spec.py", ("tmp_path",), None),
+        # A unit test's own fixture of that name is not the session's: still the session lane, harmlessly.
+        ("tests/unit/test_plugin_phases.py", ("fleet",), SESSION_FLEET),
+        ("tests/integrationx/test_x.py", (), None),
+    ],
+)
+def test_lane(path: str, fixtures: tuple[str, ...], expected: str | None) -> None:
+    assert lane(ROOT / path, ROOT, fixtures) == expected
+
+
+def _dev_pytest_argv(*args: str) -> list[str]:
+    """The pytest argv ./dev test would exec for ``args`` (its setup skipped)."""
+    script = (ROOT / "dev").read_text()
+    functions = script[script.index("names_a_path() {") : script.index("cmd=${1:-help}")]
+    test_branch = script[script.index("  test)\n") : script.index(";;", script.index("  test)\n"))]
+    body = test_branch.split("\n", 2)[2].replace("exec $VENV/bin/pytest", "emit")
+    emit = "emit() { printf '%s\\n' \"$@\"; exit 0; }"
+    shell = f'set -euo pipefail\n{functions}\n{emit}\nrun() {{\n{body}\n}}\nrun "$@"\n'
+    out = subprocess.run(["bash", "-c", shell, "dev", *args], capture_output=True, text=True, check=True, timeout=30)
+    return out.stdout.splitlines()
+
+
+def test_dev_test_runs_two_lanes_by_default() -> None:
+    argv = _dev_pytest_argv("--durations=40")
+    assert argv[:2] == ["tests", "suites"]
+    assert argv[2:6] == ["-m", "not certification or smoke", "-n", "2"]
+    assert argv[6:9] == ["--dist", "loadgroup", "--durations=40"]
+
+
+@pytest.mark.parametrize("args", [("-n", "0"), ("-n3",), ("-p", "no:xdist"), ("--dist=load",), ("tests/unit",)])
+def test_dev_test_leaves_the_workers_to_the_caller(args: tuple[str, ...]) -> None:
+    assert "loadgroup" not in _dev_pytest_argv(*args)
