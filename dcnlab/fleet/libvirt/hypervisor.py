@@ -188,6 +188,19 @@ class EmbeddedHypervisor:
         """Create ``netns`` and start the daemons in it. ``on_started`` is called
         as soon as something exists that teardown must remove."""
         check_tools()
+        for sub, text in (("libvirtd.conf", LIBVIRTD_CONF), ("virtlogd.conf", VIRTLOGD_CONF), ("qemu.conf", QEMU_CONF)):
+            (root / "etc").mkdir(parents=True, exist_ok=True)
+            (root / "etc" / sub).write_text(text)
+        for sub, target in hvsupervisor.PRIVATE_DIRS.items():
+            _copy_dir_skeleton(Path(target), root / sub)
+        # libvirt 9.0 writes each bridge's MAC map here but only creates the
+        # directory when it starts a dnsmasq, which our networks never need.
+        (root / "lib" / "dnsmasq").mkdir(exist_ok=True)
+        # Everything the supervisor needs is written first, so it enters the
+        # namespace right after the namespace is made: `dcnlab gc` run for
+        # another state directory removes a dcnlab-* namespace it has no run
+        # for when no process is inside, and this keeps that moment to the
+        # few milliseconds of starting `ip netns exec`.
         try:
             run_local(["ip", "netns", "add", netns], timeout=30)
         except CommandError as err:
@@ -197,14 +210,6 @@ class EmbeddedHypervisor:
             ) from err
         hv = cls(root, netns)
         on_started(hv)
-        for sub, text in (("libvirtd.conf", LIBVIRTD_CONF), ("virtlogd.conf", VIRTLOGD_CONF), ("qemu.conf", QEMU_CONF)):
-            (root / "etc").mkdir(parents=True, exist_ok=True)
-            (root / "etc" / sub).write_text(text)
-        for sub, target in hvsupervisor.PRIVATE_DIRS.items():
-            _copy_dir_skeleton(Path(target), root / sub)
-        # libvirt 9.0 writes each bridge's MAC map here but only creates the
-        # directory when it starts a dnsmasq, which our networks never need.
-        (root / "lib" / "dnsmasq").mkdir(exist_ok=True)
         log = open(root / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
         argv = [
             "ip", "netns", "exec", netns, "unshare", "--mount", "--propagation", "private", "--",
