@@ -15,6 +15,9 @@ import pytest
 from tests.lanes import lane
 
 
+# First: xdist's own hook in the worker turns each item's xdist_group mark into
+# its node id's @group suffix, which is what the scheduler reads.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if getattr(config.option, "dist", "no") != "loadgroup":
         return

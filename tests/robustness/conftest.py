@@ -9,6 +9,7 @@ import itertools
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +34,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
+def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
     """A private state and cache directory and a fleet name, for child runs
-    and for this process's own look at what they left (``remnants``)."""
-    box = Sandbox.create(tmp_path, f"rb{os.getpid() % 100000}x{next(_serial)}")
+    and for this process's own look at what they left (``remnants``).
+
+    Its root is a short directory of its own, not ``tmp_path``: the embedded
+    libvirtd's socket lies under the state directory, a Unix socket's path has
+    at most 107 bytes, and under pytest-xdist ``tmp_path`` (``.../popen-gwN/<test
+    name>``) goes past that."""
+    root = Path(tempfile.mkdtemp(prefix="dcnlab-rb-"))
+    box = Sandbox.create(root, f"rb{os.getpid() % 100000}x{next(_serial)}")
     monkeypatch.setenv("DCNLAB_STATE", str(box.state))
     monkeypatch.setenv("DCNLAB_CACHE", str(box.cache))
     yield box
     if box.leaks():
         box.clean_up()  # the test has already failed on them
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dcnlab.core.errors import HypervisorError
-from dcnlab.fleet.libvirt.hypervisor import EmbeddedHypervisor, HypervisorExited
+from dcnlab.fleet.libvirt.hypervisor import EmbeddedHypervisor, HypervisorExited, check_socket_path
 
 
 def _hv(tmp_path: Path, pid: int) -> EmbeddedHypervisor:
@@ -41,3 +41,19 @@ def test_a_live_daemon_that_refuses_is_not_reported_dead(tmp_path: Path) -> None
             assert not isinstance(err.value, HypervisorExited)
         finally:
             daemon.kill()
+
+
+def test_a_socket_path_too_long_for_unix_is_refused_naming_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DCNLAB_STATE", str(tmp_path))
+    check_socket_path(Path("/s") / "fleets" / "f" / "hv")  # short: fine
+    root = Path("/" + "d" * 100) / "fleets" / "f" / "hv"
+    with pytest.raises(HypervisorError) as err:
+        check_socket_path(root)
+    message = str(err.value)
+    assert f"{root}/run/libvirt-sock: {len(str(root)) + 17} bytes" in message
+    assert "at most 107" in message
+    assert (
+        f"Set DCNLAB_STATE to a shorter directory (each fleet's hypervisor lives under it; now {tmp_path})" in message
+    )

@@ -24,6 +24,7 @@ from typing import Protocol
 
 import libvirt
 
+from dcnlab.core import paths
 from dcnlab.core.errors import CommandError, HypervisorError, WaitTimeout
 from dcnlab.core.owner import ProcessId
 from dcnlab.core.proc import run_local
@@ -188,6 +189,7 @@ class EmbeddedHypervisor:
         """Create ``netns`` and start the daemons in it. ``on_started`` is called
         as soon as something exists that teardown must remove."""
         check_tools()
+        check_socket_path(root)
         for sub, text in (("libvirtd.conf", LIBVIRTD_CONF), ("virtlogd.conf", VIRTLOGD_CONF), ("qemu.conf", QEMU_CONF)):
             (root / "etc").mkdir(parents=True, exist_ok=True)
             (root / "etc" / sub).write_text(text)
@@ -349,6 +351,24 @@ def kill_netns_processes(netns: str) -> list[int]:
     run's owner was killed in the middle of (an ``nc`` probe of a guest's SSH
     port carries neither the run directory nor its run id)."""
     return _sigkill([pid for pid in netns_pids(netns) if pid != os.getpid()])
+
+
+# sockaddr_un.sun_path holds 108 bytes on Linux, the terminating NUL included.
+SOCKET_PATH_MAX = 107
+
+
+def check_socket_path(root: Path) -> None:
+    """The host reaches the embedded libvirtd by a Unix socket under ``root``,
+    whose path has a hard length limit: say so before anything starts, rather
+    than wait out the start-up deadline for a socket no client can open."""
+    sock = root / "run" / "libvirt-sock"
+    size = len(os.fsencode(sock))
+    if size > SOCKET_PATH_MAX:
+        raise HypervisorError(
+            f"the embedded libvirtd's socket would be {sock}: {size} bytes, and a Unix socket's path may have "
+            f"at most {SOCKET_PATH_MAX}. Set DCNLAB_STATE to a shorter directory (each fleet's hypervisor lives "
+            f"under it; now {paths.state_dir()}) or give the fleet a shorter name"
+        )
 
 
 def netns_pids(netns: str) -> list[int]:
