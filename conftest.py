@@ -19,7 +19,8 @@ from tests.lanes import lane
 # its node id's @group suffix, which is what the scheduler reads.
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if getattr(config.option, "dist", "no") != "loadgroup":
+    # The controller has --dist loadgroup; a worker has dist "no" and xdist's loadgroup flag.
+    if getattr(config.option, "dist", "no") != "loadgroup" and not getattr(config.option, "loadgroup", False):
         return
     for item in items:
         name = lane(item.path, config.rootpath, getattr(item, "fixturenames", ()))
