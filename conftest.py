@@ -26,3 +26,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         name = lane(item.path, config.rootpath, getattr(item, "fixturenames", ()))
         if name is not None:
             item.add_marker(pytest.mark.xdist_group(name))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """In a worker under --dist loadgroup: xdist must have put each grouped
+    item's group into its node id, or the scheduler splits the lanes and each
+    worker boots a session fleet of its own. It does not on pytest 9.2
+    (pytest-dev/pytest-xdist#1386): say so rather than run that way."""
+    if not getattr(session.config.option, "loadgroup", False):
+        return
+    grouped = [item for item in session.items if item.get_closest_marker("xdist_group")]
+    if grouped and not any("@" in item.nodeid for item in grouped):
+        raise pytest.UsageError(
+            f"pytest-xdist's --dist loadgroup did not group the tests on pytest {pytest.__version__} "
+            "(pytest-dev/pytest-xdist#1386): run ./dev setup (it installs pytest<9.2), or ./dev test -n 0"
+        )
