@@ -375,13 +375,17 @@ def _progress(config: pytest.Config) -> Any:
     capture = config.pluginmanager.get_plugin("capturemanager")
 
     def say(line: str) -> None:
-        if reporter is None or capture is None or xdist_worker(config):
+        if capture is None:
             print(f"[dcnlab] {line}", file=sys.stderr, flush=True)
             return
         # Fixture setup runs with output captured; progress must reach the
         # terminal while a fleet boots, not after.
         with capture.global_and_fixture_disabled():
-            reporter.write_line(f"[dcnlab] {line}")
+            if reporter is None or xdist_worker(config):
+                # An xdist worker has no terminal of its own; its stderr is the run's.
+                print(f"[dcnlab] {line}", file=sys.stderr, flush=True)
+            else:
+                reporter.write_line(f"[dcnlab] {line}")
 
     return say
 
