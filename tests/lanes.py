@@ -20,7 +20,7 @@ from pathlib import Path
 SESSION_FLEET = "session-fleet"
 OWN_VMS = "own-vms"
 # Test trees whose tests that do not use the session fleet start VMs of their own.
-OWN_VM_TREES = ("tests/integration", "tests/robustness", "tests/meta")
+OWN_VM_TREES = (Path("tests/integration"), Path("tests/robustness"), Path("tests/meta"))
 
 
 def lane(path: Path, root: Path, fixturenames: Iterable[str]) -> str | None:
@@ -28,7 +28,6 @@ def lane(path: Path, root: Path, fixturenames: Iterable[str]) -> str | None:
     ``fixturenames``; None for a test that starts no VM."""
     if "fleet" in fixturenames:  # the session fleet: every cluster fixture stands on it
         return SESSION_FLEET
-    rel = path.resolve().relative_to(root.resolve()).as_posix() if path.is_absolute() else path.as_posix()
-    if any(rel == tree or rel.startswith(tree + "/") for tree in OWN_VM_TREES):
+    if any(path.is_relative_to(root / tree) for tree in OWN_VM_TREES):
         return OWN_VMS
     return None

@@ -373,6 +373,8 @@ def _options(config: pytest.Config) -> DcnOptions:
 def _progress(config: pytest.Config) -> Any:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     capture = config.pluginmanager.get_plugin("capturemanager")
+    # An xdist worker has no terminal of its own; its stderr is the run's.
+    worker = bool(xdist_worker(config))
 
     def say(line: str) -> None:
         if capture is None:
@@ -381,8 +383,7 @@ def _progress(config: pytest.Config) -> Any:
         # Fixture setup runs with output captured; progress must reach the
         # terminal while a fleet boots, not after.
         with capture.global_and_fixture_disabled():
-            if reporter is None or xdist_worker(config):
-                # An xdist worker has no terminal of its own; its stderr is the run's.
+            if worker or reporter is None:
                 print(f"[dcnlab] {line}", file=sys.stderr, flush=True)
             else:
                 reporter.write_line(f"[dcnlab] {line}")
@@ -593,7 +594,7 @@ def pytest_testnodedown(node: Any, error: object) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     report = config.stash.get(REPORT, None)
-    if report is None or not (report.cases or report.phases) or hasattr(config, "workerinput"):
+    if report is None or not (report.cases or report.phases) or xdist_worker(config):
         return
     json_path, md_path = report.write(config.option.dcn_report)
     terminalreporter.section("dcnlab timing report")

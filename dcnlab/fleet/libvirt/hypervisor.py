@@ -143,7 +143,7 @@ class EmbeddedHypervisor:
         self.netns: str | None = netns
         self.supervisor = supervisor
         self._proc: subprocess.Popen[bytes] | None = None
-        self.uri = f"qemu:///system?socket={root / 'run' / 'libvirt-sock'}"
+        self.uri = f"qemu:///system?socket={socket_of(root)}"
 
     def connect(self) -> libvirt.virConnect:
         try:
@@ -229,7 +229,7 @@ class EmbeddedHypervisor:
         def ready() -> bool:
             if hv._proc is not None and hv._proc.poll() is not None:
                 raise HypervisorExited(f"the embedded libvirtd exited during start-up:\n{hv.log_tail()}")
-            if not (root / "run" / "libvirt-sock").exists():
+            if not socket_of(root).exists():
                 return False
             hv.connect().close()
             return True
@@ -357,11 +357,17 @@ def kill_netns_processes(netns: str) -> list[int]:
 SOCKET_PATH_MAX = 107
 
 
+def socket_of(root: Path) -> Path:
+    """The embedded libvirtd's Unix socket as the host sees it (its run
+    directory is ``/run/libvirt`` inside the hypervisor's mount namespace)."""
+    return root / "run" / "libvirt-sock"
+
+
 def check_socket_path(root: Path) -> None:
     """The host reaches the embedded libvirtd by a Unix socket under ``root``,
     whose path has a hard length limit: say so before anything starts, rather
     than wait out the start-up deadline for a socket no client can open."""
-    sock = root / "run" / "libvirt-sock"
+    sock = socket_of(root)
     size = len(os.fsencode(sock))
     if size > SOCKET_PATH_MAX:
         raise HypervisorError(
