@@ -243,6 +243,7 @@ def cmd_ready_clear(args: argparse.Namespace) -> int:
         readystate.remove(state.path)
         print(f"removed {state.path}")
     readystate.evict()  # and leftovers of saves that never finished
+    readystate.clear_locks()
     if not found:
         print(f"no cached cluster-ready states in {readystate.ready_dir()}")
     return 0

@@ -82,11 +82,31 @@ def run_failover_case(
     (target,) = parse_crm_mon(before).where(rsc)
     returning = case.fault in NODE_LOSS
     skipped_return = ""
-    if returning and any(r.kind == "no-outage-on-return" and r.workload == rsc for r in cluster.spec.requirements):
+    certified_by = ""  # the earlier case of the session that certified this return
+    certifies_return = returning and any(
+        r.kind == "no-outage-on-return" and r.workload == rsc for r in cluster.spec.requirements
+    )
+    # Every case whose every accepted outcome fences the node ends the same
+    # way: the node off, powered on by the heal, booted, rejoined. One such
+    # case per session certifies that return; the others skip it when the
+    # next test can get a restored cluster, and their finding names the case
+    # that did. (A killed controller may instead be re-probed, unfenced: its
+    # return is another path, certified by each such case.)
+    fenced_return = all(option.fenced for option in case.expectation.options())
+    if certifies_return and fenced_return and rsc in fault.returns_certified:
+        done = fault.returns_certified[rsc]
+        if fault.skip_the_return(f"{target}'s return, certified earlier in this session by {done}"):
+            certifies_return = False
+            certified_by = done
+            skipped_return = (
+                f"{target}'s return (certified earlier in this session by {done}; "
+                f"the next test gets a cluster restored from the ready state)"
+            )
+    if certifies_return:
         # The return is what the requirement is about: heal until the
         # cluster has converged with the node back, whatever comes next.
         fault.wait_healthy = True
-    elif returning and fault.skip_the_return(f"{target} not waited for after {case.fault}"):
+    elif returning and not certified_by and fault.skip_the_return(f"{target} not waited for after {case.fault}"):
         # Nothing certifies this node's return: the next test gets a
         # cluster restored from the ready state rather than waiting for it.
         skipped_return = (
@@ -117,6 +137,10 @@ def run_failover_case(
     timings = replace(timings, extra=(*timings.extra, healed))
     limits = thresholds_for(case.fault, thresholds)
     verdict = judge(case.expectation, events, timings, limits, target, workload.members, clients=measured)
-    required = requirement_findings(cluster.spec, workload, case.fault, timings, events, injected)
+    required = requirement_findings(
+        cluster.spec, workload, case.fault, timings, events, injected, return_certified_by=certified_by
+    )
     verdict = replace(verdict, findings=(*verdict.findings, *required))
+    if certifies_return and fenced_return and verdict.passed:
+        fault.returns_certified[rsc] = case.id
     return FailoverResult(case, target, injected, before, tuple(events), availability, timings, verdict)

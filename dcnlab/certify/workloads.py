@@ -580,13 +580,21 @@ def _downtime_problem(spec: ClusterSpec, req: Requirement) -> str:
 
 
 def requirement_findings(
-    spec: ClusterSpec, workload: Workload, fault: str, timings: Timings, events: Sequence[Event], injected: Event
+    spec: ClusterSpec,
+    workload: Workload,
+    fault: str,
+    timings: Timings,
+    events: Sequence[Event],
+    injected: Event,
+    *,
+    return_certified_by: str = "",
 ) -> list[Finding]:
     """The run's findings for every requirement on this case's workload and
     fault (together and apart are checked at every sample by the sampler).
     ``no-outage-on-return`` applies to the faults that take a node away and
     bring it back (NODE_LOSS): after a kill, the cleanup of the failed
-    action is no return."""
+    action is no return. ``return_certified_by`` names the earlier case that
+    certified that return when this one did not wait for it."""
     out = []
     for req in spec.requirements:
         if req.workload not in (None, workload.id):
@@ -597,7 +605,11 @@ def requirement_findings(
             ok = down.seconds is not None and down.seconds <= req.limit
             out.append(Finding(f"requirement {req.describe()}", f"client downtime at most {req.limit:g}s", seen, ok))
         if req.kind == "no-outage-on-return" and req.workload == workload.id and fault in NODE_LOSS:
-            out.append(_return_finding(req, workload, timings, events, injected))
+            if return_certified_by:
+                what, expected = f"requirement {req.describe()}", "certified once per session"
+                out.append(Finding(what, expected, f"not waited for here: certified by {return_certified_by}", True))
+            else:
+                out.append(_return_finding(req, workload, timings, events, injected))
     return out
 
 

@@ -64,6 +64,11 @@ class FaultInjector:
         # uses the fleet before the renewal replaces them (the fault fixture knows).
         self.nodes_replaced_next = False
         self._nodes: set[str] = set()  # the nodes faults were injected on
+        # Which case of the session certified each workload's return after a
+        # node loss (a fenced node powered back on, booted, rejoined): shared by
+        # the session's injectors (the fault fixture), so a later case of the
+        # same workload can skip the same return and name that case.
+        self.returns_certified: dict[str, str] = {}
 
     def __call__(self, fault: Fault, *, watch: bool = False) -> Fault:
         watcher = None

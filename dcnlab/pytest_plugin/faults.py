@@ -45,7 +45,7 @@ from dcnlab.observe.probe import ClientProbe, ProbeSettings
 from dcnlab.observe.sampler import ClusterSampler
 from dcnlab.observe.timeline import Recorder
 from dcnlab.pytest_plugin import allure_glue
-from dcnlab.pytest_plugin.plugin import FAULT_PHASES, next_fleet_user_renews, next_test_reuses_the_cluster
+from dcnlab.pytest_plugin.plugin import FAULT_PHASES, next_fleet_user_renews, next_test_reuses_the_cluster, tests_after
 from dcnlab.ready.session import SessionCluster
 from dcnlab.report.chart import chart_of, client_spans
 from dcnlab.report.environment import environment_of
@@ -129,15 +129,18 @@ def fault(
         sc: SessionCluster = request.getfixturevalue("session_cluster")
         session = sc if sc.state is not None and sc.current is fault_cluster else None
     injector = FaultInjector(fault_cluster, timeline, cluster_sampler, tmp_path / "logs", renewable=session is not None)
+    if session is not None:
+        injector.returns_certified = session.returns_certified
     # Every fault is healed; waiting until the cluster is healthy again is for
     # the tests that follow. When none of them uses a cluster, the session is
     # about to tear the fleet down, and after a destructive test, or before
     # one, the next test gets a fresh cluster: under TCG that wait costs
     # minutes (162 s after a power-off in a CI dry run).
-    injector.wait_healthy = next_test_reuses_the_cluster(request.session.items, request.node)
+    following, complete = tests_after(request.node)
+    injector.wait_healthy = next_test_reuses_the_cluster(request.node, following, complete)
     # A node whose return is skipped may stay down when the next test on the
     # fleet takes the cluster (renewed first) or there is none.
-    injector.nodes_replaced_next = next_fleet_user_renews(request.session.items, request.node)
+    injector.nodes_replaced_next = next_fleet_user_renews(following, complete)
     try:
         yield injector
     finally:

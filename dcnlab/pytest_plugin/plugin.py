@@ -243,7 +243,11 @@ def _check_image_options(config: pytest.Config) -> None:
         raise pytest.UsageError(f"{option}: {err}") from err
 
 
+_STARTED = pytest.StashKey[float]()  # wall clock: ready-state entries saved since are this run's (refresh)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_STARTED] = time.time()
     config.addinivalue_line(
         "markers",
         "destructive: may leave the cluster broken; gets a fresh cluster, and so does the next test on it",
@@ -421,41 +425,71 @@ def is_destructive(item: pytest.Item) -> bool:
     return item.get_closest_marker("destructive") is not None
 
 
-def next_test_reuses_the_cluster(items: Sequence[pytest.Item], item: pytest.Item) -> bool:
-    """Whether the next test on the cluster after ``item`` takes it as
+# What this process runs after a test: pytest hands each test's protocol the
+# next item. Without xdist that is the collection order; an xdist worker runs
+# the tests its scheduler sends, one step ahead, so only the next is known there.
+_NEXT = pytest.StashKey["pytest.Item | None"]()
+_RUNNING = pytest.StashKey[pytest.Item]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    item.stash[_NEXT] = nextitem
+    item.config.stash[_RUNNING] = item
+    return (yield)
+
+
+def tests_after(item: pytest.Item) -> tuple[Sequence[pytest.Item], bool]:
+    """The tests this process runs after ``item`` as far as it knows them, and
+    whether that is all of them. An xdist worker knows one: the scheduler
+    sends it tests while it runs (``--dist load``), and a worker runs a test
+    only once the next one, or the end, has come."""
+    if xdist_worker(item.config):
+        if _NEXT not in item.stash:
+            return (), False
+        following = item.stash[_NEXT]
+        return ((following,), False) if following is not None else ((), True)
+    items = item.session.items
+    try:
+        index = items.index(item)
+    except ValueError:
+        return (), False  # not a collected item (called oddly): nothing is known
+    return items[index + 1 :], True
+
+
+def next_test_reuses_the_cluster(item: pytest.Item, following: Sequence[pytest.Item], complete: bool) -> bool:
+    """Whether the next test on the cluster after ``item`` (among
+    ``following``, which is every test after it when ``complete``) takes it as
     ``item`` leaves it: there is one, and neither is destructive (the
-    ``cluster`` fixture renews the cluster for both)."""
+    ``cluster`` fixture renews the cluster for both). When it is not known,
+    it is assumed to: the safe side."""
     if is_destructive(item):
         return False
-    try:
-        index = items.index(item)
-    except ValueError:
-        return True  # not a collected item (called oddly): assume it is reused
-    following = next((other for other in items[index + 1 :] if uses_cluster(other)), None)
-    return following is not None and not is_destructive(following)
+    nxt = next((other for other in following if uses_cluster(other)), None)
+    if nxt is None:
+        return not complete
+    return not is_destructive(nxt)
 
 
-def next_fleet_user_renews(items: Sequence[pytest.Item], item: pytest.Item) -> bool:
-    """Whether, after ``item``, the fleet is next used through the session's cluster
-    (which renews a spoiled cluster before the test) or not at all: then nodes that
-    ``item`` left down are never seen down."""
-    try:
-        index = items.index(item)
-    except ValueError:
-        return False  # not a collected item: assume the fleet is used as it is
-    following = next((o for o in items[index + 1 :] if "fleet" in getattr(o, "fixturenames", ())), None)
-    return following is None or uses_cluster(following)
+def next_fleet_user_renews(following: Sequence[pytest.Item], complete: bool) -> bool:
+    """Whether, among the tests ``following`` (all of them when ``complete``),
+    the fleet is next used through the session's cluster (which renews a
+    spoiled cluster before the test) or not at all: then nodes that the test
+    before left down are never seen down. When it is not known: it is not."""
+    nxt = next((o for o in following if "fleet" in getattr(o, "fixturenames", ())), None)
+    if nxt is None:
+        return complete
+    return uses_cluster(nxt)
 
 
-def _first_fleet_user_needs_a_cluster(session: pytest.Session) -> bool:
-    """Whether the session's first test on the session fleet also uses its
-    cluster: then the fleet may come up with its cluster, restored from the
-    cache. When it does not (image preflight, fleet tests), it gets freshly
-    booted nodes first; the cluster fixture restores over them later."""
-    for item in session.items:
-        if "fleet" in getattr(item, "fixturenames", ()):
-            return uses_cluster(item)
-    return False
+def _first_fleet_user_needs_a_cluster(config: pytest.Config) -> bool:
+    """Whether the test the session fleet comes up for (its first user in this
+    process) also uses its cluster: then the fleet may come up with its
+    cluster, restored from the cache. When it does not (image preflight, fleet
+    tests), it gets freshly booted nodes first; the cluster fixture restores
+    over them later."""
+    running = config.stash.get(_RUNNING, None)
+    return running is not None and uses_cluster(running)
 
 
 @pytest.fixture(scope="session")
@@ -469,7 +503,7 @@ def fleet(dcn_options: DcnOptions, dcn_image: Any, request: pytest.FixtureReques
     config = request.config
     say = _progress(config)
     f: Fleet | None = None
-    if _first_fleet_user_needs_a_cluster(request.session):
+    if _first_fleet_user_needs_a_cluster(request.config):
         # Asked for here, not as a parameter: a session of fleet tests only
         # needs no cluster spec (nor a valid one).
         cluster_spec: ClusterSpec = request.getfixturevalue("cluster_spec")
@@ -649,22 +683,55 @@ def session_cluster(
     if restored is not None and restored.current.fleet is fleet:
         return restored
     cached = cache_entry(dcn_options.ready_cache, dcn_options.spec, dcn_image, cluster_spec, fleet.accel.domain_type)
+    if cached is None:
+        return _build_session_cluster(fleet, cluster_spec, None, timing_report, say)
+    key, state = cached
+    if state is not None:
+        restored = _restore_session_cluster(fleet, cluster_spec, state, timing_report, say)
+        return restored or _build_session_cluster(fleet, cluster_spec, key, timing_report, say)
+    # Nothing to restore yet: build it, unless another session with the same
+    # inputs (the other xdist worker) is building it now; then wait and
+    # restore what it saved. Under refresh only an entry saved during this
+    # run counts.
+    with readystate.building(key, say):
+        if dcn_options.ready_cache == "refresh":
+            state = readystate.lookup_since(key, pytestconfig.stash[_STARTED])
+        else:
+            state = readystate.lookup(key)
+        restored = None if state is None else _restore_session_cluster(fleet, cluster_spec, state, timing_report, say)
+        return restored or _build_session_cluster(fleet, cluster_spec, key, timing_report, say)
+
+
+def _restore_session_cluster(
+    fleet: Fleet, cluster_spec: ClusterSpec, state: Any, timing_report: RunReport, say: Any
+) -> SessionCluster | None:
+    """The session's cluster restored from ``state`` over ``fleet``'s nodes, or None
+    when the entry failed (it is removed; the caller builds)."""
     t0 = time.monotonic()
-    if cached is not None and cached[1] is not None:
-        state = cached[1]
-        with allure_glue.step(f"cluster: restore the cached cluster-ready state {state.path.name}"):
-            cluster, was_restored = ready.renew(fleet, state, cluster_spec, say)
-        if was_restored:
-            timing_report.clusters.append(ClusterStart("restored", round(time.monotonic() - t0, 1)))
-            return SessionCluster(cluster, state)
-    else:
-        with allure_glue.step(f"cluster: build {cluster_spec.cluster.name} from {Path(str(cluster_spec.path)).name}"):
-            cluster = Cluster.up(fleet, cluster_spec, say)
+    with allure_glue.step(f"cluster: restore the cached cluster-ready state {state.path.name}"):
+        try:
+            cluster = ready.restore_into(fleet, state, cluster_spec, say)
+        except DcnlabError as err:
+            readystate.discard(state, err, say)
+            fleet.renew_nodes()
+            return None
+    timing_report.clusters.append(ClusterStart("restored", round(time.monotonic() - t0, 1)))
+    return SessionCluster(cluster, state)
+
+
+def _build_session_cluster(
+    fleet: Fleet, cluster_spec: ClusterSpec, key: Any, timing_report: RunReport, say: Any
+) -> SessionCluster:
+    """The session's cluster built with pcs, then saved as the entry for ``key``
+    (when the cache is on) and resumed from it."""
+    t0 = time.monotonic()
+    with allure_glue.step(f"cluster: build {cluster_spec.cluster.name} from {Path(str(cluster_spec.path)).name}"):
+        cluster = Cluster.up(fleet, cluster_spec, say)
     timing_report.clusters.append(ClusterStart("built", round(time.monotonic() - t0, 1)))
     saved = None
-    if cached is not None:
+    if key is not None:
         with allure_glue.step("cluster: save it to the ready-state cache, resume from it, verify"):
-            saved = ready.save(cluster, cached[0])
+            saved = ready.save(cluster, key)
     return SessionCluster(cluster, saved)
 
 

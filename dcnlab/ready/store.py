@@ -39,14 +39,16 @@ hypervisor could already hold a domain with the saved UUID).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import functools
 import hashlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +57,7 @@ from dcnlab.core import paths
 from dcnlab.core.errors import HypervisorError, ProvisionError
 from dcnlab.core.parallel import on_each
 from dcnlab.core.proc import run_local
+from dcnlab.core.wait import wait_until
 from dcnlab.fleet.fleet import run_with_clock
 from dcnlab.fleet.node import Node
 from dcnlab.fleet.provider import SNAPSHOTS, require
@@ -253,6 +256,71 @@ def lookup(key: ReadyKey) -> ReadyState | None:
     if state is not None:
         os.utime(state.path / MANIFEST)  # recently used: evicted last
     return state
+
+
+def lookup_since(key: ReadyKey, since: float) -> ReadyState | None:
+    """The entry for ``key`` if it was saved at or after ``since`` (wall clock):
+    with ``--dcn-ready-cache refresh``, what another session of the same run
+    (an xdist worker) saved is fresh; an older entry is what refresh replaces."""
+    state = lookup(key)
+    return state if state is not None and state.saved_at >= since else None
+
+
+# How long a session waits for another to build the entry it needs (a cold
+# build of the default cluster takes about two minutes under TCG; the build
+# has deadlines of its own, and a builder that dies releases the lock at once).
+BUILD_WAIT = 1800.0
+
+
+@contextlib.contextmanager
+def building(key: ReadyKey, progress: Progress, timeout: float = BUILD_WAIT) -> Iterator[None]:
+    """Hold the right to build the entry for ``key``: a second session with the
+    same inputs (the other pytest-xdist worker, another run) waits here, then
+    restores what the first saved instead of building the same cluster beside
+    it. An flock on ``.KEY.lock`` in the cache: the kernel drops it when its
+    holder dies. The empty lock files stay (removing one could let two
+    sessions hold the "same" lock); ``dcnlab ready clear`` removes them."""
+    root = ready_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / f".{key.digest}.lock"
+    with path.open("a") as f:
+
+        def take() -> bool:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+
+        if not take():
+            progress(f"another session is building the cluster-ready state {key.digest[:12]}: waiting to restore it")
+            wait_until(
+                take,
+                timeout=timeout,
+                interval=2.0,
+                what=(
+                    f"another session to finish building the cluster-ready state {key.digest[:12]} (lock {path}; "
+                    f"`fuser {path}` names it; --dcn-ready-cache off builds without the cache)"
+                ),
+            )
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def clear_locks() -> list[Path]:
+    """Remove the lock files no session holds (``dcnlab ready clear``)."""
+    removed = []
+    for path in ready_dir().glob(".*.lock"):
+        with path.open("a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def entries() -> list[ReadyState]:

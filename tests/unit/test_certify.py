@@ -530,6 +530,12 @@ def test_no_outage_on_return_fails_on_a_fail_back_and_on_a_long_outage() -> None
     allowed = with_requirements("no-outage-on-return: {workload: gateway, allow: 30s}")
     (fine,) = requirement_findings(allowed, by_id(allowed)["gateway"], "power-off", timings(3.2), quiet, fault)
     assert fine.ok
+    # A later node loss that did not wait for the same return names the case that certified it.
+    (elsewhere_certified,) = requirement_findings(
+        spec, gateway, "hard-reset", timings(None), [fault], fault, return_certified_by="power-off-gateway"
+    )
+    assert elsewhere_certified.ok
+    assert elsewhere_certified.observed == "not waited for here: certified by power-off-gateway"
 
 
 def test_max_downtime_at_run_time() -> None:

@@ -48,20 +48,24 @@ def test_uses_cluster_directly_or_through_the_fault_fixtures() -> None:
 
 
 @pytest.mark.parametrize(
-    ("order", "current", "reused"),
+    ("current", "following", "complete", "reused"),
     [
-        ((a, b), a, True),  # the next cluster test takes it as it is
-        ((a, plain, b), a, True),  # tests without a cluster in between do not count
-        ((a, plain), a, False),  # the last cluster test: the fleet goes down next
-        ((a,), a, False),
-        ((a, wrecker), a, False),  # the destructive one gets a fresh cluster
-        ((wrecker, a), wrecker, False),  # and so does the test after it
-        ((a, wrecker, b), a, False),  # only the very next cluster test counts
-        ((plain,), a, True),  # not collected: assume reuse, the safe side
+        (a, (b,), True, True),  # the next cluster test takes it as it is
+        (a, (plain, b), True, True),  # tests without a cluster in between do not count
+        (a, (plain,), True, False),  # the last cluster test: the fleet goes down next
+        (a, (), True, False),
+        (a, (wrecker,), True, False),  # the destructive one gets a fresh cluster
+        (wrecker, (a,), True, False),  # and so does the test after it
+        (a, (wrecker, b), True, False),  # only the very next cluster test counts
+        # An xdist worker knows only its next test, or that there is none.
+        (a, (b,), False, True),
+        (a, (wrecker,), False, False),
+        (a, (plain,), False, True),  # what follows it is unknown: assume reuse, the safe side
+        (a, (), False, True),  # not collected, say: the safe side too
     ],
 )
-def test_next_test_reuses_the_cluster(order: tuple[Item, ...], current: Item, reused: bool) -> None:
-    assert next_test_reuses_the_cluster(items(*order), cast(pytest.Item, current)) is reused
+def test_next_test_reuses_the_cluster(current: Item, following: tuple[Item, ...], complete: bool, reused: bool) -> None:
+    assert next_test_reuses_the_cluster(cast(pytest.Item, current), items(*following), complete) is reused
 
 
 # Real items list every fixture they reach: a cluster user lists the fleet too.
@@ -71,14 +75,18 @@ pure = Item("pure", [])
 
 
 @pytest.mark.parametrize(
-    ("order", "left_down"),
+    ("following", "complete", "left_down"),
     [
-        ((a, on_cluster), True),  # the cluster fixture renews the nodes first
-        ((a, pure, on_cluster), True),  # tests without the fleet do not count
-        ((a, pure), True),  # nothing uses the fleet again
-        ((a, on_fleet, on_cluster), False),  # a fleet test would meet the node down
-        ((on_fleet,), False),  # not collected: the fleet is used as it is
+        ((on_cluster,), True, True),  # the cluster fixture renews the nodes first
+        ((pure, on_cluster), True, True),  # tests without the fleet do not count
+        ((pure,), True, True),  # nothing uses the fleet again
+        ((on_fleet, on_cluster), True, False),  # a fleet test would meet the node down
+        ((on_cluster,), False, True),  # an xdist worker's next test renews them
+        ((pure,), False, False),  # and after it, unknown: the fleet may be used as it is
+        ((), False, False),
     ],
 )
-def test_nodes_stay_down_only_when_the_next_fleet_user_renews(order: tuple[Item, ...], left_down: bool) -> None:
-    assert next_fleet_user_renews(items(*order), cast(pytest.Item, a)) is left_down
+def test_nodes_stay_down_only_when_the_next_fleet_user_renews(
+    following: tuple[Item, ...], complete: bool, left_down: bool
+) -> None:
+    assert next_fleet_user_renews(items(*following), complete) is left_down

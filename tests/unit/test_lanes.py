@@ -30,12 +30,13 @@ def test_lane(path: str, fixtures: tuple[str, ...], expected: str | None) -> Non
     assert lane(ROOT / path, ROOT, fixtures) == expected
 
 
-def _dev_pytest_argv(*args: str) -> list[str]:
-    """The pytest argv ./dev test would exec for ``args`` (its setup skipped)."""
+def _dev_pytest_argv(*args: str, command: str = "test") -> list[str]:
+    """The pytest argv ``./dev COMMAND`` would exec for ``args`` (its setup skipped)."""
     script = (ROOT / "dev").read_text()
     functions = script[script.index("names_a_path() {") : script.index("cmd=${1:-help}")]
-    test_branch = script[script.index("  test)\n") : script.index(";;", script.index("  test)\n"))]
-    body = test_branch.split("\n", 2)[2].replace("exec $VENV/bin/pytest", "emit")
+    start = script.index(f"  {command})\n")
+    branch = script[start : script.index(";;", start)]
+    body = branch.split("\n", 2)[2].replace("exec $VENV/bin/pytest", "emit")
     emit = "emit() { printf '%s\\n' \"$@\"; exit 0; }"
     shell = f'set -euo pipefail\n{functions}\n{emit}\nrun() {{\n{body}\n}}\nrun "$@"\n'
     out = subprocess.run(["bash", "-c", shell, "dev", *args], capture_output=True, text=True, check=True, timeout=30)
@@ -52,3 +53,13 @@ def test_dev_test_runs_two_lanes_by_default() -> None:
 @pytest.mark.parametrize("args", [("-n", "0"), ("-n3",), ("-p", "no:xdist"), ("--dist=load",), ("tests/unit",)])
 def test_dev_test_leaves_the_workers_to_the_caller(args: tuple[str, ...]) -> None:
     assert "loadgroup" not in _dev_pytest_argv(*args)
+
+
+def test_dev_certify_hands_cases_to_two_workers_one_at_a_time() -> None:
+    argv = _dev_pytest_argv("-m", "smoke", command="certify")
+    assert argv == ["suites", "-n", "2", "--maxschedchunk", "1", "-m", "smoke"]
+
+
+@pytest.mark.parametrize("args", [("-n", "0"), ("-p", "no:xdist"), ("suites/image",)])
+def test_dev_certify_leaves_the_workers_to_the_caller(args: tuple[str, ...]) -> None:
+    assert "--maxschedchunk" not in _dev_pytest_argv(*args, command="certify")

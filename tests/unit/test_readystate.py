@@ -178,19 +178,21 @@ def test_domain_names_carry_the_fleet_name_only_on_a_shared_hypervisor() -> None
 def test_the_fleet_comes_up_restored_only_when_its_first_user_needs_the_cluster() -> None:
     from types import SimpleNamespace
 
-    from dcnlab.pytest_plugin.plugin import _first_fleet_user_needs_a_cluster
+    from dcnlab.pytest_plugin.plugin import _RUNNING, _first_fleet_user_needs_a_cluster
 
-    def session(*tests: tuple[str, ...]) -> Any:
-        return SimpleNamespace(items=[SimpleNamespace(fixturenames=names) for names in tests])
+    def config(running: tuple[str, ...] | None) -> Any:
+        stash = pytest.Stash()
+        if running is not None:
+            stash[_RUNNING] = SimpleNamespace(fixturenames=running)
+        return SimpleNamespace(stash=stash)
 
-    unit = ("tmp_path",)
-    preflight = ("fleet", "dcn_host")
-    failover = ("fleet", "cluster", "fault_cluster")
-    assert _first_fleet_user_needs_a_cluster(session(unit, failover, preflight))
-    assert _first_fleet_user_needs_a_cluster(session(("fault_cluster", "cluster", "fleet")))
+    # The test the fleet comes up for: this process's first on the fleet
+    # (under xdist, whichever the scheduler sent first).
+    assert _first_fleet_user_needs_a_cluster(config(("fleet", "cluster", "fault_cluster")))
+    assert _first_fleet_user_needs_a_cluster(config(("fault_cluster", "cluster", "fleet")))
     # A preflight first wants freshly booted nodes: the cluster comes later, restored over them.
-    assert not _first_fleet_user_needs_a_cluster(session(unit, preflight, failover))
-    assert not _first_fleet_user_needs_a_cluster(session(unit))
+    assert not _first_fleet_user_needs_a_cluster(config(("fleet", "dcn_host")))
+    assert not _first_fleet_user_needs_a_cluster(config(None))
 
 
 def test_when_a_test_gets_a_fresh_cluster() -> None:
@@ -204,3 +206,37 @@ def test_when_a_test_gets_a_fresh_cluster() -> None:
     sc.spoiled = "after a failed test"
     assert sc.renewal_needed(destructive=False) == "after a failed test"
     assert sc.renewal_needed(destructive=True) == "after a failed test"
+
+
+def test_refresh_counts_only_an_entry_saved_during_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DCNLAB_CACHE", str(tmp_path))
+    key = _key()
+    _entry(readystate.ready_dir(), key)  # saved at 1.0 (wall clock)
+    assert readystate.lookup_since(key, since=0.5) is not None  # another worker of this run saved it
+    assert readystate.lookup_since(key, since=2.0) is None  # older than the run: refresh replaces it
+
+
+def test_a_second_builder_of_the_same_entry_waits_for_the_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dcnlab.core.errors import WaitTimeout
+
+    monkeypatch.setenv("DCNLAB_CACHE", str(tmp_path))
+    key, other = _key(), _key(sources="def")
+    said: list[str] = []
+    with readystate.building(key, said.append):
+        with readystate.building(other, said.append, timeout=0.1):
+            pass  # another key builds beside it
+        assert said == []
+        # flock conflicts between two open files even in one process: the
+        # second session's view of it.
+        held = r"another session to finish building .*lock .*dcn-ready-cache off"
+        with pytest.raises(WaitTimeout, match=held), readystate.building(key, said.append, timeout=0.1):
+            pytest.fail("took a lock another session holds")
+        assert len(said) == 1
+        assert "waiting to restore it" in said[0]
+        assert readystate.clear_locks() == [readystate.ready_dir() / f".{other.digest}.lock"]  # not the held one
+    with readystate.building(key, said.append, timeout=0.1):
+        pass  # released: taken at once
+    assert len(said) == 1
+    assert readystate.clear_locks() == [readystate.ready_dir() / f".{key.digest}.lock"]
