@@ -12,7 +12,9 @@ Fixtures (all function-scoped; observers are armed before any fault):
   it and puts the client events on the timeline (teardown does it otherwise).
 - ``fault``: a :class:`~dcnlab.faults.injector.FaultInjector`; ``fault(PowerOff("dcn1"))`` injects.
   Teardown heals every fault (in reverse order), collects what cut-off nodes
-  recorded, waits until the cluster is healthy again, and keeps the nodes'
+  recorded, waits until the cluster is healthy again when the next test takes
+  it as it is (else leaves the faulted nodes down when nothing uses them before
+  the cluster is renewed: docs/ready-cache.md), and keeps the nodes'
   console logs and journals. ``fault.skip_the_return(why)`` before the fault
   skips that wait when the session has a ready state: the next test gets a
   cluster restored from it (for cases that do not certify the node's return).
@@ -137,7 +139,8 @@ def fault(
     # one, the next test gets a fresh cluster: under TCG that wait costs
     # minutes (162 s after a power-off in a CI dry run).
     following, complete = tests_after(request.node)
-    injector.wait_healthy = next_test_reuses_the_cluster(request.node, following, complete)
+    reused = next_test_reuses_the_cluster(request.node, following, complete)
+    injector.wait_healthy = reused
     # A node whose return is skipped may stay down when the next test on the
     # fleet takes the cluster (renewed first) or there is none.
     injector.nodes_replaced_next = next_fleet_user_renews(following, complete)
@@ -145,6 +148,12 @@ def fault(
         yield injector
     finally:
         try:
+            if injector.faults and not reused and injector.nodes_replaced_next:
+                # Healed here, after the test: nothing observes the return,
+                # and no test takes these nodes before they are replaced (the
+                # next cluster test gets a fresh cluster) or the fleet goes.
+                # A boot and rejoin now would be thrown away.
+                injector.ctx.nodes_replaced = True
             injector.heal()
         finally:
             request.node.stash[FAULT_PHASES] = injector.phases
