@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -684,11 +684,10 @@ def session_cluster(
         return restored
     cached = cache_entry(dcn_options.ready_cache, dcn_options.spec, dcn_image, cluster_spec, fleet.accel.domain_type)
     if cached is None:
-        return _build_session_cluster(fleet, cluster_spec, None, timing_report, say)
+        return _session_cluster_from(fleet, cluster_spec, None, None, timing_report, say)
     key, state = cached
     if state is not None:
-        restored = _restore_session_cluster(fleet, cluster_spec, state, timing_report, say)
-        return restored or _build_session_cluster(fleet, cluster_spec, key, timing_report, say)
+        return _session_cluster_from(fleet, cluster_spec, key, state, timing_report, say)
     # Nothing to restore yet: build it, unless another session with the same
     # inputs (the other xdist worker) is building it now; then wait and
     # restore what it saved. Under refresh only an entry saved during this
@@ -698,35 +697,30 @@ def session_cluster(
             state = readystate.lookup_since(key, pytestconfig.stash[_STARTED])
         else:
             state = readystate.lookup(key)
-        restored = None if state is None else _restore_session_cluster(fleet, cluster_spec, state, timing_report, say)
-        return restored or _build_session_cluster(fleet, cluster_spec, key, timing_report, say)
+        return _session_cluster_from(fleet, cluster_spec, key, state, timing_report, say)
 
 
-def _restore_session_cluster(
-    fleet: Fleet, cluster_spec: ClusterSpec, state: Any, timing_report: RunReport, say: Any
-) -> SessionCluster | None:
-    """The session's cluster restored from ``state`` over ``fleet``'s nodes, or None
-    when the entry failed (it is removed; the caller builds)."""
-    t0 = time.monotonic()
-    with allure_glue.step(f"cluster: restore the cached cluster-ready state {state.path.name}"):
-        try:
-            cluster = ready.restore_into(fleet, state, cluster_spec, say)
-        except DcnlabError as err:
-            readystate.discard(state, err, say)
-            fleet.renew_nodes()
-            return None
-    timing_report.clusters.append(ClusterStart("restored", round(time.monotonic() - t0, 1)))
-    return SessionCluster(cluster, state)
-
-
-def _build_session_cluster(
-    fleet: Fleet, cluster_spec: ClusterSpec, key: Any, timing_report: RunReport, say: Any
+def _session_cluster_from(
+    fleet: Fleet,
+    cluster_spec: ClusterSpec,
+    key: readystate.ReadyKey | None,
+    state: readystate.ReadyState | None,
+    timing_report: RunReport,
+    say: Callable[[str], None],
 ) -> SessionCluster:
-    """The session's cluster built with pcs, then saved as the entry for ``key``
-    (when the cache is on) and resumed from it."""
+    """The session's cluster restored from ``state`` over ``fleet``'s nodes, or
+    built with pcs (no entry, or it failed and is removed) and then saved as
+    the entry for ``key`` when the cache is on."""
     t0 = time.monotonic()
-    with allure_glue.step(f"cluster: build {cluster_spec.cluster.name} from {Path(str(cluster_spec.path)).name}"):
-        cluster = Cluster.up(fleet, cluster_spec, say)
+    if state is not None:
+        with allure_glue.step(f"cluster: restore the cached cluster-ready state {state.path.name}"):
+            cluster, was_restored = ready.renew(fleet, state, cluster_spec, say)
+        if was_restored:
+            timing_report.clusters.append(ClusterStart("restored", round(time.monotonic() - t0, 1)))
+            return SessionCluster(cluster, state)
+    else:
+        with allure_glue.step(f"cluster: build {cluster_spec.cluster.name} from {Path(str(cluster_spec.path)).name}"):
+            cluster = Cluster.up(fleet, cluster_spec, say)
     timing_report.clusters.append(ClusterStart("built", round(time.monotonic() - t0, 1)))
     saved = None
     if key is not None:
