@@ -81,9 +81,7 @@ def run_failover_case(
     before = cluster.crm_mon_xml()
     (target,) = parse_crm_mon(before).where(rsc)
     returning = case.fault in NODE_LOSS
-    skipped_return = ""
-    certified_by = ""  # the earlier case of the session that certified this return
-    certifies_return = returning and any(
+    return_required = returning and any(
         r.kind == "no-outage-on-return" and r.workload == rsc for r in cluster.spec.requirements
     )
     # Every case whose every accepted outcome fences the node ends the same
@@ -93,26 +91,24 @@ def run_failover_case(
     # that did. (A killed controller may instead be re-probed, unfenced: its
     # return is another path, certified by each such case.)
     fenced_return = all(option.fenced for option in case.expectation.options())
-    if certifies_return and fenced_return and rsc in fault.returns_certified:
-        done = fault.returns_certified[rsc]
-        if fault.skip_the_return(f"{target}'s return, certified earlier in this session by {done}"):
-            certifies_return = False
-            certified_by = done
-            skipped_return = (
-                f"{target}'s return (certified earlier in this session by {done}; "
-                f"the next test gets a cluster restored from the ready state)"
-            )
-    if certifies_return:
+    certified_by = fault.returns_certified.get(rsc, "") if return_required and fenced_return else ""
+    skipped_return = ""
+    if return_required and not certified_by:
         # The return is what the requirement is about: heal until the
         # cluster has converged with the node back, whatever comes next.
         fault.wait_healthy = True
-    elif returning and not certified_by and fault.skip_the_return(f"{target} not waited for after {case.fault}"):
-        # Nothing certifies this node's return: the next test gets a
-        # cluster restored from the ready state rather than waiting for it.
-        skipped_return = (
-            f"{target}'s return (the next test gets a cluster restored from the ready state; "
-            f"a no-outage-on-return requirement on {rsc} would certify the return)"
+    elif returning:
+        why = (
+            f"certified earlier in this session by {certified_by}"
+            if certified_by
+            else f"a no-outage-on-return requirement on {rsc} would certify the return"
         )
+        if fault.skip_the_return(f"{target} not waited for after {case.fault}"):
+            skipped_return = f"{target}'s return (the next test gets a cluster restored from the ready state; {why})"
+        elif certified_by:
+            # No restored cluster to hand on: this case certifies the return itself.
+            certified_by = ""
+            fault.wait_healthy = True
     with step(f"inject {case.fault} on {target}, where {rsc} runs"):
         injected = fault(case.make(target)).injected_at
     if injected is None:
@@ -141,6 +137,6 @@ def run_failover_case(
         cluster.spec, workload, case.fault, timings, events, injected, return_certified_by=certified_by
     )
     verdict = replace(verdict, findings=(*verdict.findings, *required))
-    if certifies_return and fenced_return and verdict.passed:
+    if return_required and fenced_return and not certified_by and verdict.passed:
         fault.returns_certified[rsc] = case.id
     return FailoverResult(case, target, injected, before, tuple(events), availability, timings, verdict)

@@ -40,6 +40,7 @@ class FaultInjector:
         artifacts: Path,
         *,
         renewable: bool = False,
+        returns_certified: dict[str, str] | None = None,
     ) -> None:
         self.ctx = FaultContext.of(cluster, recorder)
         self.sampler = sampler
@@ -65,10 +66,10 @@ class FaultInjector:
         self.nodes_replaced_next = False
         self._nodes: set[str] = set()  # the nodes faults were injected on
         # Which case of the session certified each workload's return after a
-        # node loss (a fenced node powered back on, booted, rejoined): shared by
-        # the session's injectors (the fault fixture), so a later case of the
-        # same workload can skip the same return and name that case.
-        self.returns_certified: dict[str, str] = {}
+        # node loss (a fenced node powered back on, booted, rejoined): the
+        # session's own dict, shared by its injectors (the fault fixture), so a
+        # later case of the same workload can skip the same return and name that case.
+        self.returns_certified: dict[str, str] = returns_certified if returns_certified is not None else {}
 
     def __call__(self, fault: Fault, *, watch: bool = False) -> Fault:
         watcher = None
@@ -107,6 +108,16 @@ class FaultInjector:
         self.renewal = why
         self.ctx.nodes_replaced = self.nodes_replaced_next
         return True
+
+    def heal_after_test(self, next_takes_cluster: bool) -> list[Violation]:
+        """The heal at the test's teardown. Nothing observes the return any
+        more: when the next test does not take the cluster as it is (it gets a
+        fresh one, or none follows) and nothing uses the fleet before the
+        cluster is renewed, the faulted nodes stay down, since a boot and rejoin
+        now would be thrown away. Otherwise as :meth:`heal`."""
+        if self.faults and not next_takes_cluster and self.nodes_replaced_next:
+            self.ctx.nodes_replaced = True
+        return self.heal()
 
     def heal(self) -> list[Violation]:
         """Heal every fault now (the last injected first), wait until the

@@ -130,9 +130,14 @@ def fault(
     if "session_cluster" in request.fixturenames:
         sc: SessionCluster = request.getfixturevalue("session_cluster")
         session = sc if sc.state is not None and sc.current is fault_cluster else None
-    injector = FaultInjector(fault_cluster, timeline, cluster_sampler, tmp_path / "logs", renewable=session is not None)
-    if session is not None:
-        injector.returns_certified = session.returns_certified
+    injector = FaultInjector(
+        fault_cluster,
+        timeline,
+        cluster_sampler,
+        tmp_path / "logs",
+        renewable=session is not None,
+        returns_certified=session.returns_certified if session is not None else None,
+    )
     # Every fault is healed; waiting until the cluster is healthy again is for
     # the tests that follow. When none of them uses a cluster, the session is
     # about to tear the fleet down, and after a destructive test, or before
@@ -148,13 +153,7 @@ def fault(
         yield injector
     finally:
         try:
-            if injector.faults and not reused and injector.nodes_replaced_next:
-                # Healed here, after the test: nothing observes the return,
-                # and no test takes these nodes before they are replaced (the
-                # next cluster test gets a fresh cluster) or the fleet goes.
-                # A boot and rejoin now would be thrown away.
-                injector.ctx.nodes_replaced = True
-            injector.heal()
+            injector.heal_after_test(next_takes_cluster=reused)
         finally:
             request.node.stash[FAULT_PHASES] = injector.phases
             if session is not None and injector.renewal:

@@ -51,7 +51,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from dcnlab.core import paths
 from dcnlab.core.errors import HypervisorError, ProvisionError
@@ -284,18 +284,10 @@ def building(key: ReadyKey, progress: Progress, timeout: float = BUILD_WAIT) -> 
     root.mkdir(parents=True, exist_ok=True)
     path = root / f".{key.digest}.lock"
     with path.open("a") as f:
-
-        def take() -> bool:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return False
-            return True
-
-        if not take():
+        if not _try_lock(f):
             progress(f"another session is building the cluster-ready state {key.digest[:12]}: waiting to restore it")
             wait_until(
-                take,
+                lambda: _try_lock(f),
                 timeout=timeout,
                 interval=2.0,
                 what=(
@@ -314,13 +306,19 @@ def clear_locks() -> list[Path]:
     removed = []
     for path in ready_dir().glob(".*.lock"):
         with path.open("a") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue
-            path.unlink(missing_ok=True)
-            removed.append(path)
+            if _try_lock(f):
+                path.unlink(missing_ok=True)
+                removed.append(path)
     return removed
+
+
+def _try_lock(f: IO[str]) -> bool:
+    """Take ``f``'s exclusive flock if no one holds it."""
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def entries() -> list[ReadyState]:

@@ -78,3 +78,37 @@ def test_a_skipped_return_leaves_nodes_down_only_when_nothing_uses_them_first(
     inj.nodes_replaced_next = replaced_next
     assert inj.skip_the_return("why")
     assert inj.ctx.nodes_replaced is replaced_next
+
+
+@pytest.mark.parametrize(
+    ("next_takes_cluster", "replaced_next", "left_down"),
+    [
+        (False, True, True),  # the next cluster test gets a fresh one, nothing uses the fleet first
+        (True, True, False),  # the next test takes the cluster as it is: bring the node back
+        (False, False, False),  # a fleet test comes first and would meet the node down
+    ],
+)
+def test_the_teardown_heal_leaves_nodes_down_only_when_they_are_replaced_next(
+    tmp_path: Path, next_takes_cluster: bool, replaced_next: bool, left_down: bool
+) -> None:
+    inj = injector(tmp_path, renewable=True)
+    inj.wait_healthy = False  # the stand-in has no cluster to wait for
+    inj.nodes_replaced_next = replaced_next
+    f = inj(Noted())
+    inj.heal_after_test(next_takes_cluster=next_takes_cluster)
+    assert f.calls == ["inject", "heal"]
+    assert inj.ctx.nodes_replaced is left_down
+
+
+def test_the_session_shares_its_record_of_certified_returns(tmp_path: Path) -> None:
+    record: dict[str, str] = {}
+    inj = FaultInjector(
+        SimpleNamespace(fleet=None),  # type: ignore[arg-type]
+        Recorder(ClockAnchor(0.0, 0.0)),
+        SimpleNamespace(),  # type: ignore[arg-type]
+        tmp_path,
+        renewable=True,
+        returns_certified=record,
+    )
+    inj.returns_certified["web"] = "power-off-web"
+    assert record == {"web": "power-off-web"}
