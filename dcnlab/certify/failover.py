@@ -91,7 +91,7 @@ def run_failover_case(
     # that did. (A killed controller may instead be re-probed, unfenced: its
     # return is another path, certified by each such case.)
     fenced_return = all(option.fenced for option in case.expectation.options())
-    certified_by = fault.returns_certified.get(rsc, "") if return_required and fenced_return else ""
+    certified_by = fault.returns_certified.get(rsc) if return_required and fenced_return else ""
     skipped_return = ""
     if return_required and not certified_by:
         # The return is what the requirement is about: heal until the
@@ -138,5 +138,5 @@ def run_failover_case(
     )
     verdict = replace(verdict, findings=(*verdict.findings, *required))
     if return_required and fenced_return and not certified_by and verdict.passed:
-        fault.returns_certified[rsc] = case.id
+        fault.returns_certified.record(rsc, case.id)
     return FailoverResult(case, target, injected, before, tuple(events), availability, timings, verdict)

@@ -6,6 +6,9 @@ a script without pytest uses it the same way."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
+import os
 import time
 from pathlib import Path
 
@@ -16,6 +19,53 @@ from dcnlab.faults.base import Fault, FaultContext, Injected, injected
 from dcnlab.observe.artifacts import collect_logs
 from dcnlab.observe.sampler import ClusterSampler, NodeWatch
 from dcnlab.observe.timeline import EventKind, Recorder
+
+
+class CertifiedReturns:
+    """Which case certified each workload's return after a fenced node loss
+    (the node powered on, booted, rejoined) in this run, so that later cases
+    of the workload can skip the same return and name that case
+    (:func:`dcnlab.certify.failover.run_failover_case`).
+
+    With ``path`` the record is the run's, not only this process's: the
+    pytest-xdist workers of one run share the file (under the run's base
+    temporary directory), each on its own fleet with a cluster of the same
+    spec and image. The first case recorded for a workload stays."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self._mine: dict[str, str] = {}
+
+    def get(self, workload: str) -> str:
+        """The case that certified ``workload``'s return, "" when none has."""
+        if workload in self._mine:
+            return self._mine[workload]
+        return self._shared().get(workload, "")
+
+    def record(self, workload: str, case: str) -> None:
+        if self.path is None:
+            self._mine.setdefault(workload, case)
+            return
+        # Read, add and write under one exclusive lock: two workers recording
+        # different workloads at once must not lose either.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        with os.fdopen(fd, "r+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            text = f.read()
+            known: dict[str, str] = json.loads(text) if text.strip() else {}
+            known.setdefault(workload, case)
+            f.seek(0)
+            f.truncate()
+            f.write(json.dumps(known, indent=1, sort_keys=True))
+        self._mine[workload] = known[workload]
+
+    def _shared(self) -> dict[str, str]:
+        if self.path is None or not self.path.exists():
+            return {}
+        with self.path.open() as f:
+            fcntl.flock(f, fcntl.LOCK_SH)
+            text = f.read()
+        return dict(json.loads(text)) if text.strip() else {}
 
 
 class FaultInjector:
@@ -40,7 +90,7 @@ class FaultInjector:
         artifacts: Path,
         *,
         renewable: bool = False,
-        returns_certified: dict[str, str] | None = None,
+        returns_certified: CertifiedReturns | None = None,
     ) -> None:
         self.ctx = FaultContext.of(cluster, recorder)
         self.sampler = sampler
@@ -65,11 +115,11 @@ class FaultInjector:
         # uses the fleet before the renewal replaces them (the fault fixture knows).
         self.nodes_replaced_next = False
         self._nodes: set[str] = set()  # the nodes faults were injected on
-        # Which case of the session certified each workload's return after a
-        # node loss (a fenced node powered back on, booted, rejoined): the
-        # session's own dict, shared by its injectors (the fault fixture), so a
-        # later case of the same workload can skip the same return and name that case.
-        self.returns_certified: dict[str, str] = returns_certified if returns_certified is not None else {}
+        # Which case of the run certified each workload's return after a node
+        # loss: shared by the injectors of the session's clusters (the fault
+        # fixture), so a later case of the same workload can skip the same
+        # return and name that case.
+        self.returns_certified = returns_certified if returns_certified is not None else CertifiedReturns()
 
     def __call__(self, fault: Fault, *, watch: bool = False) -> Fault:
         watcher = None

@@ -42,12 +42,18 @@ from dcnlab.certify.failover import FailoverResult
 from dcnlab.certify.workloads import endpoints, unmeasured
 from dcnlab.cluster.bootstrap import Cluster
 from dcnlab.core.errors import DcnlabError, FaultError
-from dcnlab.faults.injector import FaultInjector
+from dcnlab.faults.injector import CertifiedReturns, FaultInjector
 from dcnlab.observe.probe import ClientProbe, ProbeSettings
 from dcnlab.observe.sampler import ClusterSampler
 from dcnlab.observe.timeline import Recorder
 from dcnlab.pytest_plugin import allure_glue
-from dcnlab.pytest_plugin.plugin import FAULT_PHASES, next_fleet_user_renews, next_test_reuses_the_cluster, tests_after
+from dcnlab.pytest_plugin.plugin import (
+    FAULT_PHASES,
+    next_fleet_user_renews,
+    next_test_reuses_the_cluster,
+    tests_after,
+    xdist_worker,
+)
 from dcnlab.ready.session import SessionCluster
 from dcnlab.report.chart import chart_of, client_spans
 from dcnlab.report.environment import environment_of
@@ -113,6 +119,17 @@ def probes(fault_cluster: Cluster, timeline: Recorder, tmp_path: Path) -> Iterat
         allure_glue.attach_file(summary)
 
 
+@pytest.fixture(scope="session")
+def certified_returns(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> CertifiedReturns:
+    """Which case certified each workload's return after a fenced node loss,
+    for the whole run: the pytest-xdist workers share it through a file in
+    the run's base temporary directory (the parent of each worker's own, as
+    xdist documents for work done once per run)."""
+    if xdist_worker(pytestconfig):
+        return CertifiedReturns(tmp_path_factory.getbasetemp().parent / "dcnlab-certified-returns.json")
+    return CertifiedReturns()
+
+
 @pytest.fixture
 def fault(
     fault_cluster: Cluster,
@@ -136,7 +153,7 @@ def fault(
         cluster_sampler,
         tmp_path / "logs",
         renewable=session is not None,
-        returns_certified=session.returns_certified if session is not None else None,
+        returns_certified=request.getfixturevalue("certified_returns") if session is not None else None,
     )
     # Every fault is healed; waiting until the cluster is healthy again is for
     # the tests that follow. When none of them uses a cluster, the session is

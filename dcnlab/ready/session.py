@@ -4,7 +4,7 @@ here so that it is the library's and unit-tested (docs/ready-cache.md)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from dcnlab.cluster.bootstrap import Cluster
 from dcnlab.cluster.spec import ClusterSpec
@@ -29,9 +29,6 @@ class SessionCluster:
     # Why it may be broken, "" when it is not: the last test on it was
     # destructive or failed, or a renewal failed.
     spoiled: str = ""
-    # The case that certified each workload's return after a node loss on this
-    # session's clusters (FaultInjector.returns_certified).
-    returns_certified: dict[str, str] = field(default_factory=dict)
 
     def renewal_needed(self, destructive: bool) -> str:
         """Why the next test (``destructive`` or not) needs a fresh cluster,

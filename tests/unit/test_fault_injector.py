@@ -5,6 +5,7 @@ VM (waiting for health, a node watch) fails the test."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from dcnlab.faults.base import Fault
-from dcnlab.faults.injector import FaultInjector
+from dcnlab.faults.injector import CertifiedReturns, FaultInjector
 from dcnlab.observe.timeline import ClockAnchor, Recorder
 
 
@@ -101,7 +102,7 @@ def test_the_teardown_heal_leaves_nodes_down_only_when_they_are_replaced_next(
 
 
 def test_the_session_shares_its_record_of_certified_returns(tmp_path: Path) -> None:
-    record: dict[str, str] = {}
+    record = CertifiedReturns()
     inj = FaultInjector(
         SimpleNamespace(fleet=None),  # type: ignore[arg-type]
         Recorder(ClockAnchor(0.0, 0.0)),
@@ -110,5 +111,29 @@ def test_the_session_shares_its_record_of_certified_returns(tmp_path: Path) -> N
         renewable=True,
         returns_certified=record,
     )
-    inj.returns_certified["web"] = "power-off-web"
-    assert record == {"web": "power-off-web"}
+    inj.returns_certified.record("web", "power-off-web")
+    assert record.get("web") == "power-off-web"
+    assert record.get("app") == ""
+
+
+def test_certified_returns_are_shared_through_a_file(tmp_path: Path) -> None:
+    # Two workers of one run: each its own object on the same file.
+    path = tmp_path / "returns.json"
+    gw0, gw1 = CertifiedReturns(path), CertifiedReturns(path)
+    assert gw1.get("web") == ""
+    gw0.record("web", "power-off-web")
+    assert gw1.get("web") == "power-off-web"
+    # The first case recorded for a workload stays, whoever records later.
+    gw1.record("web", "hard-reset-web")
+    gw1.record("app", "power-off-app")
+    assert gw0.get("web") == gw1.get("web") == "power-off-web"
+    assert gw0.get("app") == "power-off-app"
+    assert json.loads(path.read_text()) == {"app": "power-off-app", "web": "power-off-web"}
+
+
+def test_certified_returns_without_a_file_stay_in_the_process() -> None:
+    mine = CertifiedReturns()
+    mine.record("web", "power-off-web")
+    mine.record("web", "hard-reset-web")
+    assert mine.get("web") == "power-off-web"
+    assert CertifiedReturns().get("web") == ""
