@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dcnlab.core.errors import DcnlabError
+from dcnlab.core.parallel import on_each
 from dcnlab.observe.timeline import ClockAnchor, Event, EventKind, GuestClock, Recorder
 
 if TYPE_CHECKING:
@@ -171,16 +172,24 @@ def record_journals(
     ``since`` and add its events to ``recorder`` (the raw text goes to
     ``save_dir/NODE.journal-unix.txt`` when given). Returns the nodes that
     could not be read (off, unreachable)."""
+    # One SSH call per node, all at once: each guest has its own emulated vCPU.
+    running = [node for name, node in fleet.nodes.items() if fleet.domain_state(name) == "running"]
+
+    def read(node: Node) -> tuple[list[Event], str] | None:
+        try:
+            return journal_events(node, recorder, since, timeout=timeout)
+        except DcnlabError:
+            return None
+
+    texts = on_each(running, read, label=lambda node: node.name, what="reading the journals")
+    read_back = dict(zip(running, texts, strict=True))
     missing: list[str] = []
     for name, node in fleet.nodes.items():
-        if fleet.domain_state(name) != "running":
+        got = read_back.get(node)
+        if got is None:
             missing.append(name)
             continue
-        try:
-            events, text = journal_events(node, recorder, since, timeout=timeout)
-        except DcnlabError:
-            missing.append(name)
-            continue
+        events, text = got
         if save_dir is not None:
             save_dir.mkdir(parents=True, exist_ok=True)
             (save_dir / f"{name}.journal-unix.txt").write_text(text)

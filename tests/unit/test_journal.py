@@ -1,9 +1,16 @@
+import functools
+import threading
 from pathlib import Path
 
 import pytest
+from fakes import fleet_on_fake
 
-from dcnlab.observe.journal import PATTERNS, parse_journal
-from dcnlab.observe.timeline import ClockAnchor, EventKind, GuestClock
+from dcnlab.core.errors import CommandError
+from dcnlab.core.proc import Result
+from dcnlab.fleet.fleet import Fleet
+from dcnlab.observe.artifacts import collect_logs
+from dcnlab.observe.journal import PATTERNS, parse_journal, record_journals
+from dcnlab.observe.timeline import ClockAnchor, EventKind, GuestClock, Recorder
 
 K = EventKind
 # Host wall 1764064980.0 was host monotonic 1000.0; dcn2's clock is 2 s ahead.
@@ -44,3 +51,51 @@ def test_since_and_unknown_clock() -> None:
 
 def test_every_pattern_says_why() -> None:
     assert all(p.why for p in PATTERNS)
+
+
+def _guests_answer_together(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch, *, asked_of: int, down: str, text: str
+) -> list[str]:
+    """The nodes answer ``text``, but each answer waits until ``asked_of``
+    nodes were asked (a barrier): read one after the other, the first read
+    would time out. ``down`` raises as an unreachable node does."""
+    asked: list[str] = []
+    barrier = threading.Barrier(asked_of, timeout=10)
+
+    def run(name: str, command: str, **_kw: object) -> Result:
+        asked.append(name)
+        barrier.wait()
+        if name == down:
+            raise CommandError(f"{name}: the node does not answer", Result(command, 255, "", "", 0.0))
+        return Result(command, 0, text, "", 0.0, where=name)
+
+    for node in fleet.nodes.values():
+        monkeypatch.setattr(node, "run", functools.partial(run, node.name))
+    return asked
+
+
+def test_record_journals_reads_every_node_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet, provider = fleet_on_fake(tmp_path, nodes=4)
+    provider.states[fleet.node("dcn4").domain] = "shut-off"
+    asked = _guests_answer_together(fleet, monkeypatch, asked_of=3, down="dcn3", text=JOURNAL)
+    recorder = Recorder(ANCHOR)
+    missing = record_journals(fleet, recorder, since=0.0, save_dir=tmp_path / "journal")
+    assert sorted(asked) == ["dcn1", "dcn2", "dcn3"]  # not dcn4: its domain is off
+    assert missing == ["dcn3", "dcn4"]
+    assert {e.source for e in recorder.events()} == {"journal:dcn1", "journal:dcn2"}
+    saved = sorted(p.name for p in (tmp_path / "journal").iterdir())
+    assert saved == ["dcn1.journal-unix.txt", "dcn2.journal-unix.txt"]
+
+
+def test_collect_logs_reads_every_node_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet, provider = fleet_on_fake(tmp_path, nodes=4)
+    provider.states[fleet.node("dcn4").domain] = "shut-off"
+    asked = _guests_answer_together(fleet, monkeypatch, asked_of=2, down="dcn2", text="a journal\n")
+    missing = collect_logs(fleet, tmp_path / "logs", since_wall=ANCHOR.wall, booting=("dcn3",))
+    assert sorted(asked) == ["dcn1", "dcn2"]
+    assert missing == [
+        "dcn2: journal not collected (dcn2: the node does not answer)",
+        "dcn3: journal not collected (still booting: its return was not waited for)",
+        "dcn4: journal not collected (domain is shut-off)",
+    ]
+    assert [p.name for p in (tmp_path / "logs").iterdir()] == ["dcn1.journal.txt"]
