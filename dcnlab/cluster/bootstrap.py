@@ -37,15 +37,18 @@ from dcnlab.cluster.pcs import (
     BATCH_SCRIPT,
     COROSYNC_AUTHKEY,
     COROSYNC_CONF,
+    DC_DEADTIME_DELETE_ARGV,
     PACEMAKER_AUTHKEY,
     PCS_TIMEOUT,
     PCSD_STOP_SH,
     RELOAD_ARGV,
+    SEED_CIB_SH,
     START_ARGV,
     STOP_ARGV,
     Step,
     batch_input,
     batch_timeout,
+    boot_dc_deadtime,
     bootstrap_plan,
     host_map,
     parse_batch,
@@ -126,9 +129,15 @@ class Cluster:
         mark("corosync_conf_written")
         say(f"cluster {name}: copying corosync.conf and new authkeys to {len(nodes)} nodes")
         keys = (os.urandom(AUTHKEY_BYTES), os.urandom(AUTHKEY_BYTES))
+        deadtime, deadtime_is_mine = boot_dc_deadtime(spec)
+
+        def install(node: Node) -> None:
+            _install_cluster_files(node, conf, *keys)
+            node.run(["sh", "-c", SEED_CIB_SH, "seed-cib", deadtime], timeout=60 * cluster.scale)
+
         on_each(
             nodes,
-            lambda node: _install_cluster_files(node, conf, *keys),
+            install,
             label=lambda node: node.name,
             what="copying the cluster configuration",
             error=ClusterError,
@@ -146,6 +155,9 @@ class Cluster:
         say(f"cluster {name}: waiting for every node to join and a DC to be elected")
         cluster.wait_members([n.name for n in nodes])
         mark("members_joined")
+        if deadtime_is_mine:
+            # Before the batch saves the CIB it pushes back: the spec's configuration, nothing of the harness's.
+            first.run(list(DC_DEADTIME_DELETE_ARGV), timeout=60 * cluster.scale)
         cluster._run_batch(first, plan.configure)
         mark("configured")
         # The same health check a restored cluster passes (Cluster.restored).

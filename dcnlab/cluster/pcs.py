@@ -89,6 +89,34 @@ def reload_busy(output: str) -> bool:
     return RELOAD_BUSY in output
 
 
+# A cold start's controllers each wait Pacemaker's dc-deadtime (default 20 s)
+# for a DC before holding an election: 20.5 s of the 33 s from starting the
+# stack on every node to a DC (docs/facts.md). The bootstrap starts them all at
+# once, with corosync's membership formed in seconds, so that wait buys
+# nothing: a CIB seeded before the first start (when there is none yet) gives
+# them BOOT_DC_DEADTIME, and the configuration pushed afterwards is the spec's
+# alone (the seed's value is deleted before the CIB is saved, unless the spec
+# sets dc-deadtime itself; then the seed carries the spec's value).
+BOOT_DC_DEADTIME = "2s"
+SEED_CIB_SH = r"""set -eu
+cib=${CIB:-/var/lib/pacemaker/cib/cib.xml}
+[ -e "$cib" ] && exit 0
+tmp=$(mktemp)
+trap 'rm -f "$tmp"' EXIT
+cibadmin --empty > "$tmp"
+CIB_file="$tmp" crm_attribute --type crm_config --name dc-deadtime --update "$1"
+install -o hacluster -g haclient -m 0600 "$tmp" "$cib"
+"""
+DC_DEADTIME_DELETE_ARGV = ("crm_attribute", "--type", "crm_config", "--name", "dc-deadtime", "--delete")
+
+
+def boot_dc_deadtime(spec: ClusterSpec) -> tuple[str, bool]:
+    """The dc-deadtime a cold start's seeded CIB carries, and whether it is the
+    harness's (to delete once a DC is elected) rather than the spec's."""
+    mine = dict(spec.cluster.properties).get("dc-deadtime")
+    return (mine, False) if mine is not None else (BOOT_DC_DEADTIME, True)
+
+
 # pcsd is only needed by pcsd-backed commands (host auth, networked node
 # add/remove), none of which the harness runs (Cluster.add_node/remove_node
 # take pcs's steps over SSH): idle, it took ~15% of a TCG guest's single vCPU

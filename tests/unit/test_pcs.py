@@ -11,11 +11,14 @@ from dcnlab.cluster.fencing import fence_virt_argv
 from dcnlab.cluster.pcs import (
     BATCH_SCRIPT,
     BATCH_STARTUP,
+    BOOT_DC_DEADTIME,
     DEFAULT_CIB_FILE,
     DEFAULT_COROSYNC_FILE,
+    SEED_CIB_SH,
     Step,
     batch_input,
     batch_timeout,
+    boot_dc_deadtime,
     bootstrap_plan,
     cluster_setup_argv,
     constraint_argv,
@@ -545,3 +548,50 @@ def test_parse_batch_of_a_step_that_never_ended() -> None:
     assert failed.exit_code is None
     assert failed.output == "waiting..."
     assert outcome.outcomes[0].seconds == 1.5
+
+
+def test_the_cold_start_deadtime_is_the_harness_s_unless_the_spec_sets_one() -> None:
+    assert boot_dc_deadtime(load_spec(DEFAULT)) == (BOOT_DC_DEADTIME, True)
+    mine = spec_of(
+        DEFAULT.read_text().replace("    stonith-enabled: true\n", "    stonith-enabled: true\n    dc-deadtime: 45s\n")
+    )
+    assert boot_dc_deadtime(mine) == ("45s", False)
+
+
+def _seed(tmp_path: Path, *, existing: bool) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """SEED_CIB_SH with stand-ins for cibadmin, crm_attribute and install
+    that log their arguments (and what CIB_file crm_attribute was given)."""
+    bin_dir, log, cib = tmp_path / "bin", tmp_path / "calls.log", tmp_path / "cib.xml"
+    bin_dir.mkdir()
+    stubs = {
+        "cibadmin": 'echo "cibadmin $*" >> "$LOG"; echo "<cib/>"',
+        "crm_attribute": 'echo "crm_attribute CIB_file=${CIB_file:+set} $*" >> "$LOG"',
+        "install": 'echo "install $*" >> "$LOG"; cp "$7" "$8"',  # install -o U -g G -m MODE SRC DST
+    }
+    for name, body in stubs.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    if existing:
+        cib.write_text("<cib epoch='7'/>")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "LOG": str(log), "CIB": str(cib)}
+    done = subprocess.run(
+        ["sh", "-c", SEED_CIB_SH, "seed-cib", "2s"], env=env, capture_output=True, text=True, check=False
+    )
+    return done, (log.read_text().splitlines() if log.exists() else [])
+
+
+def test_a_fresh_node_gets_a_seeded_cib(tmp_path: Path) -> None:
+    done, calls = _seed(tmp_path, existing=False)
+    assert done.returncode == 0, done.stderr
+    assert calls[0] == "cibadmin --empty"
+    assert calls[1] == "crm_attribute CIB_file=set --type crm_config --name dc-deadtime --update 2s"
+    assert calls[2].startswith("install -o hacluster -g haclient -m 0600 ")
+    assert calls[2].endswith(str(tmp_path / "cib.xml"))
+    assert (tmp_path / "cib.xml").read_text() == "<cib/>\n"
+
+
+def test_a_node_with_a_cib_keeps_it(tmp_path: Path) -> None:
+    done, calls = _seed(tmp_path, existing=True)
+    assert done.returncode == 0, done.stderr
+    assert calls == []
+    assert (tmp_path / "cib.xml").read_text() == "<cib epoch='7'/>"
