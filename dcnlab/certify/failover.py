@@ -52,6 +52,47 @@ class FailoverResult:
         return self.case.workload.id in self.availability
 
 
+@dataclass(frozen=True)
+class ReturnPlan:
+    """What a failover case does about the faulted node's return."""
+
+    certify: bool  # wait until the cluster converged with the node back, and judge it
+    skip: bool  # skip the wait: the next test gets a cluster restored from the ready state
+    fenced: bool  # every accepted outcome fences the node (the return it certifies is the fenced one)
+    certified_by: str  # the earlier case this one's finding names as certifying the return ("" when none)
+    why: str  # why the return is skipped, for the finding on the heal's outage
+
+
+def plan_return(
+    workload: str, *, returning: bool, required: bool, fenced: bool, certified_by: str, renewable: bool
+) -> ReturnPlan:
+    """The return of a node-loss case's node (``returning``): certified when a
+    ``no-outage-on-return`` requirement is on ``workload`` (``required``),
+    else skipped when the session can hand the next test a restored cluster
+    (``renewable``).
+
+    Every case whose every accepted outcome fences the node (``fenced``) ends
+    the same way: the node off, powered on by the heal, booted, rejoined. One
+    such case per run certifies that return; a later one (``certified_by``
+    names the first) skips it when it can, and certifies it again when it
+    cannot. (A killed controller may instead be re-probed, unfenced: its
+    return is another path, certified by each such case.)"""
+    certified_by = certified_by if required and fenced else ""
+    if not returning:
+        return ReturnPlan(False, False, fenced, "", "")
+    if required and not certified_by:
+        return ReturnPlan(True, False, fenced, "", "")
+    if renewable:
+        why = (
+            f"certified earlier in this run by {certified_by}"
+            if certified_by
+            else f"a no-outage-on-return requirement on {workload} would certify the return"
+        )
+        return ReturnPlan(False, True, fenced, certified_by, why)
+    # No restored cluster to hand on: a required return is certified here again.
+    return ReturnPlan(required, False, fenced, "", "")
+
+
 class CaseReport(Protocol):
     """Writes what a case leaves for a reviewer (the plugin's ``case_report`` fixture)."""
 
@@ -84,31 +125,21 @@ def run_failover_case(
     return_required = returning and any(
         r.kind == "no-outage-on-return" and r.workload == rsc for r in cluster.spec.requirements
     )
-    # Every case whose every accepted outcome fences the node ends the same
-    # way: the node off, powered on by the heal, booted, rejoined. One such
-    # case per session certifies that return; the others skip it when the
-    # next test can get a restored cluster, and their finding names the case
-    # that did. (A killed controller may instead be re-probed, unfenced: its
-    # return is another path, certified by each such case.)
-    fenced_return = all(option.fenced for option in case.expectation.options())
-    certified_by = fault.returns_certified.get(rsc) if return_required and fenced_return else ""
-    skipped_return = ""
-    if return_required and not certified_by:
+    plan = plan_return(
+        rsc,
+        returning=returning,
+        required=return_required,
+        fenced=all(option.fenced for option in case.expectation.options()),
+        certified_by=fault.returns_certified.get(rsc),
+        renewable=fault.renewable,
+    )
+    certified_by, skipped_return = plan.certified_by, ""
+    if plan.certify:
         # The return is what the requirement is about: heal until the
         # cluster has converged with the node back, whatever comes next.
         fault.wait_healthy = True
-    elif returning:
-        why = (
-            f"certified earlier in this session by {certified_by}"
-            if certified_by
-            else f"a no-outage-on-return requirement on {rsc} would certify the return"
-        )
-        if fault.skip_the_return(f"{target} not waited for after {case.fault}"):
-            skipped_return = f"{target}'s return (the next test gets a cluster restored from the ready state; {why})"
-        elif certified_by:
-            # No restored cluster to hand on: this case certifies the return itself.
-            certified_by = ""
-            fault.wait_healthy = True
+    elif plan.skip and fault.skip_the_return(f"{target} not waited for after {case.fault}"):
+        skipped_return = f"{target}'s return (the next test gets a cluster restored from the ready state; {plan.why})"
     with step(f"inject {case.fault} on {target}, where {rsc} runs"):
         injected = fault(case.make(target)).injected_at
     if injected is None:
@@ -137,6 +168,6 @@ def run_failover_case(
         cluster.spec, workload, case.fault, timings, events, injected, return_certified_by=certified_by
     )
     verdict = replace(verdict, findings=(*verdict.findings, *required))
-    if return_required and fenced_return and not certified_by and verdict.passed:
+    if plan.certify and plan.fenced and verdict.passed:
         fault.returns_certified.record(rsc, case.id)
     return FailoverResult(case, target, injected, before, tuple(events), availability, timings, verdict)

@@ -144,6 +144,12 @@ class FaultInjector:
         self.faults.append(fault)
         return fault
 
+    @property
+    def renewable(self) -> bool:
+        """Whether :meth:`skip_the_return` would skip: the session has a ready
+        state to restore the next test's cluster from, and nothing is injected yet."""
+        return self._renewable and not self.faults
+
     def skip_the_return(self, why: str) -> bool:
         """Heal without waiting for the faulted node to come back and the
         cluster to converge: the next test gets a cluster restored from the
@@ -152,7 +158,7 @@ class FaultInjector:
         injecting. Returns whether it will: only when the session has a
         ready state to restore. A case that certifies the return itself (a
         fail-back, a restart on rejoin) must keep the slow path."""
-        if not self._renewable or self.faults:
+        if not self.renewable:
             return False
         self.wait_healthy = False
         self.renewal = why

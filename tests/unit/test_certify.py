@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from dcnlab.certify.failover import plan_return
 from dcnlab.certify.verdict import Outcome
 from dcnlab.certify.workloads import (
     HEAL_OUTAGE,
@@ -571,3 +572,46 @@ def test_pytest_refuses_a_spec_whose_requirement_cannot_hold(tmp_path: Path) -> 
     constraint = SITE.splitlines().index("  - colocation: {rsc: sidecar, with: gateway, score: -INFINITY}") + 1
     assert f"site.yaml:{constraint + 3}: requirement line {constraint + 3}: together: [sidecar, gateway]" in res.stderr
     assert f"line {constraint}: colocation of sidecar with gateway keeps them apart" in res.stderr
+
+
+# run_failover_case's decision about the faulted node's return (plan_return):
+# (returning, required, fenced, certified_by, renewable) -> (certify, skip, certified_by named)
+@pytest.mark.parametrize(
+    ("returning", "required", "fenced", "earlier", "renewable", "certify", "skip", "named"),
+    [
+        # Not a node loss: nothing comes back.
+        (False, False, True, "", True, False, False, ""),
+        # Required and not certified yet: this case certifies it, restorable or not.
+        (True, True, True, "", True, True, False, ""),
+        (True, True, True, "", False, True, False, ""),
+        # Certified earlier by a fenced case: skipped and named, when the next test can be restored...
+        (True, True, True, "power-off-web", True, False, True, "power-off-web"),
+        # ...and certified again when it cannot.
+        (True, True, True, "power-off-web", False, True, False, ""),
+        # A controller kill (not every outcome fenced) certifies its own, whatever came before.
+        (True, True, False, "power-off-web", True, True, False, ""),
+        # No requirement: skipped when the next test can be restored, else nothing special.
+        (True, False, True, "", True, False, True, ""),
+        (True, False, True, "", False, False, False, ""),
+    ],
+)
+def test_plan_return(
+    returning: bool,
+    required: bool,
+    fenced: bool,
+    earlier: str,
+    renewable: bool,
+    certify: bool,
+    skip: bool,
+    named: str,
+) -> None:
+    plan = plan_return(
+        "web", returning=returning, required=required, fenced=fenced, certified_by=earlier, renewable=renewable
+    )
+    assert (plan.certify, plan.skip, plan.certified_by) == (certify, skip, named)
+    if plan.skip:
+        assert plan.why == (
+            f"certified earlier in this run by {named}"
+            if named
+            else "a no-outage-on-return requirement on web would certify the return"
+        )
