@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from dcnlab.certify.outcome import heal_outage, wait_for_outcome
-from dcnlab.certify.verdict import Verdict, judge
+from dcnlab.certify.verdict import Verdict, judge, observe
 from dcnlab.certify.workloads import NODE_LOSS, FailoverCase, requirement_findings, unmeasured
 from dcnlab.cluster.bootstrap import Cluster
 from dcnlab.cluster.crm import parse_crm_mon
@@ -71,12 +71,13 @@ def plan_return(
     else skipped when the session can hand the next test a restored cluster
     (``renewable``).
 
-    Every case whose every accepted outcome fences the node (``fenced``) ends
-    the same way: the node off, powered on by the heal, booted, rejoined. One
-    such case per run certifies that return; a later one (``certified_by``
-    names the first) skips it when it can, and certifies it again when it
-    cannot. (A killed controller may instead be re-probed, unfenced: its
-    return is another path, certified by each such case.)"""
+    Every case whose node was fenced (``fenced``: every accepted outcome
+    fences it, or this run's did) ends the same way: the node off, powered on
+    by the heal, booted, rejoined. One such case per run certifies that
+    return; a later one (``certified_by`` names the first) skips it when it
+    can, and certifies it again when it cannot. (A killed controller may
+    instead be re-probed, unfenced: that return is another path, certified
+    by each such case.)"""
     certified_by = certified_by if required and fenced else ""
     if not returning:
         return ReturnPlan(False, False, fenced, "", "")
@@ -125,11 +126,22 @@ def run_failover_case(
     return_required = returning and any(
         r.kind == "no-outage-on-return" and r.workload == rsc for r in cluster.spec.requirements
     )
+    with step(f"inject {case.fault} on {target}, where {rsc} runs"):
+        injected = fault(case.make(target)).injected_at
+    if injected is None:
+        raise ValueError(f"the {case.fault} fault on {target} recorded no injection")
+    with step(f"observe until {rsc} settles ({case.expectation.outcome.value} expected)"):
+        wait_for_outcome(case, cluster, timeline, probes, injected, target)
+        record_journals(cluster.fleet, timeline, since=injected.lower - 5.0, save_dir=journal_dir)
+    # The return is decided from what the fault played out to: a node that
+    # was fenced comes back the fenced way (powered on, booted, rejoined),
+    # whichever fault took it.
     plan = plan_return(
         rsc,
         returning=returning,
         required=return_required,
-        fenced=all(option.fenced for option in case.expectation.options()),
+        fenced=all(option.fenced for option in case.expectation.options())
+        or observe(timeline.events(), rsc, target, injected, workload.members).fenced,
         certified_by=fault.returns_certified.get(rsc),
         renewable=fault.renewable,
     )
@@ -140,13 +152,6 @@ def run_failover_case(
         fault.wait_healthy = True
     elif plan.skip and fault.skip_the_return(f"{target} not waited for after {case.fault}"):
         skipped_return = f"{target}'s return (the next test gets a cluster restored from the ready state; {plan.why})"
-    with step(f"inject {case.fault} on {target}, where {rsc} runs"):
-        injected = fault(case.make(target)).injected_at
-    if injected is None:
-        raise ValueError(f"the {case.fault} fault on {target} recorded no injection")
-    with step(f"observe until {rsc} settles ({case.expectation.outcome.value} expected)"):
-        wait_for_outcome(case, cluster, timeline, probes, injected, target)
-        record_journals(cluster.fleet, timeline, since=injected.lower - 5.0, save_dir=journal_dir)
     # Heal with the probes still running: the return of the node (a
     # fail-back, a restart on rejoin) is a second outage clients see, and the
     # report carries how long the return to a healthy cluster took.

@@ -246,12 +246,13 @@ def injected(
     fault: Fault,
     ctx: FaultContext,
     *,
-    wait_healthy: bool = True,
+    wait_healthy: Callable[[], bool] = lambda: True,
     on_healed: Callable[[], None] | None = None,
 ) -> Iterator[Injected]:
     """Inject ``fault``; when the block ends (however it ends), heal it, run
     ``on_healed`` (collect what cut-off nodes recorded, say), and wait until
-    the cluster is healthy again."""
+    the cluster is healthy again if ``wait_healthy()`` says so then (what the
+    fault played out to may decide it)."""
     result = Injected(fault)
     try:
         fault.inject(ctx)
@@ -267,7 +268,7 @@ def injected(
                 on_healed()
             except DcnlabError as err:
                 errors.append(f"after the heal: {err}")
-        if wait_healthy:
+        if wait_healthy():
             started = time.monotonic()
             try:
                 result.restore_seconds = restore(ctx)

@@ -77,7 +77,7 @@ class FaultInjector:
     :meth:`heal` returns the violations only that merge could see, and puts
     them on the timeline.
 
-    ``wait_healthy`` (set before injecting): after the heal, wait until the
+    ``wait_healthy`` (set before the heal): after the heal, wait until the
     cluster has converged again. Turn it off only for a throwaway cluster
     (a deliberately broken one the test tears down anyway).
     """
@@ -110,6 +110,7 @@ class FaultInjector:
         # Whether the next test can get a cluster restored from the
         # ready-state cache, and why it will (skip_the_return).
         self._renewable = renewable
+        self._healed = False
         self.renewal = ""
         # Whether a skipped return may leave the faulted nodes down: no test
         # uses the fleet before the renewal replaces them (the fault fixture knows).
@@ -133,7 +134,13 @@ class FaultInjector:
                 self._watched.extend(watcher.collect())
 
         # Only the first fault waits for health: it heals last (ExitStack order).
-        wait = self.wait_healthy and not self.faults
+        # Whether it does is read when it heals: a case may decide from what
+        # the fault played out to (skip_the_return).
+        first = not self.faults
+
+        def wait() -> bool:
+            return first and self.wait_healthy
+
         if self._first_at is None:
             self._first_at = time.monotonic()
         if fault.node is not None:
@@ -147,16 +154,17 @@ class FaultInjector:
     @property
     def renewable(self) -> bool:
         """Whether :meth:`skip_the_return` would skip: the session has a ready
-        state to restore the next test's cluster from, and nothing is injected yet."""
-        return self._renewable and not self.faults
+        state to restore the next test's cluster from, and the heal has not run."""
+        return self._renewable and not self._healed
 
     def skip_the_return(self, why: str) -> bool:
         """Heal without waiting for the faulted node to come back and the
         cluster to converge: the next test gets a cluster restored from the
         ready-state cache instead (14-15 s against a boot and a rejoin of a
         minute or more under TCG; its health check is the same). Call before
-        injecting. Returns whether it will: only when the session has a
-        ready state to restore. A case that certifies the return itself (a
+        the heal (a case may decide from what its fault played out to).
+        Returns whether it will: only when the session has a ready state to
+        restore. A case that certifies the return itself (a
         fail-back, a restart on rejoin) must keep the slow path."""
         if not self.renewable:
             return False
@@ -183,6 +191,7 @@ class FaultInjector:
             return self.late_violations
         stack, self._stack = self._stack, contextlib.ExitStack()
         self.faults = []
+        self._healed = True
         started = time.monotonic()
         try:
             stack.close()

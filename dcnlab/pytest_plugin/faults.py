@@ -15,7 +15,7 @@ Fixtures (all function-scoped; observers are armed before any fault):
   recorded, waits until the cluster is healthy again when the next test takes
   it as it is (else leaves the faulted nodes down when nothing uses them before
   the cluster is renewed: docs/ready-cache.md), and keeps the nodes'
-  console logs and journals. ``fault.skip_the_return(why)`` before the fault
+  console logs and journals. ``fault.skip_the_return(why)`` before the heal
   skips that wait when the session has a ready state: the next test gets a
   cluster restored from it (for cases that do not certify the node's return).
 - ``case_report``: writes what a failover case leaves for a reviewer from its

@@ -63,12 +63,17 @@ def test_no_ready_state_no_shortcut(tmp_path: Path) -> None:
     assert inj.renewal == ""
 
 
-def test_the_shortcut_is_chosen_before_the_fault(tmp_path: Path) -> None:
+def test_the_shortcut_may_be_chosen_once_the_fault_played_out(tmp_path: Path) -> None:
+    # A case decides from what its fault did (was the node fenced?): the
+    # heal reads the choice when it runs, not when the fault was injected.
     inj = injector(tmp_path, renewable=True)
-    inj.wait_healthy = False  # a throwaway: no wait either way
-    inj(Noted())
-    assert not inj.skip_the_return("too late: the fault's heal already knows whether to wait")
-    inj.heal()
+    f = inj(Noted())
+    assert inj.wait_healthy
+    assert inj.skip_the_return("dcn1 not waited for after kill-controld")
+    inj.heal()  # would fail reaching for the cluster if it waited for health
+    assert f.calls == ["inject", "heal"]
+    assert not inj.skip_the_return("too late: the heal has run")
+    assert inj.renewal == "dcn1 not waited for after kill-controld"
 
 
 @pytest.mark.parametrize("replaced_next", [True, False])

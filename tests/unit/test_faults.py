@@ -124,18 +124,21 @@ def test_a_fault_records_its_own_times_and_heals_once() -> None:
 def test_injected_heals_whatever_happens() -> None:
     c = ctx()
     f = Flaky()
-    with pytest.raises(RuntimeError), injected(f, c, wait_healthy=False):
+    with pytest.raises(RuntimeError), injected(f, c, wait_healthy=lambda: False):
         raise RuntimeError("the test failed")
     assert f.calls == ["inject", "heal"]
     # A partial injection is healed too.
     g = Flaky(fail_inject=True)
-    with pytest.raises(FaultError, match="cannot inject"), injected(g, c, wait_healthy=False):
+    with pytest.raises(FaultError, match="cannot inject"), injected(g, c, wait_healthy=lambda: False):
         pass
     assert g.calls == ["inject", "heal"]
     # A failed heal is reported, after the hook still ran.
     h = Flaky(fail_heal=True)
     ran = []
-    with pytest.raises(FaultError, match="stuck"), injected(h, c, wait_healthy=False, on_healed=lambda: ran.append(1)):
+    with (
+        pytest.raises(FaultError, match="stuck"),
+        injected(h, c, wait_healthy=lambda: False, on_healed=lambda: ran.append(1)),
+    ):
         pass
     assert ran == [1]
     assert any("heal failed" in e.detail for e in c.recorder.events(EventKind.NOTE))
