@@ -21,6 +21,19 @@ def test_cluster_forms_with_one_knet_link_per_network(cluster: Cluster) -> None:
         assert len(links.links) == cluster.fleet.spec.networks
 
 
+def test_the_cold_start_leaves_only_the_spec_s_properties(cluster: Cluster) -> None:
+    # The bootstrap seeds dc-deadtime for the first start (dcnlab/cluster/pcs.py)
+    # and deletes it again; the spec's properties are all there.
+    node = next(iter(cluster.fleet.nodes.values()))
+    query = ["crm_attribute", "--type", "crm_config", "--name", "dc-deadtime", "--query", "--quiet"]
+    if "dc-deadtime" not in dict(cluster.spec.cluster.properties):
+        res = node.run(query, check=False)
+        assert res.stdout.strip() == "", f"dc-deadtime is still set: {res.stdout!r}"
+    for name, value in cluster.spec.cluster.properties:
+        got = node.run(["crm_attribute", "--type", "crm_config", "--name", name, "--query", "--quiet"])
+        assert got.stdout.strip() == value, f"{name}: {got.stdout.strip()!r}, the spec says {value!r}"
+
+
 def test_every_resource_of_the_spec_is_started(cluster: Cluster) -> None:
     state = cluster.state()
     for rsc in cluster.spec.resources:
