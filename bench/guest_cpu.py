@@ -14,7 +14,10 @@ For each: every node's QEMU process as a share of one host core (from the
 host's /proc: the process whose command line names the node's domain), and
 on every node the processes that used the most CPU (from the guest's /proc:
 own time, and what their finished children used, so the short-lived monitor
-agents show under pacemaker-execd). Writes bench/results/guest_cpu.json.
+agents show under pacemaker-execd; by process name). The guests are read
+just before and just after the window, so reading them costs the window
+nothing (an earlier version read them inside it: its forks were most of an
+idle node's count). Writes bench/results/guest_cpu.json.
 """
 
 from __future__ import annotations
@@ -35,18 +38,17 @@ from dcnlab.fleet.node import Node
 from dcnlab.fleet.spec import FleetSpec
 from dcnlab.image.builder import DEFAULT_RECIPE, build_image
 
-# In the guest: per process "pid own-ticks children-ticks command" now, again
-# after the window, then the difference in seconds, busiest first.
-GUEST_TOP = r"""
-snap() {
-  for p in /proc/[0-9]*; do
-    read -r line < "$p/stat" 2>/dev/null || continue
-    set -- ${line#*) }
-    printf '%s %s %s %s\n' "${p#/proc/}" $(( ${12} + ${13} )) $(( ${14} + ${15} )) \
-      "$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null | cut -c1-80)"
-  done
-}
-snap > /tmp/dcnlab-cpu.a; sleep WINDOW; snap > /tmp/dcnlab-cpu.b
+# In the guest, one awk over every /proc/PID/stat (no process forked per
+# PID: under TCG the forks of a shell loop cost seconds, which would land in
+# the window): "pid own-ticks children-ticks name" into FILE. The second
+# call also prints the difference in seconds, busiest first. The host's QEMU
+# ticks are read between the two calls, so neither call is in the window.
+GUEST_SNAP = r"""
+awk '{ i = index($0, ") "); name = substr($0, index($0, "(") + 1, i - index($0, "(") - 1)
+       split(substr($0, i + 2), f, " "); print $1, f[12] + f[13], f[14] + f[15], name }' \
+  /proc/[0-9]*/stat 2>/dev/null > FILE
+"""
+GUEST_DIFF = r"""
 awk -v hz="$(getconf CLK_TCK)" 'NR==FNR { own[$1] = $2; kids[$1] = $3; next }
      ($1 in own) { o = $2 - own[$1]; k = $3 - kids[$1]; if (o + k > 0) {
        c = ""; for (i = 4; i <= NF; i++) c = c " " $i; print (o + k) / hz, o / hz, k / hz, c } }' \
@@ -75,13 +77,17 @@ def qemu_ticks(uuids: dict[str, str]) -> dict[str, int]:
 
 def measure(fleet: Fleet, window: int) -> dict[str, Any]:
     """One window: the QEMU processes from the host, the busiest guest
-    processes from inside (all nodes at once, while the host watches)."""
+    processes from inside (every node read before and after the window, all
+    at once, outside the host's count)."""
     nodes = sorted(fleet.nodes.values(), key=lambda n: n.plan.index)
     uuids = {n.name: fleet.machines.uuid(n.domain) for n in nodes}
     hz = os.sysconf("SC_CLK_TCK")
+    _on_guests(nodes, GUEST_SNAP.replace("FILE", "/tmp/dcnlab-cpu.a"), fleet.accel.scale)
     before, t0 = qemu_ticks(uuids), time.monotonic()
-    tops = _guest_tops(nodes, window, fleet.accel.scale)
+    time.sleep(window)  # the measurement window itself, not a wait for a condition
     after, seconds = qemu_ticks(uuids), time.monotonic() - t0
+    snap_b = GUEST_SNAP.replace("FILE", "/tmp/dcnlab-cpu.b")
+    tops = {name: _rows(text) for name, text in _on_guests(nodes, snap_b + GUEST_DIFF, fleet.accel.scale).items()}
     return {
         "window_seconds": round(seconds, 1),
         "qemu_percent_of_a_core": {
@@ -93,21 +99,23 @@ def measure(fleet: Fleet, window: int) -> dict[str, Any]:
     }
 
 
-def _guest_tops(nodes: list[Node], window: int, scale: float) -> dict[str, list[dict[str, Any]]]:
-    script = GUEST_TOP.replace("WINDOW", str(window))
-    out: dict[str, list[dict[str, Any]]] = {}
+def _on_guests(nodes: list[Node], script: str, scale: float) -> dict[str, str]:
+    texts = on_each(
+        nodes,
+        lambda node: node.run(["sh", "-c", script], timeout=60 * scale).stdout,
+        label=lambda n: n.name,
+        what="reading the guests' CPU use",
+    )
+    return {node.name: text for node, text in zip(nodes, texts, strict=True)}
 
-    def top(node: Node) -> None:
-        res = node.run(["sh", "-c", script], timeout=window + 60 * scale)
-        rows = []
-        for line in res.stdout.splitlines():
-            total, own, kids, *command = line.split()
-            seconds = {"cpu_seconds": float(total), "own": float(own), "children": float(kids)}
-            rows.append({**seconds, "command": " ".join(command)})
-        out[node.name] = rows
 
-    on_each(nodes, top, label=lambda n: n.name, what="reading the guests' CPU use")
-    return out
+def _rows(text: str) -> list[dict[str, Any]]:
+    rows = []
+    for line in text.splitlines():
+        total, own, kids, *command = line.split()
+        seconds = {"cpu_seconds": float(total), "own": float(own), "children": float(kids)}
+        rows.append({**seconds, "command": " ".join(command)})
+    return rows
 
 
 def main() -> int:
