@@ -457,10 +457,29 @@ def rekey(fleet: Fleet, old_key: Path) -> None:
         "cat > /root/.ssh/authorized_keys.dcnlab-tmp && mv -f /root/.ssh/authorized_keys.dcnlab-tmp "
         "/root/.ssh/authorized_keys"
     )
+    scale = fleet.accel.scale
+
+    def give_key(node: Node) -> None:
+        # A guest just resumed can drop the first session it is offered
+        # (paramiko: "No existing session", seen under TCG with two fleets
+        # restoring at once): try again until the deadline, as a boot's SSH
+        # wait does, rather than call the cached state broken.
+        def connected() -> bool:
+            node.connect()
+            return True
+
+        wait_until(
+            connected,
+            timeout=60 * scale,
+            what=f"{node.name} to accept an SSH session with the saved state's key",
+            interval=2.0,
+        )
+        run_with_clock(node, script, public, 60 * scale)
+
     try:
         on_each(
             nodes,
-            lambda node: run_with_clock(node, script, public, 60 * fleet.accel.scale),
+            give_key,
             label=lambda node: node.name,
             what="giving the restored guests this run's SSH key",
             error=ProvisionError,

@@ -4,13 +4,15 @@ leaves (the nodes running again, no entry)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from fakes import FakeProvider, fleet_on_fake
 
-from dcnlab.core.errors import HypervisorError, ProvisionError
+from dcnlab.core.errors import CommandError, HypervisorError, ProvisionError
 from dcnlab.fleet.fleet import Fleet
+from dcnlab.fleet.node import Node
 from dcnlab.fleet.provider import POWER, NotApplicable
 from dcnlab.ready import store
 from dcnlab.ready.store import ReadyKey
@@ -72,3 +74,29 @@ def test_an_engine_without_snapshots_cannot_save_and_nothing_is_touched(
         store.save(fleet, KEY, None, lambda _line: None)
     assert provider.calls == []
     assert not (tmp_path / "cache").exists()
+
+
+def test_rekey_tries_again_when_a_resumed_guest_drops_the_first_session(
+    fake: tuple[Fleet, FakeProvider], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fleet, _provider = fake
+    (tmp_path / "run" / "old_key").write_text("the saving run's key\n")
+    fleet.run_key.with_name(fleet.run_key.name + ".pub").write_text("ssh-ed25519 AAAA this-run\n")
+    attempts: dict[str, int] = {}
+    given: list[tuple[str, str | None]] = []
+
+    def connect(node: Node, network: int = 0) -> None:
+        attempts[node.name] = attempts.get(node.name, 0) + 1
+        if attempts[node.name] == 1:
+            raise CommandError(f"[{node.name}] cannot connect: SSHException: No existing session", None)
+
+    def run_with_clock(node: Node, script: str, stdin: str | None, timeout: float) -> None:
+        assert node.access.key == tmp_path / "run" / "old_key"  # the saved state's key opens the door
+        given.append((node.name, stdin))
+
+    monkeypatch.setattr(Node, "connect", connect)
+    monkeypatch.setattr(store, "run_with_clock", run_with_clock)
+    monkeypatch.setattr(time, "sleep", lambda _s: None)  # wait_until's pause between tries
+    store.rekey(fleet, tmp_path / "run" / "old_key")
+    assert attempts == {"dcn1": 2, "dcn2": 2, "dcn3": 2}
+    assert sorted(given) == [(n, "ssh-ed25519 AAAA this-run\n") for n in ("dcn1", "dcn2", "dcn3")]
