@@ -1,5 +1,5 @@
 """What the certification suites are written with: the case tables
-(:mod:`dcnlab.certify.cases`), running a failover case to its verdict
+(:mod:`dcnlab.certify.cases`), running a failover run to its verdicts
 (:mod:`dcnlab.certify.failover`), and the vocabulary of the layers below that a
 case touches (the cluster and its state, nodes, observers, waiting, errors),
 so that a suite imports ``dcnlab.certify`` and ``dcnlab.faults`` and nothing
@@ -7,8 +7,8 @@ else of dcnlab (tests/unit/test_layers.py holds it). Expectations, constraints
 and the image preflight are in their modules here."""
 
 from dcnlab.certify import cases
-from dcnlab.certify.failover import CaseReport, FailoverResult, run_failover_case
-from dcnlab.certify.workloads import FailoverCase, Workload
+from dcnlab.certify.failover import CaseReport, FailoverResult, run_failover
+from dcnlab.certify.workloads import FailoverCase, FailoverRun, Workload
 from dcnlab.cluster.bootstrap import Cluster
 from dcnlab.cluster.crm import ClusterState
 from dcnlab.cluster.invariants import Violation
@@ -39,6 +39,7 @@ __all__ = [
     "EventKind",
     "FailoverCase",
     "FailoverResult",
+    "FailoverRun",
     "Fleet",
     "Node",
     "Recorder",
@@ -50,6 +51,6 @@ __all__ = [
     "cases",
     "membership_change_limit",
     "record_journals",
-    "run_failover_case",
+    "run_failover",
     "wait_until",
 ]

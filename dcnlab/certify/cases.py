@@ -3,8 +3,8 @@
 A suite declares which table feeds which argument of a test, and the plugin
 expands it at collection, before any VM boots::
 
-    @pytest.mark.dcn_cases("case", cases.failover)
-    def test_failover(case: FailoverCase, ...): ...
+    @pytest.mark.dcn_cases("run", cases.failover)
+    def test_failover(run: FailoverRun, ...): ...
 
 A table is a function of the :class:`Session` (the cluster spec and the
 fleet's shape) returning :class:`Param` rows: the case, its id (the spec's own
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from dcnlab.certify.constraints import Resize, constraint_cases
 from dcnlab.certify.preflight import requirements_of
-from dcnlab.certify.workloads import FailoverCase, failover_cases, workload_marker
+from dcnlab.certify.workloads import FailoverCase, FailoverRun, failover_runs, workload_marker
 from dcnlab.cluster.spec import ClusterSpec
 
 
@@ -67,14 +67,21 @@ def nothing(case_id: str, why: str) -> Param:
 
 
 def failover(s: Session) -> list[Param]:
-    """Every certified workload x every fault (:func:`dcnlab.certify.workloads.failover_cases`)."""
+    """Every certified workload x every fault, as the runs that certify them
+    (:func:`dcnlab.certify.workloads.failover_runs`): a fault that hits
+    several workloads bound to one node runs once, its id naming them all
+    (``power-off-web+app``), its markers theirs."""
 
-    def row(c: FailoverCase) -> Param:
-        return Param(
-            c, c.id, fault_marks(c.fault, node_loss=c.node_loss, smoke=c.smoke, workload=c.workload.id), c.skip
-        )
+    def row(c: FailoverRun | FailoverCase) -> Param:
+        if isinstance(c, FailoverCase):
+            return Param(
+                c, c.id, fault_marks(c.fault, node_loss=c.node_loss, smoke=c.smoke, workload=c.workload.id), c.skip
+            )
+        marks = fault_marks(c.fault, node_loss=c.node_loss, smoke=c.smoke)
+        named = tuple(w.id for w in c.workloads if workload_marker(w.id))
+        return Param(c, c.id, (*marks[:1], *named, *marks[1:]))
 
-    return [row(c) for c in failover_cases(s.spec, s.networks, s.nodes)] or [
+    return [row(c) for c in failover_runs(s.spec, s.networks, s.nodes)] or [
         nothing("no-workload", f"{s.spec.path} certifies no workload")
     ]
 

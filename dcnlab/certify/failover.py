@@ -1,7 +1,7 @@
-"""One failover case from fault to verdict: find where the workload runs, inject
-the case's fault there, observe until the workload settles, heal, and judge what
-was seen against the case's expectation, the spec's thresholds and its
-requirements. The observers (timeline, sampler, client probes) are armed by the
+"""One failover run from fault to verdict: find the node its workloads run on,
+inject the fault there once, observe until each workload settles, heal, and
+judge what was seen against each case's expectation, the spec's thresholds and
+its requirements. The observers (timeline, sampler, client probes) are armed by the
 caller before this starts; what the case leaves for a reviewer (verdict, chart,
 timing record, Allure attachments) is written by the caller from the result
 (the plugin's ``case_report`` fixture)."""
@@ -9,7 +9,7 @@ timing record, Allure attachments) is written by the caller from the result
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import Protocol
 
 from dcnlab.certify.outcome import heal_outage, wait_for_outcome
 from dcnlab.certify.verdict import Verdict, judge, observe
-from dcnlab.certify.workloads import NODE_LOSS, FailoverCase, requirement_findings, unmeasured
+from dcnlab.certify.workloads import NODE_LOSS, FailoverCase, FailoverRun, requirement_findings, unmeasured
 from dcnlab.cluster.bootstrap import Cluster
 from dcnlab.cluster.crm import parse_crm_mon
 from dcnlab.cluster.thresholds import Thresholds, thresholds_for
@@ -95,17 +95,30 @@ def plan_return(
 
 
 class CaseReport(Protocol):
-    """Writes what a case leaves for a reviewer (the plugin's ``case_report`` fixture)."""
+    """Writes what a run leaves for a reviewer (the plugin's ``case_report`` fixture)."""
 
-    def step(self, title: str) -> AbstractContextManager[object]:
-        """A named phase of the case (an Allure step)."""
-        ...
+    def step(self, title: str) -> AbstractContextManager[object]: ...
 
-    def __call__(self, result: FailoverResult) -> None: ...
+    def __call__(self, results: Sequence[FailoverResult]) -> None: ...
 
 
-def run_failover_case(
-    case: FailoverCase,
+def target_of(run: FailoverRun, crm_before: str) -> str:
+    """The one node running every workload of ``run`` before its fault."""
+    state = parse_crm_mon(crm_before)
+    where = {w.id: state.where(w.id) for w in run.workloads}
+    nodes = {n for found in where.values() for n in found}
+    if len(nodes) != 1 or any(len(found) != 1 for found in where.values()):
+        seen = "; ".join(f"{w} on {', '.join(found) or 'no node'}" for w, found in where.items())
+        raise ValueError(
+            f"{run.id}: before the fault each of its workloads must run on one node, the same one "
+            f"(the spec binds them together), and they do not: {seen}. "
+            "The cluster was not healthy when the case began."
+        )
+    return nodes.pop()
+
+
+def run_failover(
+    run: FailoverRun,
     cluster: Cluster,
     fault: FaultInjector,
     timeline: Recorder,
@@ -113,66 +126,87 @@ def run_failover_case(
     thresholds: dict[str, Thresholds],
     journal_dir: Path,
     step: Step = no_step,
-) -> FailoverResult:
-    """Run ``case`` on ``cluster`` with armed observers; ``step`` names its phases
-    (Allure steps in the plugin)."""
-    if case.expectation is None or case.make is None:
-        raise ValueError(f"case {case.id} is skipped ({case.skip}): it has nothing to run")
-    workload = case.workload
-    rsc = workload.id
+) -> list[FailoverResult]:
+    """Inject ``run``'s fault once, on the node running its workloads, with
+    armed observers; observe until every one of them settles, heal, and judge
+    each on the same timeline (one result per case, in the run's order).
+    ``step`` names the phases (Allure steps in the plugin)."""
     before = cluster.crm_mon_xml()
-    (target,) = parse_crm_mon(before).where(rsc)
-    returning = case.fault in NODE_LOSS
-    return_required = returning and any(
-        r.kind == "no-outage-on-return" and r.workload == rsc for r in cluster.spec.requirements
-    )
-    with step(f"inject {case.fault} on {target}, where {rsc} runs"):
-        injected = fault(case.make(target)).injected_at
+    target = target_of(run, before)
+    names = ", ".join(w.id for w in run.workloads)
+    with step(f"inject {run.fault} on {target}, where {names} run{'s' if len(run.cases) == 1 else ''}"):
+        injected = fault(run.make(target)).injected_at
     if injected is None:
-        raise ValueError(f"the {case.fault} fault on {target} recorded no injection")
-    with step(f"observe until {rsc} settles ({case.expectation.outcome.value} expected)"):
-        wait_for_outcome(case, cluster, timeline, probes, injected, target)
-        record_journals(cluster.fleet, timeline, since=injected.lower - 5.0, save_dir=journal_dir)
+        raise ValueError(f"the {run.fault} fault on {target} recorded no injection")
+    for case in run.cases:
+        assert case.expectation is not None  # a run holds runnable cases
+        with step(f"observe until {case.workload.id} settles ({case.expectation.outcome.value} expected)"):
+            wait_for_outcome(case, cluster, timeline, probes, injected, target)
+    record_journals(cluster.fleet, timeline, since=injected.lower - 5.0, save_dir=journal_dir)
     # The return is decided from what the fault played out to: a node that
     # was fenced comes back the fenced way (powered on, booted, rejoined),
-    # whichever fault took it.
-    plan = plan_return(
-        rsc,
-        returning=returning,
-        required=return_required,
-        fenced=all(option.fenced for option in case.expectation.options())
-        or observe(timeline.events(), rsc, target, injected, workload.members).fenced,
-        certified_by=fault.returns_certified.get(rsc),
-        renewable=fault.renewable,
-    )
-    certified_by, skipped_return = plan.certified_by, ""
-    if plan.certify:
+    # whichever fault took it. One case that must certify it makes the run wait.
+    returning = run.fault in NODE_LOSS
+    plans = [_plan(case, cluster, fault, timeline, injected, target, returning) for case in run.cases]
+    skipped_return = ""
+    if any(p.certify for p in plans):
         # The return is what the requirement is about: heal until the
         # cluster has converged with the node back, whatever comes next.
         fault.wait_healthy = True
-    elif plan.skip and fault.skip_the_return(f"{target} not waited for after {case.fault}"):
-        skipped_return = f"{target}'s return (the next test gets a cluster restored from the ready state; {plan.why})"
+    else:
+        why = next((p.why for p in plans if p.skip), None)
+        if why is not None and fault.skip_the_return(f"{target} not waited for after {run.fault}"):
+            skipped_return = f"{target}'s return (the next test gets a cluster restored from the ready state; {why})"
     # Heal with the probes still running: the return of the node (a
     # fail-back, a restart on rejoin) is a second outage clients see, and the
     # report carries how long the return to a healthy cluster took.
     wait = "and wait for a healthy cluster" if fault.wait_healthy else "(the next test gets a fresh cluster)"
-    with step(f"heal {case.fault} {wait}"):
+    with step(f"heal {run.fault} {wait}"):
         fault.heal()
     availability = probes.record(timeline)
     events = timeline.events()
-    measured = rsc in availability
-    outages = availability[rsc].outages if measured else ()
-    timings = derive(events, rsc, outages, workload.members)
-    if not measured:
-        timings = replace(timings, downtime=Timing("client downtime", None, why=unmeasured(workload)))
-    healed = heal_outage(events, outages, injected, measured, workload, skipped_return)
-    timings = replace(timings, extra=(*timings.extra, healed))
-    limits = thresholds_for(case.fault, thresholds)
-    verdict = judge(case.expectation, events, timings, limits, target, workload.members, clients=measured)
-    required = requirement_findings(
-        cluster.spec, workload, case.fault, timings, events, injected, return_certified_by=certified_by
+    limits = thresholds_for(run.fault, thresholds)
+    results = []
+    for case, plan in zip(run.cases, plans, strict=True):
+        assert case.expectation is not None
+        workload = case.workload
+        rsc = workload.id
+        measured = rsc in availability
+        outages = availability[rsc].outages if measured else ()
+        timings = derive(events, rsc, outages, workload.members)
+        if not measured:
+            timings = replace(timings, downtime=Timing("client downtime", None, why=unmeasured(workload)))
+        healed = heal_outage(events, outages, injected, measured, workload, skipped_return)
+        timings = replace(timings, extra=(*timings.extra, healed))
+        verdict = judge(case.expectation, events, timings, limits, target, workload.members, clients=measured)
+        required = requirement_findings(
+            cluster.spec, workload, case.fault, timings, events, injected, return_certified_by=plan.certified_by
+        )
+        verdict = replace(verdict, findings=(*verdict.findings, *required))
+        if plan.certify and plan.fenced and verdict.passed:
+            fault.returns_certified.record(rsc, run.id)
+        results.append(FailoverResult(case, target, injected, before, tuple(events), availability, timings, verdict))
+    return results
+
+
+def _plan(
+    case: FailoverCase,
+    cluster: Cluster,
+    fault: FaultInjector,
+    timeline: Recorder,
+    injected: Event,
+    target: str,
+    returning: bool,
+) -> ReturnPlan:
+    assert case.expectation is not None
+    workload = case.workload
+    return plan_return(
+        workload.id,
+        returning=returning,
+        required=returning
+        and any(r.kind == "no-outage-on-return" and r.workload == workload.id for r in cluster.spec.requirements),
+        fenced=all(option.fenced for option in case.expectation.options())
+        or observe(timeline.events(), workload.id, target, injected, workload.members).fenced,
+        certified_by=fault.returns_certified.get(workload.id),
+        renewable=fault.renewable,
     )
-    verdict = replace(verdict, findings=(*verdict.findings, *required))
-    if plan.certify and plan.fenced and verdict.passed:
-        fault.returns_certified.record(rsc, case.id)
-    return FailoverResult(case, target, injected, before, tuple(events), availability, timings, verdict)

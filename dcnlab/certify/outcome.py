@@ -81,7 +81,8 @@ def wait_for_outcome(
         window, why = quiet_window(cluster.spec, case.workload)
         seconds = window + QUIET_SLACK * cluster.scale
         timeline.record(EventKind.NOTE, "suite", detail=f"watching {rsc} for {seconds:.0f} s: {why}")
-        quiet = Deadline.after(seconds)
+        # From the injection: the run's other workloads share the same window.
+        quiet = Deadline(injected.t + seconds)
 
         def disturbed() -> bool:
             seen = observe(timeline.events(), rsc, target, injected, members)

@@ -441,6 +441,104 @@ def failover_cases(spec: ClusterSpec, networks: int, nodes: int) -> list[Failove
     return [FailoverCase(c.fault, c.workload, c.expectation, c.make, c.skip, c is smoke) for c in cases]
 
 
+@dataclass(frozen=True)
+class FailoverRun:
+    """One fault injected once, on the node running its workloads, and judged
+    for each of them (``cases``, in spec order, each with its expectation).
+
+    Workloads the spec binds to one node (mandatory colocations, however
+    chained) are on the same node whenever they run, so a fault on that node
+    (power-off, nic-cut...) hits them all: the fault runs once and each
+    workload gets its own verdict from the same timeline, as separate cases
+    of the same fault would have seen it. A kill-workload fault kills one
+    workload's process: its case runs alone. So does a nic-cut whose cut
+    network differs between them (a floating IP's network is avoided)."""
+
+    fault: str
+    cases: tuple[FailoverCase, ...]
+    make: FaultMaker
+    smoke: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"{self.fault}-" + "+".join(c.workload.id for c in self.cases)
+
+    @property
+    def node_loss(self) -> bool:
+        return any(c.node_loss for c in self.cases)
+
+    @property
+    def workloads(self) -> tuple[Workload, ...]:
+        return tuple(c.workload for c in self.cases)
+
+
+def bound_together(spec: ClusterSpec, certified: Sequence[Workload]) -> dict[str, str]:
+    """For each certified workload, the first (in spec order) of the
+    certified workloads it shares a node with by mandatory colocations
+    (INFINITY, chained through any resource); itself when none."""
+    unit: dict[str, str] = {}  # resource, group or workload id -> its top-level id
+    for w in certified:
+        for rid in (w.id, *w.members, *(r.id for r in w.resources)):
+            unit[rid] = w.id
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
+
+    def top(rid: str) -> str:
+        if rid in unit:
+            return unit[rid]
+        group = spec.group_of(rid)
+        return group.id if group is not None else rid
+
+    for c in spec.constraints:
+        if isinstance(c, Colocation) and c.score >= INFINITY:
+            a, b = root(top(c.rsc)), root(top(c.with_rsc))
+            if a != b:
+                parent[max(a, b, key=_order(certified))] = min(a, b, key=_order(certified))
+    return {w.id: root(w.id) for w in certified}
+
+
+def _order(certified: Sequence[Workload]) -> Callable[[str], tuple[int, str]]:
+    index = {w.id: i for i, w in enumerate(certified)}
+    return lambda x: (index.get(x, len(index)), x)
+
+
+def failover_runs(spec: ClusterSpec, networks: int, nodes: int) -> list[FailoverRun | FailoverCase]:
+    """The failover cases (:func:`failover_cases`) as they run: every
+    runnable case in a :class:`FailoverRun`, shared by the workloads bound to
+    one node for the faults that hit the node, not one workload; a skipped
+    case stays as it is (it says why). In the order of each run's first case."""
+    cases = failover_cases(spec, networks, nodes)
+    anchor = bound_together(spec, workloads(spec))
+    shared: dict[tuple[object, ...], list[FailoverCase]] = {}
+    order: list[tuple[object, ...] | FailoverCase] = []
+    for c in cases:
+        if c.skip or c.make is None:
+            order.append(c)
+            continue
+        key: tuple[object, ...] = (c.fault, c.workload.id)
+        if c.fault != "kill-workload":
+            network = nic_cut_network(spec, c.workload, networks) if c.fault == "nic-cut" else None
+            key = (c.fault, anchor[c.workload.id], network)
+        if key not in shared:
+            shared[key] = []
+            order.append(key)
+        shared[key].append(c)
+    out: list[FailoverRun | FailoverCase] = []
+    for item in order:
+        if isinstance(item, FailoverCase):
+            out.append(item)
+            continue
+        members = tuple(shared[item])
+        make = members[0].make
+        assert make is not None  # runnable
+        out.append(FailoverRun(members[0].fault, members, make, smoke=any(c.smoke for c in members)))
+    return out
+
+
 # ------------------------------------------------------------ requirements
 
 # Corosync's defaults (corosync.conf(5)): token 3000 ms, consensus 1.2 x token.

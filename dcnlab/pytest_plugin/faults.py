@@ -18,9 +18,10 @@ Fixtures (all function-scoped; observers are armed before any fault):
   console logs and journals. ``fault.skip_the_return(why)`` before the heal
   skips that wait when the session has a ready state: the next test gets a
   cluster restored from it (for cases that do not certify the node's return).
-- ``case_report``: writes what a failover case leaves for a reviewer from its
-  :class:`~dcnlab.certify.failover.FailoverResult`: ``verdict.json``,
-  ``timeline.svg`` and ``timing.json`` in the case's tmp dir, the verdict as a
+- ``case_report``: writes what a failover run leaves for a reviewer from its
+  :class:`~dcnlab.certify.failover.FailoverResult` s (one per workload it
+  judges): ``verdict.json``, ``timeline.svg`` and ``timing.json`` in the case's
+  tmp dir (``verdict-WORKLOAD.json``... for several), each verdict as a
   report section, its record in the run's timing report, and the Allure
   parameters and attachments. ``case_report.step`` names a case's phases as Allure steps.
 
@@ -32,7 +33,7 @@ deliberately broken one, say) without booting the session fleet.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -204,15 +205,39 @@ class CaseArtifacts:
         self.repeat = repeat
         self.dir = case_dir
 
-    def __call__(self, result: FailoverResult, suite: str = "failover") -> None:
-        cluster, case, verdict, timings = self.cluster, result.case, result.verdict, result.timings
-        workload, target, injected = case.workload, result.target, result.injected
+    def __call__(self, results: Sequence[FailoverResult], suite: str = "failover") -> None:
+        """Write what a run leaves: per judged workload its verdict, chart and
+        timing record (``verdict.json``..., ``verdict-WORKLOAD.json``... when
+        the run judges several), and once the spec, crm_mon before and after,
+        and the faulted node's journal and console."""
+        if not results:
+            return
+        cluster = self.cluster
+        first = results[0]
+        target = first.target
         spec_path = Path(str(cluster.spec.path))
         allure_glue.parameter("image", f"{cluster.fleet.image.recipe} {cluster.fleet.image.digest}")
         allure_glue.parameter("spec", spec_path.name)
         allure_glue.attach_file(spec_path, "cluster spec")
+        several = len(results) > 1
+        for result in results:
+            self._one(result, suite, f"-{result.case.workload.id}" if several else "")
+        allure_glue.attach_text(first.crm_before, "crm_mon before the fault", "xml")
+        # From a node that stayed up: the target may still be booting.
+        survivor = next((n for n in cluster.members() if n.name != target), None)
+        allure_glue.attach_text(cluster.crm_mon_xml(via=survivor), "crm_mon after the heal", "xml")
+        # The affected node's side of the story: its cluster journal since the
+        # fault (when it could be read) and its serial console (boot after a fence).
+        for path in sorted((self.dir / "journal").glob("*.txt")):
+            allure_glue.attach_file(path, f"journal of {path.name.split('.')[0]} since the fault")
+        allure_glue.attach_tail(cluster.fleet.console_log(target), f"console of {target} (last lines)")
+
+    def _one(self, result: FailoverResult, suite: str, part: str) -> None:
+        cluster, case, verdict, timings = self.cluster, result.case, result.verdict, result.timings
+        workload, target, injected = case.workload, result.target, result.injected
+        of = f" of {workload.id}" if part else ""
         if not result.measured:
-            allure_glue.parameter("client downtime", f"not measured: {unmeasured(workload)}")
+            allure_glue.parameter(f"client downtime{of}", f"not measured: {unmeasured(workload)}")
         text = json.dumps(
             {
                 **verdict.to_dict(),
@@ -221,7 +246,7 @@ class CaseArtifacts:
             },
             indent=1,
         )
-        (self.dir / "verdict.json").write_text(text)
+        (self.dir / f"verdict{part}.json").write_text(text)
         chart = chart_of(
             f"{case.fault} on {target}: {workload.id}",
             result.events,
@@ -230,8 +255,8 @@ class CaseArtifacts:
             sorted(cluster.fleet.nodes),
             timings=timings,
         )
-        (self.dir / "timeline.svg").write_text(chart.svg())
-        self.request.node.add_report_section("call", "verdict", verdict.message())
+        (self.dir / f"timeline{part}.svg").write_text(chart.svg())
+        self.request.node.add_report_section("call", f"verdict{of}", verdict.message())
         record = CaseRecord.from_verdict(
             test=self.request.node.nodeid,
             suite=suite,
@@ -245,19 +270,10 @@ class CaseArtifacts:
             unmeasured={} if result.measured else {"downtime": unmeasured(workload)},
         )
         self.report.add(record)
-        (self.dir / "timing.json").write_text(json.dumps(asdict(record), indent=1))
-        allure_glue.attach_file(self.dir / "timeline.svg", "timeline chart")
-        allure_glue.attach_file(self.dir / "timing.json", "timing")
-        allure_glue.attach_file(self.dir / "verdict.json", "verdict")
-        allure_glue.attach_text(result.crm_before, "crm_mon before the fault", "xml")
-        # From a node that stayed up: the target may still be booting.
-        survivor = next((n for n in cluster.members() if n.name != target), None)
-        allure_glue.attach_text(cluster.crm_mon_xml(via=survivor), "crm_mon after the heal", "xml")
-        # The affected node's side of the story: its cluster journal since the
-        # fault (when it could be read) and its serial console (boot after a fence).
-        for path in sorted((self.dir / "journal").glob("*.txt")):
-            allure_glue.attach_file(path, f"journal of {path.name.split('.')[0]} since the fault")
-        allure_glue.attach_tail(cluster.fleet.console_log(target), f"console of {target} (last lines)")
+        (self.dir / f"timing{part}.json").write_text(json.dumps(asdict(record), indent=1))
+        allure_glue.attach_file(self.dir / f"timeline{part}.svg", f"timeline chart{of}")
+        allure_glue.attach_file(self.dir / f"timing{part}.json", f"timing{of}")
+        allure_glue.attach_file(self.dir / f"verdict{part}.json", f"verdict{of}")
 
 
 @pytest.fixture

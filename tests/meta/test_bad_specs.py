@@ -29,7 +29,7 @@ EXPECTED = {
     "long_token.yaml": ("power-off-web", ["FAIL detection:"]),
     "service_without_monitor.yaml": ("kill-workload-web", ["FAIL outcome: expected restarted in place"]),
     "single_link.yaml": ("nic-cut-web", ["FAIL fenced: expected dcn"]),
-    "no_fencing_ignore_quorum.yaml": ("isolate-web", ["FAIL fenced:"]),
+    "no_fencing_ignore_quorum.yaml": ("isolate-web+app", ["FAIL fenced:"]),
     "fail_back.yaml": ("power-off-web", ["FAIL requirement line", "no-outage-on-return of web"]),
 }
 

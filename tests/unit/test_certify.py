@@ -8,16 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from dcnlab.certify.failover import plan_return
+from dcnlab.certify.failover import plan_return, target_of
 from dcnlab.certify.verdict import Outcome
 from dcnlab.certify.workloads import (
     HEAL_OUTAGE,
+    FailoverCase,
+    FailoverRun,
     Workload,
+    bound_together,
     check_requirements,
     derive,
     endpoint_of,
     endpoints,
     failover_cases,
+    failover_runs,
     kill_target,
     meta_of,
     migration_threshold,
@@ -361,6 +365,71 @@ def test_one_smoke_case_for_any_spec() -> None:
     only_dummy = parse_spec("workloads:\n  - {id: d, type: ocf, agent: 'ocf:pacemaker:Dummy'}\n")
     assert [c.id for c in failover_cases(only_dummy, 2, 3) if c.smoke] == ["nic-cut-d"]
     assert failover_cases(parse_spec(""), 2, 3) == []
+
+
+def test_the_default_spec_runs_each_node_fault_once_for_web_and_app() -> None:
+    """app must run with web (INFINITY): a fault on their node is injected
+    once and judged for both; each kill-workload kills its own process."""
+    runs = failover_runs(load_spec(DEFAULT_SPEC), 2, 3)
+    assert [r.id for r in runs] == [
+        "power-off-web+app", "hard-reset-web+app", "freeze-web+app", "nic-cut-web+app",
+        "isolate-web+app", "kill-workload-web", "kill-controld-web+app", "kill-corosync-web+app",
+        "kill-workload-app",
+    ]  # fmt: skip
+    power_off = runs[0]
+    assert isinstance(power_off, FailoverRun)
+    assert [c.id for c in power_off.cases] == ["power-off-web", "power-off-app"]
+    assert power_off.node_loss
+    assert [r.id for r in runs if isinstance(r, FailoverRun) and r.smoke] == ["kill-workload-web"]
+
+
+def test_every_runnable_case_is_judged_once_and_skipped_ones_stay() -> None:
+    spec = site()
+    runs = failover_runs(spec, 2, 3)
+    judged = [c.id for r in runs if isinstance(r, FailoverRun) for c in r.cases]
+    assert sorted(judged) == sorted(c.id for c in failover_cases(spec, 2, 3) if not c.skip)
+    assert [r.id for r in runs if isinstance(r, FailoverCase)] == ["kill-workload-sidecar"]
+    ids = [r.id for r in runs]
+    # historian must run with gateway; sidecar must not (-INFINITY); poller is free.
+    assert "power-off-gateway+historian" in ids
+    assert "nic-cut-gateway+historian" in ids
+    assert {"kill-workload-gateway", "kill-workload-historian", "power-off-poller", "power-off-sidecar"} <= set(ids)
+
+
+def test_workloads_bound_through_a_member_or_another_resource_share_runs() -> None:
+    via_member = site("  - colocation: {rsc: poller, with: gw-svc}\n")
+    assert bound_together(via_member, workloads(via_member))["poller"] == "gateway"
+    spec = parse_spec(
+        "workloads:\n"
+        "  - {id: a, type: ocf, agent: 'ocf:pacemaker:Dummy'}\n"
+        "  - {id: b, type: ocf, agent: 'ocf:pacemaker:Dummy'}\n"
+        "  - {id: c, type: ocf, agent: 'ocf:pacemaker:Dummy'}\n"
+        "constraints:\n"
+        "  - colocation: {rsc: b, with: c}\n"
+        "  - colocation: {rsc: a, with: c}\n"
+        "certification: {workloads: [b, a]}\n"
+    )
+    assert bound_together(spec, workloads(spec)) == {"b": "b", "a": "b"}
+    assert "isolate-b+a" in [r.id for r in failover_runs(spec, 2, 3)]
+    scored = parse_spec(
+        "workloads:\n"
+        "  - {id: a, type: ocf, agent: 'ocf:pacemaker:Dummy'}\n"
+        "  - {id: b, type: ocf, agent: 'ocf:pacemaker:Dummy'}\n"
+        "constraints:\n"
+        "  - colocation: {rsc: b, with: a, score: 500}\n"
+    )
+    assert bound_together(scored, workloads(scored)) == {"a": "a", "b": "b"}  # a preference, not a bond
+
+
+def test_a_run_starts_only_where_all_its_workloads_run_on_one_node() -> None:
+    runs = {r.id: r for r in failover_runs(load_spec(DEFAULT_SPEC), 2, 3)}
+    after_fence = (Path(__file__).parent / "data" / "crm_mon_dcn_after_fence.xml").read_text()
+    power_off = runs["power-off-web+app"]
+    assert isinstance(power_off, FailoverRun)
+    with pytest.raises(ValueError, match=r"power-off-web\+app: .*web on dcn2; app on no node.*not healthy"):
+        target_of(power_off, after_fence)
+    alone = FailoverRun("power-off", power_off.cases[:1], power_off.make)
+    assert target_of(alone, after_fence) == "dcn2"
 
 
 def test_reserved_ids_get_no_marker() -> None:
