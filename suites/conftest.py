@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dcnlab.certify import FAULT_KINDS
+from dcnlab.certify import FAULT_KINDS, FailoverRun
+from dcnlab.certify.constraints import ColocationCase, covering_run
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -30,6 +31,7 @@ def _repeated(dcn_repeat: int) -> int:
     return dcn_repeat
 
 
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected: what runs
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Every certification case carries `certification`, so one session can
     # run the harness's own tests and the suites' smoke set on one fleet and
@@ -46,3 +48,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # pytest-xdist workers booted and joined a spare at once, and the web
     # node of one cluster, starved, was fenced in the middle of a join.)
     items.sort(key=lambda item: "cluster" in getattr(item, "fixturenames", ()))
+    _skip_what_failover_certifies(items)
+
+
+def _param(item: pytest.Item, name: str) -> object:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get(name) if callspec is not None else None
+
+
+def _skip_what_failover_certifies(items: list[pytest.Item]) -> None:
+    # A colocation case whose fault a failover run of this session injects on
+    # the same node, judging the pair's dependent, would only repeat that
+    # run: its sampler checks the colocation at every sample and its verdict
+    # that the pair ended on one node (dcnlab/certify/constraints.py,
+    # covering_run). Skipped, naming the run; alone, the suite runs it.
+    runs = {id(r): (r, item) for item in items if isinstance(r := _param(item, "run"), FailoverRun)}
+    chosen = [r for r, _item in runs.values()]
+    for item in items:
+        case = _param(item, "together")
+        if not isinstance(case, ColocationCase):
+            continue
+        run = covering_run(case, chosen)
+        if run is not None:
+            name = runs[id(run)][1].name
+            item.add_marker(
+                pytest.mark.skip(
+                    reason=f"certified in this session by {name}: the same {case.fault} on the node of "
+                    f"{case.constraint.rsc} and {case.constraint.with_rsc}, the colocation checked at every "
+                    "sample and in its verdict"
+                )
+            )

@@ -23,8 +23,10 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
 
+from dcnlab.certify.verdict import Finding
 from dcnlab.certify.workloads import (
     NODE_LOSS,
+    FailoverRun,
     FaultMaker,
     KillTarget,
     Workload,
@@ -282,6 +284,52 @@ def together_before(c: Colocation, placement: Placement) -> str:
         f"FAIL: {c.rsc} must run with {c.with_rsc} (colocation line {c.line}): before any fault, "
         f"{_seen(placement, (c.rsc, c.with_rsc))}"
     )
+
+
+def colocations_of(spec: ClusterSpec, workload: Workload) -> list[Colocation]:
+    """The mandatory colocations whose dependent is ``workload`` or one of
+    its resources: what must still run with what once its fault settled."""
+    ids = {workload.id, *workload.members, *(r.id for r in workload.resources)}
+    return [c for c in spec.constraints if isinstance(c, Colocation) and c.score >= INFINITY and c.rsc in ids]
+
+
+def together_finding(c: Colocation, placement: Placement) -> Finding:
+    """A failover verdict's check of a mandatory colocation once the fault
+    settled: both on one node (the cluster sampler checked it at every sample
+    before; where the workload went is the outcome's finding)."""
+    where = home(placement, c.rsc, c.with_rsc)
+    return Finding(
+        f"colocation line {c.line}",
+        f"{c.rsc} with {c.with_rsc}, both on one node",
+        f"both on {where}" if where is not None else _seen(placement, (c.rsc, c.with_rsc)),
+        where is not None,
+    )
+
+
+def covering_run(case: ColocationCase, runs: Sequence[FailoverRun]) -> FailoverRun | None:
+    """The failover run among ``runs`` that injects ``case``'s fault on the
+    node of its pair and judges the pair's dependent, with the colocation in
+    its verdict (:func:`together_finding`) and in its sampler's check of
+    every sample: the same observation, so the colocation case need not
+    inject the fault again. None when no run does."""
+    if case.make is None:
+        return None
+    c = case.constraint
+    owner = {rid: w.id for r in runs for w in r.workloads for rid in (w.id, *w.members, *(x.id for x in w.resources))}
+    dependent, anchor = owner.get(c.rsc), owner.get(c.with_rsc)
+    if dependent is None or anchor is None:
+        return None
+    for run in runs:
+        judged = {w.id for w in run.workloads}
+        if run.fault != case.fault or dependent not in judged:
+            continue
+        if case.fault == "kill-workload":
+            # The same process killed: the dependent's, whose ban moves both.
+            if case.kill is not None and workload_kill(run.workloads[0]) == case.kill:
+                return run
+        elif anchor in judged:
+            return run
+    return None
 
 
 # ------------------------------------------------------ colocation: apart

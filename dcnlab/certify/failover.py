@@ -15,12 +15,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
+from dcnlab.certify.constraints import Placement, colocations_of, together_finding
 from dcnlab.certify.outcome import heal_outage, wait_for_outcome
 from dcnlab.certify.verdict import Verdict, judge, observe
 from dcnlab.certify.workloads import NODE_LOSS, FailoverCase, FailoverRun, requirement_findings, unmeasured
 from dcnlab.cluster.bootstrap import Cluster
 from dcnlab.cluster.crm import parse_crm_mon
 from dcnlab.cluster.thresholds import Thresholds, thresholds_for
+from dcnlab.core.errors import ClusterError, DcnlabError
 from dcnlab.faults.injector import FaultInjector
 from dcnlab.observe.journal import record_journals
 from dcnlab.observe.probe import Availability, ClientProbe
@@ -142,6 +144,11 @@ def run_failover(
         assert case.expectation is not None  # a run holds runnable cases
         with step(f"observe until {case.workload.id} settles ({case.expectation.outcome.value} expected)"):
             wait_for_outcome(case, cluster, timeline, probes, injected, target)
+    # Where every mandatory colocation of the judged workloads ended, once
+    # they settled (the sampler checked each at every sample before).
+    ties = {case.workload.id: colocations_of(cluster.spec, case.workload) for case in run.cases}
+    tied = sorted({r for cs in ties.values() for c in cs for r in (c.rsc, c.with_rsc)})
+    settled = _placement(cluster, target, tied) if tied else {}
     record_journals(cluster.fleet, timeline, since=injected.lower - 5.0, save_dir=journal_dir)
     # The return is decided from what the fault played out to: a node that
     # was fenced comes back the fenced way (powered on, booted, rejoined),
@@ -182,11 +189,27 @@ def run_failover(
         required = requirement_findings(
             cluster.spec, workload, case.fault, timings, events, injected, return_certified_by=plan.certified_by
         )
-        verdict = replace(verdict, findings=(*verdict.findings, *required))
+        together = [together_finding(c, settled) for c in ties[rsc]]
+        verdict = replace(verdict, findings=(*verdict.findings, *together, *required))
         if plan.certify and plan.fenced and verdict.passed:
             fault.returns_certified.record(rsc, run.id)
         results.append(FailoverResult(case, target, injected, before, tuple(events), availability, timings, verdict))
     return results
+
+
+def _placement(cluster: Cluster, target: str, resources: Sequence[str]) -> Placement:
+    """Where each resource is started, as the nodes the fault did not hit see
+    it (the target last: lost, it may not answer; cut off, it sees only itself).
+    No node answering is the harness's error: nothing can be judged."""
+    errors = []
+    for node in sorted(cluster.members(), key=lambda n: n.name == target):
+        try:
+            state = cluster.state(via=node)
+        except DcnlabError as err:
+            errors.append(f"{node.name}: {str(err).splitlines()[0]}")
+            continue
+        return {r: state.where(r) if state.started(r) else [] for r in resources}
+    raise ClusterError("no node could report where the colocated resources ended: " + "; ".join(errors))
 
 
 def _plan(

@@ -7,7 +7,9 @@ The cases come from the session's spec at collection
 - every mandatory colocation (INFINITY) under each relocating fault of the
   node its pair runs on: power-off and kill-corosync (node losses), and the
   kill of the dependent's process when its migration-threshold of 1 bans it
-  there, so that only the anchor's move can keep the colocation;
+  there, so that only the anchor's move can keep the colocation (in a
+  session that runs the failover suite too, a case one of its runs repeats,
+  the same fault on the pair's node, is skipped naming the run: suites/conftest.py);
 - every mandatory anti-colocation (-INFINITY) with the kept-apart
   resource's node lost: with one node fewer it must find a node that is not
   its rival's;

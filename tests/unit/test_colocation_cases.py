@@ -13,7 +13,9 @@ from dcnlab.certify.constraints import (
     apart_before,
     apart_failure,
     banned_nodes,
+    colocations_of,
     constraint_cases,
+    covering_run,
     home,
     kept_apart,
     moved_off,
@@ -25,7 +27,9 @@ from dcnlab.certify.constraints import (
     stickiness,
     together_before,
     together_failure,
+    together_finding,
 )
+from dcnlab.certify.workloads import FailoverRun, failover_runs, workloads
 from dcnlab.cluster.spec import DEFAULT_SPEC, INFINITY, ClusterSpec, Colocation, Location, load_spec, parse_spec
 from dcnlab.faults.power import PowerOff
 from dcnlab.faults.process import KillProcess
@@ -360,3 +364,38 @@ def test_returning_node_verdicts() -> None:
     assert failed.endswith("after dcn2 returned, gateway stopped")
     lost = not_moved_failure(stays, {"gateway": []}, 181.0)
     assert lost.startswith("FAIL: gateway must run elsewhere while its preferred node dcn2 is lost (location line 23)")
+
+
+# ------------------------------------------- what a failover run certifies
+
+
+def test_a_failover_run_covers_the_same_fault_on_the_pair_it_judges() -> None:
+    spec = parse_spec(SITE)
+    runs = [r for r in failover_runs(spec, 2, 3) if isinstance(r, FailoverRun)]
+    together = {c.id: c for c in constraint_cases(spec, 3).together}
+    covered = {cid: run.id for cid, c in together.items() if (run := covering_run(c, runs)) is not None}
+    assert covered == {
+        "historian-with-gateway-kill-workload": "kill-workload-historian",  # the banned container's own kill
+        "historian-with-gateway-power-off": "power-off-gateway+historian",
+        "historian-with-gateway-kill-corosync": "kill-corosync-gateway+historian",
+    }
+    # A selection without the shared runs covers nothing: the suite runs its own.
+    kills = [r for r in runs if r.fault == "kill-workload" and r.id != "kill-workload-historian"]
+    assert all(covering_run(c, kills) is None for c in together.values())
+
+
+def test_the_together_finding_holds_only_on_one_node() -> None:
+    c = Colocation("historian", "gateway", INFINITY, line=30)
+    ok = together_finding(c, {"historian": ["dcn3"], "gateway": ["dcn3"]})
+    assert ok.ok
+    assert (
+        str(ok) == "ok   colocation line 30: expected historian with gateway, both on one node; observed both on dcn3"
+    )
+    apart = together_finding(c, {"historian": [], "gateway": ["dcn2"]})
+    assert not apart.ok
+    assert apart.observed == "historian stopped, gateway on dcn2"
+    spec = parse_spec(SITE)
+    (historian,) = [w for w in workloads(spec) if w.id == "historian"]
+    assert colocations_of(spec, historian) == [Colocation("historian", "gateway", INFINITY)]
+    (gateway,) = [w for w in workloads(spec) if w.id == "gateway"]
+    assert colocations_of(spec, gateway) == []  # the anchor depends on nothing
