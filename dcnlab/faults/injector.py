@@ -25,7 +25,7 @@ class CertifiedReturns:
     """Which case certified each workload's return after a fenced node loss
     (the node powered on, booted, rejoined) in this run, so that later cases
     of the workload can skip the same return and name that case
-    (:func:`dcnlab.certify.failover.run_failover_case`).
+    (:func:`dcnlab.certify.failover.run_failover`).
 
     With ``path`` the record is the run's, not only this process's: the
     pytest-xdist workers of one run share the file (under the run's base

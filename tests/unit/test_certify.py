@@ -643,7 +643,7 @@ def test_pytest_refuses_a_spec_whose_requirement_cannot_hold(tmp_path: Path) -> 
     assert f"line {constraint}: colocation of sidecar with gateway keeps them apart" in res.stderr
 
 
-# run_failover_case's decision about the faulted node's return (plan_return):
+# run_failover's decision about the faulted node's return (plan_return):
 # (returning, required, fenced, certified_by, renewable) -> (certify, skip, certified_by named)
 @pytest.mark.parametrize(
     ("returning", "required", "fenced", "earlier", "renewable", "certify", "skip", "named"),
