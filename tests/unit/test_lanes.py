@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -30,8 +31,11 @@ def test_lane(path: str, fixtures: tuple[str, ...], expected: str | None) -> Non
     assert lane(ROOT / path, ROOT, fixtures) == expected
 
 
-def _dev_pytest_argv(*args: str, command: str = "test") -> list[str]:
-    """The pytest argv ``./dev COMMAND`` would exec for ``args`` (its setup skipped)."""
+def _dev_pytest_argv(
+    *args: str, command: str = "test", cores: int | None = None, bin_dir: Path | None = None
+) -> list[str]:
+    """The pytest argv ``./dev COMMAND`` would exec for ``args`` (its setup
+    skipped), on a host of ``cores`` cores when given (an ``nproc`` in ``bin_dir``)."""
     script = (ROOT / "dev").read_text()
     functions = script[script.index("names_a_path() {") : script.index("cmd=${1:-help}")]
     start = script.index(f"  {command})\n")
@@ -39,7 +43,16 @@ def _dev_pytest_argv(*args: str, command: str = "test") -> list[str]:
     body = branch.split("\n", 2)[2].replace("exec $VENV/bin/pytest", "emit")
     emit = "emit() { printf '%s\\n' \"$@\"; exit 0; }"
     shell = f'set -euo pipefail\n{functions}\n{emit}\nrun() {{\n{body}\n}}\nrun "$@"\n'
-    out = subprocess.run(["bash", "-c", shell, "dev", *args], capture_output=True, text=True, check=True, timeout=30)
+    env = dict(os.environ)
+    if cores is not None:
+        assert bin_dir is not None
+        nproc = bin_dir / "nproc"
+        nproc.write_text(f"#!/bin/sh\necho {cores}\n")
+        nproc.chmod(0o755)
+        env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    out = subprocess.run(
+        ["bash", "-c", shell, "dev", *args], capture_output=True, text=True, check=True, timeout=30, env=env
+    )
     return out.stdout.splitlines()
 
 
@@ -55,11 +68,22 @@ def test_dev_test_leaves_the_workers_to_the_caller(args: tuple[str, ...]) -> Non
     assert "loadgroup" not in _dev_pytest_argv(*args)
 
 
-def test_dev_certify_hands_cases_to_two_workers_one_at_a_time() -> None:
-    argv = _dev_pytest_argv("-m", "smoke", command="certify")
-    assert argv == ["suites", "-n", "2", "--maxschedchunk", "1", "-m", "smoke"]
+@pytest.mark.parametrize(
+    ("cores", "workers"),
+    [
+        (2, ["-n", "0"]),
+        (7, ["-n", "0"]),
+        (8, ["-n", "2", "--maxschedchunk", "1"]),
+        (17, ["-n", "4", "--maxschedchunk", "1"]),
+    ],
+)
+def test_dev_certify_runs_one_worker_per_four_cores(cores: int, workers: list[str], tmp_path: Path) -> None:
+    argv = _dev_pytest_argv("-m", "smoke", command="certify", cores=cores, bin_dir=tmp_path)
+    assert argv == ["suites", *workers, "-m", "smoke"]
 
 
 @pytest.mark.parametrize("args", [("-n", "0"), ("-p", "no:xdist"), ("suites/image",)])
-def test_dev_certify_leaves_the_workers_to_the_caller(args: tuple[str, ...]) -> None:
-    assert "--maxschedchunk" not in _dev_pytest_argv(*args, command="certify")
+def test_dev_certify_leaves_the_workers_to_the_caller(args: tuple[str, ...], tmp_path: Path) -> None:
+    argv = _dev_pytest_argv(*args, command="certify", cores=16, bin_dir=tmp_path)
+    assert "--maxschedchunk" not in argv
+    assert argv.count("-n") == args.count("-n")
