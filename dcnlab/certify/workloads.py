@@ -493,17 +493,18 @@ def bound_together(spec: ClusterSpec, certified: Sequence[Workload]) -> dict[str
         group = spec.group_of(rid)
         return group.id if group is not None else rid
 
+    # Each set's root is its first certified workload in spec order.
+    index = {w.id: i for i, w in enumerate(certified)}
+
+    def rank(x: str) -> tuple[int, str]:
+        return (index.get(x, len(index)), x)
+
     for c in spec.constraints:
         if isinstance(c, Colocation) and c.score >= INFINITY:
-            a, b = root(top(c.rsc)), root(top(c.with_rsc))
+            a, b = sorted((root(top(c.rsc)), root(top(c.with_rsc))), key=rank)
             if a != b:
-                parent[max(a, b, key=_order(certified))] = min(a, b, key=_order(certified))
+                parent[b] = a
     return {w.id: root(w.id) for w in certified}
-
-
-def _order(certified: Sequence[Workload]) -> Callable[[str], tuple[int, str]]:
-    index = {w.id: i for i, w in enumerate(certified)}
-    return lambda x: (index.get(x, len(index)), x)
 
 
 def failover_runs(spec: ClusterSpec, networks: int, nodes: int) -> list[FailoverRun | FailoverCase]:
