@@ -15,20 +15,25 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from dcnlab.certify.constraints import Placement, colocations_of, together_finding
+from dcnlab.certify.constraints import Placement, colocations_of, home, together_finding
 from dcnlab.certify.outcome import heal_outage, wait_for_outcome
 from dcnlab.certify.verdict import Verdict, judge, observe
 from dcnlab.certify.workloads import NODE_LOSS, FailoverCase, FailoverRun, requirement_findings, unmeasured
 from dcnlab.cluster.bootstrap import Cluster
 from dcnlab.cluster.crm import parse_crm_mon
+from dcnlab.cluster.spec import Colocation
 from dcnlab.cluster.thresholds import Thresholds, thresholds_for
-from dcnlab.core.errors import ClusterError, DcnlabError
+from dcnlab.core.errors import ClusterError, DcnlabError, WaitTimeout
+from dcnlab.core.wait import wait_until
 from dcnlab.faults.injector import FaultInjector
 from dcnlab.observe.journal import record_journals
 from dcnlab.observe.probe import Availability, ClientProbe
-from dcnlab.observe.timeline import Event, Recorder, Timing, Timings, derive
+from dcnlab.observe.timeline import Event, EventKind, Recorder, Timing, Timings, derive
 
 Step = Callable[[str], AbstractContextManager[object]]
+# Seconds (before the accelerator's scale) the workloads' colocated
+# resources may take, once the workloads settled, to be started together.
+TOGETHER = 60.0
 
 
 def no_step(_title: str) -> AbstractContextManager[object]:
@@ -148,7 +153,7 @@ def run_failover(
     # they settled (the sampler checked each at every sample before).
     ties = {case.workload.id: colocations_of(cluster.spec, case.workload) for case in run.cases}
     tied = sorted({r for cs in ties.values() for c in cs for r in (c.rsc, c.with_rsc)})
-    settled = _placement(cluster, target, tied) if tied else {}
+    settled = _together(cluster, timeline, target, ties, tied) if tied else {}
     record_journals(cluster.fleet, timeline, since=injected.lower - 5.0, save_dir=journal_dir)
     # The return is decided from what the fault played out to: a node that
     # was fenced comes back the fenced way (powered on, booted, rejoined),
@@ -195,6 +200,33 @@ def run_failover(
             fault.returns_certified.record(rsc, run.id)
         results.append(FailoverResult(case, target, injected, before, tuple(events), availability, timings, verdict))
     return results
+
+
+def _together(
+    cluster: Cluster, timeline: Recorder, target: str, ties: dict[str, list[Colocation]], tied: Sequence[str]
+) -> Placement:
+    """Where the tied resources are once every pair is started on one node,
+    or at the deadline (:data:`TOGETHER` x the accelerator's scale). A
+    workload's client can answer before Pacemaker has recorded its start
+    (podman's container serves while the agent's start is still running),
+    so the outcome's wait ending is not yet the cluster's settled state."""
+    pairs = [c for cs in ties.values() for c in cs]
+    last: Placement = {}
+
+    def settled() -> bool:
+        nonlocal last
+        last = _placement(cluster, target, tied)
+        return all(home(last, c.rsc, c.with_rsc) is not None for c in pairs)
+
+    try:
+        wait_until(
+            settled, timeout=TOGETHER * cluster.scale, what="the colocated resources to run together", interval=2.0
+        )
+    except WaitTimeout as err:  # the findings say where they were
+        if not last:
+            raise ClusterError(f"no node reported where the colocated resources ran: {err}") from err
+        timeline.record(EventKind.NOTE, "suite", detail=str(err).splitlines()[0])
+    return last
 
 
 def _placement(cluster: Cluster, target: str, resources: Sequence[str]) -> Placement:

@@ -5,10 +5,12 @@ kill targets, the nic-cut link, and the expected-outcome table
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from dcnlab.certify.failover import plan_return, target_of
+from dcnlab.certify.constraints import colocations_of, together_finding
+from dcnlab.certify.failover import _together, plan_return, target_of
 from dcnlab.certify.verdict import Outcome
 from dcnlab.certify.workloads import (
     HEAL_OUTAGE,
@@ -32,14 +34,16 @@ from dcnlab.certify.workloads import (
     workload_marker,
     workloads,
 )
+from dcnlab.cluster.crm import ClusterState, parse_crm_mon
 from dcnlab.cluster.spec import DEFAULT_SPEC, ClusterSpec, load_spec, parse_spec
 from dcnlab.core.errors import ConfigError
 from dcnlab.faults.network import NicDown
 from dcnlab.faults.process import KillProcess
 from dcnlab.fleet.spec import FleetSpec
 from dcnlab.observe.probe import Endpoint
-from dcnlab.observe.timeline import Event, EventKind
+from dcnlab.observe.timeline import Event, EventKind, Recorder
 
+DATA = Path(__file__).parent / "data"
 EXAMPLES = Path(__file__).parents[2] / "suites" / "specs" / "examples"
 PLAN = FleetSpec(name="t").plan()
 
@@ -684,3 +688,32 @@ def test_plan_return(
             if named
             else "a no-outage-on-return requirement on web would certify the return"
         )
+
+
+def test_the_colocation_finding_waits_for_the_start_the_client_answered_before() -> None:
+    """The podman container serves while its agent's start still runs:
+    crm_mon shows app Starting, then Started. The finding is read once the
+    pair is started on one node, not at the first answer."""
+    spec = load_spec(DEFAULT_SPEC)
+    (app,) = [w for w in workloads(spec) if w.id == "app"]
+    ties = {"app": colocations_of(spec, app)}
+    answers = iter(["crm_mon_dcn_app_starting.xml", "crm_mon_dcn_app_starting.xml", "crm_mon_dcn_app_started.xml"])
+    asked: list[str] = []
+
+    class Cluster:
+        scale = 1.0
+
+        def members(self) -> list[SimpleNamespace]:
+            return [SimpleNamespace(name=n) for n in ("dcn1", "dcn2", "dcn3")]
+
+        def state(self, via: SimpleNamespace) -> ClusterState:
+            asked.append(via.name)
+            return parse_crm_mon((DATA / next(answers)).read_text())
+
+    timeline = Recorder()
+    placement = _together(Cluster(), timeline, "dcn3", ties, ["app", "web"])  # type: ignore[arg-type]
+    assert placement == {"app": ["dcn1"], "web": ["dcn1"]}
+    assert asked == ["dcn1", "dcn1", "dcn1"]  # a node the fault (on dcn3) did not hit, every time
+    (finding,) = [together_finding(c, placement) for c in ties["app"]]
+    assert finding.ok
+    assert finding.observed == "both on dcn1"
