@@ -15,6 +15,7 @@ from dcnlab.certify.constraints import ColocationCase, covering_run
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_SkipRepeats(), "dcnlab-suites-skip-repeats")
     config.addinivalue_line("markers", "smoke: the quick set, run by CI")
     config.addinivalue_line("markers", "certification: every case of suites/ (set by suites/conftest.py)")
     config.addinivalue_line("markers", "node_loss: the faulted node is lost and fenced (minutes per case under TCG)")
@@ -31,7 +32,6 @@ def _repeated(dcn_repeat: int) -> int:
     return dcn_repeat
 
 
-@pytest.hookimpl(trylast=True)  # after -k and -m have deselected: what runs
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Every certification case carries `certification`, so one session can
     # run the harness's own tests and the suites' smoke set on one fleet and
@@ -48,7 +48,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # pytest-xdist workers booted and joined a spare at once, and the web
     # node of one cluster, starved, was fenced in the middle of a join.)
     items.sort(key=lambda item: "cluster" in getattr(item, "fixturenames", ()))
-    _skip_what_failover_certifies(items)
+
+
+class _SkipRepeats:
+    # Registered apart: it must see what runs, after -k and -m have
+    # deselected, while the markers above must be on before they do.
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        _skip_what_failover_certifies(items)
 
 
 def _param(item: pytest.Item, name: str) -> object:
