@@ -69,15 +69,14 @@ def _skip_what_failover_certifies(items: list[pytest.Item]) -> None:
     # run: its sampler checks the colocation at every sample and its verdict
     # that the pair ended on one node (dcnlab/certify/constraints.py,
     # covering_run). Skipped, naming the run; alone, the suite runs it.
-    runs = {id(r): (r, item) for item in items if isinstance(r := _param(item, "run"), FailoverRun)}
-    chosen = [r for r, _item in runs.values()]
+    named = [(r, item.name) for item in items if isinstance(r := _param(item, "run"), FailoverRun)]
     for item in items:
         case = _param(item, "together")
         if not isinstance(case, ColocationCase):
             continue
-        run = covering_run(case, chosen)
+        run = covering_run(case, [r for r, _name in named])
         if run is not None:
-            name = runs[id(run)][1].name
+            name = next(n for r, n in named if r is run)
             item.add_marker(
                 pytest.mark.skip(
                     reason=f"certified in this session by {name}: the same {case.fault} on the node of "

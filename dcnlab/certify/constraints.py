@@ -36,6 +36,7 @@ from dcnlab.certify.workloads import (
     workload_kill,
     workloads,
 )
+from dcnlab.cluster.crm import ClusterState
 from dcnlab.cluster.spec import (
     INFINITY,
     Ban,
@@ -154,6 +155,11 @@ def where_text(rsc: str, nodes: Sequence[str]) -> str:
     if not nodes:
         return f"{rsc} stopped"
     return f"{rsc} on {' and '.join(nodes)}"
+
+
+def placement_of(state: ClusterState, resources: Sequence[str]) -> Placement:
+    """Where each resource is started (nowhere while it is stopped, starting or failed)."""
+    return {r: state.where(r) if state.started(r) else [] for r in resources}
 
 
 def home(placement: Placement, *resources: str) -> str | None:
@@ -286,13 +292,6 @@ def together_before(c: Colocation, placement: Placement) -> str:
     )
 
 
-def colocations_of(spec: ClusterSpec, workload: Workload) -> list[Colocation]:
-    """The mandatory colocations whose dependent is ``workload`` or one of
-    its resources: what must still run with what once its fault settled."""
-    ids = {workload.id, *workload.members, *(r.id for r in workload.resources)}
-    return [c for c in spec.constraints if isinstance(c, Colocation) and c.score >= INFINITY and c.rsc in ids]
-
-
 def together_finding(c: Colocation, placement: Placement) -> Finding:
     """A failover verdict's check of a mandatory colocation once the fault
     settled: both on one node (the cluster sampler checked it at every sample
@@ -315,7 +314,7 @@ def covering_run(case: ColocationCase, runs: Sequence[FailoverRun]) -> FailoverR
     if case.make is None:
         return None
     c = case.constraint
-    owner = {rid: w.id for r in runs for w in r.workloads for rid in (w.id, *w.members, *(x.id for x in w.resources))}
+    owner = {rid: w.id for r in runs for w in r.workloads for rid in w.ids}
     dependent, anchor = owner.get(c.rsc), owner.get(c.with_rsc)
     if dependent is None or anchor is None:
         return None

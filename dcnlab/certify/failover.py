@@ -15,15 +15,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from dcnlab.certify.constraints import Placement, colocations_of, home, together_finding
+from dcnlab.certify.constraints import Placement, home, placement_of, together_finding
 from dcnlab.certify.outcome import heal_outage, wait_for_outcome
 from dcnlab.certify.verdict import Verdict, judge, observe
-from dcnlab.certify.workloads import NODE_LOSS, FailoverCase, FailoverRun, requirement_findings, unmeasured
+from dcnlab.certify.workloads import NODE_LOSS, FailoverCase, FailoverRun, anchors, requirement_findings, unmeasured
 from dcnlab.cluster.bootstrap import Cluster
 from dcnlab.cluster.crm import parse_crm_mon
 from dcnlab.cluster.spec import Colocation
 from dcnlab.cluster.thresholds import Thresholds, thresholds_for
-from dcnlab.core.errors import ClusterError, DcnlabError, WaitTimeout
+from dcnlab.core.errors import ClusterError, WaitTimeout
 from dcnlab.core.wait import wait_until
 from dcnlab.faults.injector import FaultInjector
 from dcnlab.observe.journal import record_journals
@@ -104,7 +104,9 @@ def plan_return(
 class CaseReport(Protocol):
     """Writes what a run leaves for a reviewer (the plugin's ``case_report`` fixture)."""
 
-    def step(self, title: str) -> AbstractContextManager[object]: ...
+    def step(self, title: str) -> AbstractContextManager[object]:
+        """A named phase of the run (an Allure step)."""
+        ...
 
     def __call__(self, results: Sequence[FailoverResult]) -> None: ...
 
@@ -151,9 +153,9 @@ def run_failover(
             wait_for_outcome(case, cluster, timeline, probes, injected, target)
     # Where every mandatory colocation of the judged workloads ended, once
     # they settled (the sampler checked each at every sample before).
-    ties = {case.workload.id: colocations_of(cluster.spec, case.workload) for case in run.cases}
-    tied = sorted({r for cs in ties.values() for c in cs for r in (c.rsc, c.with_rsc)})
-    settled = _together(cluster, timeline, target, ties, tied) if tied else {}
+    ties = {case.workload.id: anchors(cluster.spec, case.workload) for case in run.cases}
+    pairs = [c for cs in ties.values() for c in cs]
+    settled = _together(cluster, timeline, target, pairs) if pairs else {}
     record_journals(cluster.fleet, timeline, since=injected.lower - 5.0, save_dir=journal_dir)
     # The return is decided from what the fault played out to: a node that
     # was fenced comes back the fenced way (powered on, booted, rejoined),
@@ -202,20 +204,18 @@ def run_failover(
     return results
 
 
-def _together(
-    cluster: Cluster, timeline: Recorder, target: str, ties: dict[str, list[Colocation]], tied: Sequence[str]
-) -> Placement:
+def _together(cluster: Cluster, timeline: Recorder, target: str, pairs: Sequence[Colocation]) -> Placement:
     """Where the tied resources are once every pair is started on one node,
     or at the deadline (:data:`TOGETHER` x the accelerator's scale). A
     workload's client can answer before Pacemaker has recorded its start
     (podman's container serves while the agent's start is still running),
     so the outcome's wait ending is not yet the cluster's settled state."""
-    pairs = [c for cs in ties.values() for c in cs]
+    tied = sorted({r for c in pairs for r in (c.rsc, c.with_rsc)})
     last: Placement = {}
 
     def settled() -> bool:
         nonlocal last
-        last = _placement(cluster, target, tied)
+        last = placement_of(cluster.state(last_resort=target), tied)
         return all(home(last, c.rsc, c.with_rsc) is not None for c in pairs)
 
     try:
@@ -227,21 +227,6 @@ def _together(
             raise ClusterError(f"no node reported where the colocated resources ran: {err}") from err
         timeline.record(EventKind.NOTE, "suite", detail=str(err).splitlines()[0])
     return last
-
-
-def _placement(cluster: Cluster, target: str, resources: Sequence[str]) -> Placement:
-    """Where each resource is started, as the nodes the fault did not hit see
-    it (the target last: lost, it may not answer; cut off, it sees only itself).
-    No node answering is the harness's error: nothing can be judged."""
-    errors = []
-    for node in sorted(cluster.members(), key=lambda n: n.name == target):
-        try:
-            state = cluster.state(via=node)
-        except DcnlabError as err:
-            errors.append(f"{node.name}: {str(err).splitlines()[0]}")
-            continue
-        return {r: state.where(r) if state.started(r) else [] for r in resources}
-    raise ClusterError("no node could report where the colocated resources ended: " + "; ".join(errors))
 
 
 def _plan(

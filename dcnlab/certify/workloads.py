@@ -73,6 +73,11 @@ class Workload:
         return self.group.members if self.group is not None else ()
 
     @property
+    def ids(self) -> frozenset[str]:
+        """Every id that names it or part of it: its own, its group's members'."""
+        return frozenset((self.id, *self.members, *(r.id for r in self.resources)))
+
+    @property
     def kind(self) -> str:
         """What it is, in a few words, for markers and reports."""
         if self.group is not None:
@@ -226,11 +231,10 @@ def fencing_enabled(spec: ClusterSpec) -> bool:
     return spec.fencing.method != "none" and dict(spec.cluster.properties).get("stonith-enabled") != "false"
 
 
-def _anchors(spec: ClusterSpec, workload: Workload) -> list[Colocation]:
+def anchors(spec: ClusterSpec, workload: Workload) -> list[Colocation]:
     """Mandatory colocations that tie ``workload`` (or one of its members)
     to another resource: ``rsc`` depends on ``with_rsc``."""
-    ids = {workload.id, *workload.members}
-    return [c for c in spec.constraints if isinstance(c, Colocation) and c.score >= INFINITY and c.rsc in ids]
+    return [c for c in spec.constraints if isinstance(c, Colocation) and c.score >= INFINITY and c.rsc in workload.ids]
 
 
 # --------------------------------------------------------------- networks
@@ -353,7 +357,7 @@ def _kill(spec: ClusterSpec, workload: Workload) -> Expectation | str:
         return Expectation("kill-workload", workload.id, Outcome.RESTARTED, fenced=False, why=why)
     # One failure bans the resource from the node: it (and its workload) moves.
     why = f"{target.describe()} killed; {noticed}; migration-threshold 1 bans it from its node"
-    for c in _anchors(spec, workload):
+    for c in anchors(spec, workload):
         # The workload depends on another resource: with the colocation's
         # influence (Pacemaker's default, critical=true) the ban pulls the
         # anchor along; without it the workload can only stop.
@@ -457,11 +461,14 @@ class FailoverRun:
     fault: str
     cases: tuple[FailoverCase, ...]
     make: FaultMaker
-    smoke: bool = False
 
     @property
     def id(self) -> str:
         return f"{self.fault}-" + "+".join(c.workload.id for c in self.cases)
+
+    @property
+    def smoke(self) -> bool:
+        return any(c.smoke for c in self.cases)
 
     @property
     def node_loss(self) -> bool:
@@ -476,10 +483,7 @@ def bound_together(spec: ClusterSpec, certified: Sequence[Workload]) -> dict[str
     """For each certified workload, the first (in spec order) of the
     certified workloads it shares a node with by mandatory colocations
     (INFINITY, chained through any resource); itself when none."""
-    unit: dict[str, str] = {}  # resource, group or workload id -> its top-level id
-    for w in certified:
-        for rid in (w.id, *w.members, *(r.id for r in w.resources)):
-            unit[rid] = w.id
+    unit = {rid: w.id for w in certified for rid in w.ids}  # any id -> its certified workload
     parent: dict[str, str] = {}
 
     def root(x: str) -> str:
@@ -512,31 +516,21 @@ def failover_runs(spec: ClusterSpec, networks: int, nodes: int) -> list[Failover
     runnable case in a :class:`FailoverRun`, shared by the workloads bound to
     one node for the faults that hit the node, not one workload; a skipped
     case stays as it is (it says why). In the order of each run's first case."""
-    cases = failover_cases(spec, networks, nodes)
     anchor = bound_together(spec, workloads(spec))
-    shared: dict[tuple[object, ...], list[FailoverCase]] = {}
-    order: list[tuple[object, ...] | FailoverCase] = []
-    for c in cases:
-        if c.skip or c.make is None:
-            order.append(c)
-            continue
-        key: tuple[object, ...] = (c.fault, c.workload.id)
-        if c.fault != "kill-workload":
+    groups: dict[tuple[object, ...], list[FailoverCase]] = {}  # in the order of each first case
+    for c in failover_cases(spec, networks, nodes):
+        key: tuple[object, ...] = (c.fault, c.workload.id)  # alone: skipped, or a kill
+        if not c.skip and c.fault != "kill-workload":
             network = nic_cut_network(spec, c.workload, networks) if c.fault == "nic-cut" else None
             key = (c.fault, anchor[c.workload.id], network)
-        if key not in shared:
-            shared[key] = []
-            order.append(key)
-        shared[key].append(c)
+        groups.setdefault(key, []).append(c)
     out: list[FailoverRun | FailoverCase] = []
-    for item in order:
-        if isinstance(item, FailoverCase):
-            out.append(item)
-            continue
-        members = tuple(shared[item])
-        make = members[0].make
-        assert make is not None  # runnable
-        out.append(FailoverRun(members[0].fault, members, make, smoke=any(c.smoke for c in members)))
+    for members in groups.values():
+        first = members[0]
+        if first.skip or first.make is None:
+            out.append(first)
+        else:
+            out.append(FailoverRun(first.fault, tuple(members), first.make))
     return out
 
 

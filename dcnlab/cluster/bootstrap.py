@@ -554,16 +554,18 @@ class Cluster:
         spares that have not joined yet aside."""
         return [n for n in self.fleet.running() if n.name not in self._spares]
 
-    def state(self, via: Node | None = None) -> ClusterState:
-        """crm_mon's view, asked of ``via`` or of the first member that answers."""
-        return self._crm_mon(via)[1]
+    def state(self, via: Node | None = None, *, last_resort: str | None = None) -> ClusterState:
+        """crm_mon's view, asked of ``via`` or of the first member that answers,
+        the member named ``last_resort`` last (a faulted node: lost, it does not
+        answer; cut off, it sees only itself)."""
+        return self._crm_mon(via, last_resort)[1]
 
-    def crm_mon_xml(self, via: Node | None = None) -> str:
-        """``crm_mon --output-as=xml`` as printed, from ``via`` or the first member that answers."""
-        return self._crm_mon(via)[0]
+    def crm_mon_xml(self, via: Node | None = None, *, last_resort: str | None = None) -> str:
+        """``crm_mon --output-as=xml`` as printed, asked as :meth:`state` asks."""
+        return self._crm_mon(via, last_resort)[0]
 
-    def _crm_mon(self, via: Node | None) -> tuple[str, ClusterState]:
-        candidates = [via] if via is not None else self.members()
+    def _crm_mon(self, via: Node | None, last_resort: str | None = None) -> tuple[str, ClusterState]:
+        candidates = [via] if via is not None else sorted(self.members(), key=lambda n: n.name == last_resort)
         errors = []
         for node in candidates:
             try:

@@ -224,8 +224,7 @@ class CaseArtifacts:
             self._one(result, suite, f"-{result.case.workload.id}" if several else "")
         allure_glue.attach_text(first.crm_before, "crm_mon before the fault", "xml")
         # From a node that stayed up: the target may still be booting.
-        survivor = next((n for n in cluster.members() if n.name != target), None)
-        allure_glue.attach_text(cluster.crm_mon_xml(via=survivor), "crm_mon after the heal", "xml")
+        allure_glue.attach_text(cluster.crm_mon_xml(last_resort=target), "crm_mon after the heal", "xml")
         # The affected node's side of the story: its cluster journal since the
         # fault (when it could be read) and its serial console (boot after a fence).
         for path in sorted((self.dir / "journal").glob("*.txt")):

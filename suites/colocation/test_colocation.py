@@ -33,7 +33,7 @@ from typing import NoReturn
 
 import pytest
 
-from dcnlab.certify import Cluster, ClusterSampler, ClusterState, Violation, WaitTimeout, cases, wait_until
+from dcnlab.certify import Cluster, ClusterSampler, Violation, WaitTimeout, cases, wait_until
 from dcnlab.certify.constraints import (
     AntiColocationCase,
     ColocationCase,
@@ -46,6 +46,7 @@ from dcnlab.certify.constraints import (
     moved_off,
     moved_together,
     not_moved_failure,
+    placement_of,
     refuge,
     return_failure,
     together_before,
@@ -70,11 +71,6 @@ def _fail(message: str) -> NoReturn:
     raise AssertionError(message)
 
 
-def _placement(state: ClusterState, resources: Sequence[str]) -> Placement:
-    """Where each resource is started (nowhere while it is stopped or failed)."""
-    return {r: state.where(r) if state.started(r) else [] for r in resources}
-
-
 def _settle(
     cluster: Cluster,
     resources: Sequence[str],
@@ -90,7 +86,7 @@ def _settle(
     start = time.monotonic()
 
     def settled() -> Placement | None:
-        placement = _placement(cluster.state(), resources)
+        placement = placement_of(cluster.state(), resources)
         seen[:] = [placement]
         return placement if done(placement) else None
 
@@ -123,7 +119,7 @@ def test_colocated_resources_move_together(
     cluster = fault_cluster
     c = together.constraint
     pair = (c.rsc, c.with_rsc)
-    before = _placement(cluster.state(), pair)
+    before = placement_of(cluster.state(), pair)
     target = home(before, *pair)
     if target is None:
         _fail(together_before(c, before))
@@ -153,7 +149,7 @@ def test_anti_colocation_holds_with_a_node_fewer(
     cluster = fault_cluster
     c = apart.constraint
     pair = (c.rsc, c.with_rsc)
-    before = _placement(cluster.state(), pair)
+    before = placement_of(cluster.state(), pair)
     kept, rival = before[c.rsc], before[c.with_rsc]
     if len(kept) != 1 or not rival or kept[0] in rival:
         _fail(apart_before(c, before))
@@ -210,7 +206,7 @@ def test_returning_node(
     )
     (moved_to,) = placement[c.rsc]
     late = fault.heal()  # powers the node on and waits until the cluster has converged with it
-    wrong = return_failure(preference, moved_to, _placement(cluster.state(), (c.rsc,))[c.rsc])
+    wrong = return_failure(preference, moved_to, placement_of(cluster.state(), (c.rsc,))[c.rsc])
     if wrong:
         _fail(wrong)
     _no_violations(cluster_sampler, late)

@@ -13,7 +13,6 @@ from dcnlab.certify.constraints import (
     apart_before,
     apart_failure,
     banned_nodes,
-    colocations_of,
     constraint_cases,
     covering_run,
     home,
@@ -29,7 +28,7 @@ from dcnlab.certify.constraints import (
     together_failure,
     together_finding,
 )
-from dcnlab.certify.workloads import FailoverRun, failover_runs, workloads
+from dcnlab.certify.workloads import FailoverRun, anchors, failover_runs, workloads
 from dcnlab.cluster.spec import DEFAULT_SPEC, INFINITY, ClusterSpec, Colocation, Location, load_spec, parse_spec
 from dcnlab.faults.power import PowerOff
 from dcnlab.faults.process import KillProcess
@@ -396,6 +395,6 @@ def test_the_together_finding_holds_only_on_one_node() -> None:
     assert apart.observed == "historian stopped, gateway on dcn2"
     spec = parse_spec(SITE)
     (historian,) = [w for w in workloads(spec) if w.id == "historian"]
-    assert colocations_of(spec, historian) == [Colocation("historian", "gateway", INFINITY)]
+    assert anchors(spec, historian) == [Colocation("historian", "gateway", INFINITY)]
     (gateway,) = [w for w in workloads(spec) if w.id == "gateway"]
-    assert colocations_of(spec, gateway) == []  # the anchor depends on nothing
+    assert anchors(spec, gateway) == []  # the anchor depends on nothing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -80,3 +81,31 @@ def test_a_reload_busy_past_the_deadline_names_the_wait_and_the_answer() -> None
     with pytest.raises(WaitTimeout, match=r"corosync on dcn2 to take the new corosync.conf(.|\n)*CS_ERR_TRY_AGAIN"):
         _fast_cluster()._reload_conf(via)  # type: ignore[arg-type]
     assert via.calls >= 2
+
+
+def test_crm_mon_asks_the_faulted_node_last() -> None:
+    """A node the fault hit may not answer (lost) or see only itself (cut
+    off): ``last_resort`` puts it after the others, which answer first."""
+    xml = (Path(__file__).parent / "data" / "crm_mon_dcn_app_started.xml").read_text()
+    asked: list[str] = []
+
+    def member(name: str, answers: bool) -> SimpleNamespace:
+        def run(argv: list[str], **_kw: object) -> Result:
+            asked.append(name)
+            if not answers:
+                raise ClusterError(f"{name} does not answer")
+            return Result("crm_mon", 0, xml, "", 0.3, f"{name}@10.77.0.1")
+
+        return SimpleNamespace(name=name, run=run)
+
+    cluster = _cluster({"dcn1": "running", "dcn2": "running", "dcn3": "running"})
+    cluster.fleet.accel = SimpleNamespace(scale=1.0, name="tcg")
+    nodes = {n: member(n, answers=n != "dcn3") for n in ("dcn1", "dcn2", "dcn3")}
+    cluster.fleet.nodes = nodes
+    assert cluster.state(last_resort="dcn1").where("app") == ["dcn1"]
+    assert asked == ["dcn2"]
+    asked.clear()
+    cluster.crm_mon_xml(last_resort="dcn2")
+    assert asked == ["dcn1"]
+    with pytest.raises(ClusterError, match="no node could report the cluster state: dcn3: dcn3 does not answer"):
+        cluster.state(via=nodes["dcn3"])  # type: ignore[arg-type]
