@@ -53,7 +53,7 @@ def cmd_fleet_up(args: argparse.Namespace) -> int:
         login_user=args.login_user,
         login_key=args.login_key,
     )
-    check_placement(args.libvirt_uri, args.netns)  # before an image build of minutes
+    check_placement(args.libvirt_uri, args.netns, args.lab_hosts)  # before an image build of minutes
     image = resolve_image(args.image, args.recipe)
     fleet = Fleet.up(
         spec,
@@ -63,10 +63,12 @@ def cmd_fleet_up(args: argparse.Namespace) -> int:
         accel=args.accel,
         persistent=True,
         progress=progress,
+        lab_hosts=args.lab_hosts,
     )
     progress(f"fleet {fleet.name} is up in {fleet.timings['total']:.1f}s; reach it with:")
     for node in fleet.nodes.values():
-        print(f"  dcnlab fleet ssh --name {fleet.name} {node.name}      # {', '.join(node.addresses)}")
+        on = f" on host {fleet.host_of(node.name)}" if fleet.lab is not None else ""
+        print(f"  dcnlab fleet ssh --name {fleet.name} {node.name}      # {', '.join(node.addresses)}{on}")
     print(f"  ssh -F {fleet.access.ssh_config} dcn1")
     return 0
 
@@ -79,10 +81,13 @@ def cmd_fleet_status(args: argparse.Namespace) -> int:
         print(json.dumps(status, indent=2))
         return 0
     print(f"fleet {status['name']}  run {status['run_id']}  {status['accelerator']}  {status['uri']}")
+    for host in status["hosts"]:
+        print(f"  host {host['name']}: {host['uri']} (namespace {host['netns']}, underlay {host['underlay']})")
     for net in status["networks"]:
         print(f"  network {net['index']}: {net['name']} {net['cidr']} bridge {net['bridge']}")
     for node in status["nodes"]:
-        print(f"  {node['name']:8} {node['state']:10} {'  '.join(node['addresses'])}")
+        on = f"  on {node['host']}" if node["host"] else ""
+        print(f"  {node['name']:8} {node['state']:10} {'  '.join(node['addresses'])}{on}")
     return 0
 
 
@@ -289,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--recipe", help="an image recipe name from dcnlab/image/recipes/")
     up.add_argument("--libvirt-uri", help="use this hypervisor instead of the embedded one")
     up.add_argument("--netns", help="with --libvirt-uri: the namespace its bridges live in")
+    up.add_argument(
+        "--lab-hosts",
+        type=bounded_int(1, 8),
+        default=1,
+        help="spread the nodes over N embedded hypervisors, each a host of a local lab (default 1; docs/multihost.md)",
+    )
     up.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     up.add_argument(
         "--boot-timeout",

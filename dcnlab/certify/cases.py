@@ -28,11 +28,12 @@ from dcnlab.cluster.spec import ClusterSpec
 @dataclass(frozen=True)
 class Session:
     """What the tables are generated from: the session's cluster spec, and the
-    fleet's networks and nodes."""
+    fleet's networks, nodes and hosts."""
 
     spec: ClusterSpec
     networks: int
     nodes: int
+    hosts: int = 1
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def failover(s: Session) -> list[Param]:
         named = tuple(w.id for w in c.workloads if workload_marker(w.id))
         return Param(c, c.id, (*marks[:1], *named, *marks[1:]))
 
-    return [row(c) for c in failover_runs(s.spec, s.networks, s.nodes)] or [
+    return [row(c) for c in failover_runs(s.spec, s.networks, s.nodes, s.hosts)] or [
         nothing("no-workload", f"{s.spec.path} certifies no workload")
     ]
 

@@ -90,7 +90,7 @@ class Workload:
 RESERVED_MARKERS = frozenset(
     {
         "skip", "skipif", "xfail", "parametrize", "usefixtures", "filterwarnings",
-        "smoke", "certification", "node_loss", "grow_shrink", "destructive", "integration", "slow",
+        "smoke", "certification", "node_loss", "grow_shrink", "destructive", "integration", "slow", "lab",
         *(f.replace("-", "_") for f in FAILOVER_FAULTS),
     }
 )  # fmt: skip
@@ -417,12 +417,15 @@ def fault_maker(spec: ClusterSpec, workload: Workload, fault: str, networks: int
     return target.fault
 
 
-def failover_cases(spec: ClusterSpec, networks: int, nodes: int) -> list[FailoverCase]:
+def failover_cases(spec: ClusterSpec, networks: int, nodes: int, hosts: int = 1) -> list[FailoverCase]:
     """Every certified workload x every failover fault, in spec order.
 
     The smoke case is one quick case for any spec: the first workload's
     kill-workload case that restarts in place (no node lost), else the first
-    runnable kill-workload case, else the first nic-cut case."""
+    runnable kill-workload case, else the first nic-cut case. On a fleet over
+    several ``hosts`` it is the first power-off instead: what several hosts
+    change is the fence (through the device of the host that runs the node)
+    and a relocation to a node on another host."""
     cases = []
     for w in workloads(spec):
         for fault in FAILOVER_FAULTS:
@@ -435,6 +438,7 @@ def failover_cases(spec: ClusterSpec, networks: int, nodes: int) -> list[Failove
                 cases.append(FailoverCase(fault, w, expect, make))
     runnable = [c for c in cases if not c.skip]
     picks = (
+        [c for c in runnable if hosts > 1 and c.fault == "power-off"],
         [c for c in runnable if c.fault == "kill-workload" and c.expectation and not c.node_loss
          and c.expectation.outcome is Outcome.RESTARTED],
         [c for c in runnable if c.fault == "kill-workload"],
@@ -511,14 +515,14 @@ def bound_together(spec: ClusterSpec, certified: Sequence[Workload]) -> dict[str
     return {w.id: root(w.id) for w in certified}
 
 
-def failover_runs(spec: ClusterSpec, networks: int, nodes: int) -> list[FailoverRun | FailoverCase]:
+def failover_runs(spec: ClusterSpec, networks: int, nodes: int, hosts: int = 1) -> list[FailoverRun | FailoverCase]:
     """The failover cases (:func:`failover_cases`) as they run: every
     runnable case in a :class:`FailoverRun`, shared by the workloads bound to
     one node for the faults that hit the node, not one workload; a skipped
     case stays as it is (it says why). In the order of each run's first case."""
     anchor = bound_together(spec, workloads(spec))
     groups: dict[tuple[object, ...], list[FailoverCase]] = {}  # in the order of each first case
-    for c in failover_cases(spec, networks, nodes):
+    for c in failover_cases(spec, networks, nodes, hosts):
         key: tuple[object, ...] = (c.fault, c.workload.id)  # alone: skipped, or a kill
         if not c.skip and c.fault != "kill-workload":
             network = nic_cut_network(spec, c.workload, networks) if c.fault == "nic-cut" else None

@@ -30,7 +30,13 @@ from dcnlab.cluster.corosync import (
     without_node,
 )
 from dcnlab.cluster.crm import CRM_MON_ARGV, ClusterState, parse_crm_mon
-from dcnlab.cluster.fencing import fence_virt_argv, install_key, start_fence_virtd
+from dcnlab.cluster.fencing import (
+    fence_listing_problems,
+    fence_placement_problems,
+    fence_virt_argv,
+    install_key,
+    start_fence_virtd,
+)
 from dcnlab.cluster.pcs import (
     AUTHKEY_BYTES,
     BATCH_PATH_ON_NODE,
@@ -45,14 +51,17 @@ from dcnlab.cluster.pcs import (
     SEED_CIB_SH,
     START_ARGV,
     STOP_ARGV,
+    FenceDevice,
     Step,
     batch_input,
     batch_timeout,
     boot_dc_deadtime,
     bootstrap_plan,
+    fence_devices,
     host_map,
     parse_batch,
     reload_busy,
+    stonith_argv,
 )
 from dcnlab.cluster.spec import STONITH_ID, ClusterSpec, load_spec
 from dcnlab.core.errors import CertificationFailure, ClusterError, CommandError, ConfigError, DcnlabError, WaitTimeout
@@ -84,7 +93,8 @@ class FenceResult:
 class Cluster:
     fleet: Fleet
     spec: ClusterSpec
-    fence: FenceEndpoint | None
+    # fence_virt's listeners, one per host the fleet runs on (none: another method)
+    fences: list[FenceEndpoint]
     progress: Progress
     timings: dict[str, float] = field(default_factory=dict)
     _spares: set[str] = field(default_factory=set, repr=False)  # booted, not joined (boot_spare)
@@ -107,7 +117,7 @@ class Cluster:
         say = progress or fleet.progress
         nodes = list(fleet.nodes.values())
         spec.check_against(fleet.spec.networks, max(n.plan.index for n in nodes), fleet.plan)
-        cluster = cls(fleet, spec, None, say)
+        cluster = cls(fleet, spec, [], say)
         name = spec.cluster.name
         t0 = time.monotonic()
 
@@ -116,13 +126,21 @@ class Cluster:
 
         if spec.fencing.method == "fence_virt":
             say(f"cluster {name}: starting fence_virtd on the hypervisor side")
-            cluster.fence = start_fence_virtd(fleet, spec)
-            install_key(nodes, cluster.fence, spec.fencing.key_file)
-            # Prove the path end to end before the cluster depends on it.
-            nodes[0].run(fence_virt_argv(spec, cluster.fence.address, "list"), timeout=30 * cluster.scale)
+            cluster.fences = start_fence_virtd(fleet, spec)
+            install_key(nodes, cluster.fences[0], spec.fencing.key_file)
+            # Prove the path end to end before the cluster depends on it:
+            # every host's listener, and on several hosts each lists exactly
+            # the nodes placed there.
+            cluster.check_fence_paths(nodes[0])
         mark("fencing_ready")
         cluster.idle_pcsd(nodes)
-        plan = bootstrap_plan(spec, [n.plan for n in nodes], fleet.plan, wait_seconds=int(120 * cluster.scale))
+        plan = bootstrap_plan(
+            spec,
+            [n.plan for n in nodes],
+            fleet.plan,
+            wait_seconds=int(120 * cluster.scale),
+            devices=cluster.devices(),
+        )
         first = fleet.node(plan.first)
         cluster._run_step(first, plan.setup)
         conf = first.run(["cat", plan.corosync_conf], timeout=30 * cluster.scale).stdout
@@ -170,7 +188,7 @@ class Cluster:
 
     @classmethod
     def restored(
-        cls, fleet: Fleet, spec: ClusterSpec, fence: FenceEndpoint | None, progress: Progress | None = None
+        cls, fleet: Fleet, spec: ClusterSpec, fences: list[FenceEndpoint], progress: Progress | None = None
     ) -> Cluster:
         """The cluster of a fleet restored from a cached cluster-ready state
         (:mod:`dcnlab.ready.store`): its fence device pointed at this fleet's
@@ -179,7 +197,7 @@ class Cluster:
         say = progress or fleet.progress
         nodes = list(fleet.nodes.values())
         spec.check_against(fleet.spec.networks, max(n.plan.index for n in nodes), fleet.plan)
-        cluster = cls(fleet, spec, fence, say)
+        cluster = cls(fleet, spec, fences, say)
         t0 = time.monotonic()
         # Resumed guests sit out one token timeout before they agree again;
         # a CIB update waits for that, so wait here, where it is named.
@@ -201,14 +219,9 @@ class Cluster:
         converged (every node online, every resource started, no failed
         action, no transition pending)."""
         members = self.members()
-        if self.fence is not None:
-            argv = fence_virt_argv(self.spec, self.fence.address, "list")
-            listed = members[0].run(argv, timeout=30 * self.scale).stdout
-            missing = [n.domain for n in members if n.domain not in listed.split()]
-            if missing:
-                raise ClusterError(
-                    f"fence_virt on {members[0].name} does not list {', '.join(missing)}:\n{listed.strip()}"
-                )
+        self.check_fence_paths(members[0])
+        if len(self.fences) > 1:
+            self.check_fence_devices(members[0])
         box: dict[str, str] = {}
 
         def linked() -> bool:
@@ -366,8 +379,8 @@ class Cluster:
             # enables) finishes while the others are frozen too.
             node.run(["systemctl", "is-system-running", "--wait"], timeout=START_TIMEOUT * self.scale, check=False)
             node.run(PCSD_STOP_SH, timeout=30 * self.scale)
-            if self.fence is not None:
-                install_key([node], self.fence, self.spec.fencing.key_file)
+            if self.fences:
+                install_key([node], self.fences[0], self.spec.fencing.key_file)
         self.wait_converged()
         self.timings[f"boot spare {node.name}"] = round(time.monotonic() - t0, 3)
         say(f"cluster {self.spec.cluster.name}: spare {node.name} up in {time.monotonic() - t0:.0f}s")
@@ -520,18 +533,77 @@ class Cluster:
         if where != [node]:
             raise ClusterError(f"{rsc} left {node} for {where} once the move constraint was cleared")
 
-    def _update_host_map(self, via: Node) -> None:
-        """Make the fence device map every fleet node to its domain, writing
-        the CIB only when it does not already. crm_resource, not pcs: no pcs
-        start-up (seconds under TCG)."""
-        if self.spec.fencing.method == "none":
+    def devices(self) -> list[FenceDevice]:
+        """The fence devices the fleet's nodes and hosts call for now (one per
+        host with nodes on a fleet over several hosts)."""
+        plans = sorted((n.plan for n in self.fleet.nodes.values()), key=lambda plan: plan.index)
+        return fence_devices(self.spec, plans, self.fleet.plan, self.fleet.hosts, self.fleet.record.placement)
+
+    def check_fence_paths(self, via: Node) -> None:
+        """Each fence listener answers ``list`` from ``via``, and lists the
+        domains of the nodes on its host: every one of them, and on a fleet
+        over several hosts no other node's (:func:`fence_placement_problems`)."""
+        if not self.fences:
             return
-        want = host_map(sorted((n.plan for n in self.fleet.nodes.values()), key=lambda plan: plan.index))
-        device = ["crm_resource", "--resource", STONITH_ID]
-        have = via.run([*device, "--get-parameter", "pcmk_host_map"], timeout=30 * self.scale)
-        if have.stdout.strip() != want:
-            via.run([*device, "--set-parameter", "pcmk_host_map", "--parameter-value", want], timeout=30 * self.scale)
-            self.progress(f"cluster {self.spec.cluster.name}: fence device now maps {want}")
+        listed = {}
+        for endpoint in self.fences:
+            argv = fence_virt_argv(self.spec, endpoint.address, "list")
+            out = via.run(argv, timeout=30 * self.scale).stdout
+            listed[endpoint.host] = {line.split()[0] for line in out.splitlines() if line.strip()}
+        fleet = self.fleet
+        if fleet.hosts:
+            expected = {
+                h.name: {n.domain for n in fleet.nodes.values() if fleet.host_of(n.name) == h.name} for h in fleet.hosts
+            }
+        else:
+            expected = {"": {n.domain for n in self.members()}}
+        problems = fence_listing_problems(expected, listed, exact=bool(fleet.hosts))
+        if problems:
+            raise ClusterError(f"fence_virt on {via.name}: " + "; ".join(problems))
+
+    def check_fence_devices(self, via: Node) -> None:
+        """The placement preflight of a fleet over several hosts: each host's
+        fence device in the CIB maps exactly the nodes placed on that host.
+        A device that maps a node of another host would have that host's
+        listener answer "off" with success for a domain it does not run
+        (docs/multihost.md), a fence that never happened."""
+        have = {}
+        for dev in self.devices():
+            out = via.run(
+                ["crm_resource", "--resource", dev.id, "--get-parameter", "pcmk_host_map"],
+                timeout=30 * self.scale,
+                check=False,
+            )
+            have[dev.id] = out.stdout.strip() if out.ok else None
+        problems = fence_placement_problems(self.devices(), have)
+        if problems:
+            raise ClusterError(
+                "the fence devices do not match where the nodes run: "
+                + "; ".join(problems)
+                + ". Each host's device must map the nodes on that host and no other"
+            )
+
+    def _update_host_map(self, via: Node) -> None:
+        """Make the fence devices map every fleet node to its domain (one
+        device per host on several hosts, created when a host gets its first
+        node), writing the CIB only when it does not already. crm_resource,
+        not pcs, where it can: no pcs start-up (seconds under TCG)."""
+        for dev in self.devices():
+            want = host_map(dev.nodes)
+            device = ["crm_resource", "--resource", dev.id]
+            have = via.run([*device, "--get-parameter", "pcmk_host_map"], timeout=30 * self.scale, check=False)
+            if not have.ok and not dev.host:
+                raise ClusterError(f"cannot read fence device {dev.id}'s host map: {have.stderr.strip()}")
+            if not have.ok:
+                via.run(
+                    ["pcs", *stonith_argv(self.spec, dev.nodes, dev.address, dev.id)], timeout=PCS_TIMEOUT * self.scale
+                )
+                self.progress(f"cluster {self.spec.cluster.name}: fence device {dev.id} created, maps {want}")
+            elif have.stdout.strip() != want:
+                via.run(
+                    [*device, "--set-parameter", "pcmk_host_map", "--parameter-value", want], timeout=30 * self.scale
+                )
+                self.progress(f"cluster {self.spec.cluster.name}: fence device {dev.id} now maps {want}")
 
     def remember(self) -> None:
         """Record which spec built this fleet's cluster, for later CLI calls."""
@@ -545,7 +617,7 @@ class Cluster:
             raise ConfigError(
                 f"fleet {fleet.name} has no cluster yet: `dcnlab cluster up --name {fleet.name}`"
             ) from None
-        return cls(fleet, load_spec(Path(data["spec"])), None, progress or fleet.progress)
+        return cls(fleet, load_spec(Path(data["spec"])), [], progress or fleet.progress)
 
     # -- reading ------------------------------------------------------------
 
@@ -587,7 +659,7 @@ class Cluster:
 
     def converged(self, state: ClusterState, expected_nodes: list[str]) -> str | None:
         """Why ``state`` is not converged, or None when it is (:func:`not_converged`)."""
-        return not_converged(self.spec, state, expected_nodes)
+        return not_converged(self.spec, state, expected_nodes, [d.id for d in self.devices()])
 
     def wait_converged(self, timeout: float | None = None) -> ClusterState:
         """Every running node online, every resource started where the spec
@@ -708,7 +780,7 @@ def resources_finding(spec: ClusterSpec, state: ClusterState) -> str:
     lines = []
     for f in state.failures:
         rsc = spec.resource(f.resource)
-        agent = rsc.agent if rsc is not None else "fence device" if f.resource == STONITH_ID else "?"
+        agent = rsc.agent if rsc is not None else "fence device" if f.resource.startswith(STONITH_ID) else "?"
         where = f" ({spec.path}:{rsc.line})" if rsc is not None and rsc.line else ""
         lines.append(f"  {f.resource} [{agent}]{where}: {f.task} failed on {f.node}: {f.exitreason or f.exitstatus}")
     return "\n".join(
@@ -721,10 +793,12 @@ def resources_finding(spec: ClusterSpec, state: ClusterState) -> str:
     )
 
 
-def not_converged(spec: ClusterSpec, state: ClusterState, expected_nodes: Sequence[str]) -> str | None:
+def not_converged(
+    spec: ClusterSpec, state: ClusterState, expected_nodes: Sequence[str], fence_ids: Sequence[str] = (STONITH_ID,)
+) -> str | None:
     """Why ``state`` is not the converged cluster of ``spec`` on
     ``expected_nodes``, or None when it is: every expected node online, every
-    resource (and the fence device) started, no failed action, and resources
+    resource (and each of ``fence_ids``, the fence devices) started, no failed action, and resources
     where the spec wants them: the invariants (:mod:`dcnlab.cluster.invariants`:
     colocation, anti-colocation, bans, nothing active twice) hold. Scores
     short of INFINITY are preferences, not checked: with stickiness a
@@ -734,7 +808,7 @@ def not_converged(spec: ClusterSpec, state: ClusterState, expected_nodes: Sequen
         return f"nodes not online: {', '.join(offline)}"
     ids = [r.id for r in spec.resources]
     if spec.fencing.method != "none":
-        ids.append(STONITH_ID)
+        ids += fence_ids
     stopped = [i for i in ids if not state.started(i)]
     if stopped:
         return f"resources not started: {', '.join(stopped)}"

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +62,7 @@ from dcnlab.cluster.spec import (
     score_text,
 )
 from dcnlab.core.errors import ConfigError
+from dcnlab.fleet.hosts import HostPlan, host_address
 from dcnlab.fleet.spec import AddressPlan, NodePlan
 
 DEFAULT_CIB_FILE = "/var/tmp/dcnlab-bootstrap.cib.xml"
@@ -186,11 +187,13 @@ def bootstrap_plan(
     wait_seconds: int = 300,
     cib_file: str = DEFAULT_CIB_FILE,
     corosync_conf: str = DEFAULT_COROSYNC_FILE,
+    devices: Sequence[FenceDevice] | None = None,
 ) -> Plan:
     """The whole bootstrap of ``spec`` on ``nodes`` (see the module doc).
 
     ``addresses`` is the fleet's address plan (gateways, the VIP's /24);
-    ``wait_seconds`` bounds the final ``--wait``, already scaled by the caller.
+    ``wait_seconds`` bounds the final ``--wait``, already scaled by the caller;
+    ``devices`` the fence devices (default: :func:`fence_devices` on one host).
     """
     if not nodes:
         raise ConfigError("a cluster needs at least one node")
@@ -226,10 +229,13 @@ def bootstrap_plan(
                 ["resource", "op", "defaults", "update", *_pairs(spec.cluster.op_defaults)],
             )
         )
-    if spec.fencing.method != "none":
-        gateway = str(addresses.network(spec.fencing.network).gateway)
+    for dev in fence_devices(spec, nodes, addresses) if devices is None else devices:
+        on = f" for {', '.join(n.name for n in dev.nodes)} on host {dev.host}" if dev.host else ""
         steps.append(
-            offline(f"create fence device {STONITH_ID} ({spec.fencing.method})", stonith_argv(spec, nodes, gateway))
+            offline(
+                f"create fence device {dev.id} ({spec.fencing.method}){on}",
+                stonith_argv(spec, dev.nodes, dev.address, dev.id),
+            )
         )
     for rsc, group in spec.creation_order():
         where = f" in group {group.id}" if group else ""
@@ -347,7 +353,53 @@ def host_map(nodes: Sequence[NodePlan]) -> str:
     return ";".join(f"{node.name}:{node.domain}" for node in nodes)
 
 
-def stonith_argv(spec: ClusterSpec, nodes: Sequence[NodePlan], gateway: str) -> list[str]:
+@dataclass(frozen=True)
+class FenceDevice:
+    """One fence device the harness creates: its id, the address its agent asks
+    (a host's fence listener), and the nodes it may fence. A fleet on one host
+    has one (:data:`STONITH_ID`, at the gateway, every node); a fleet over
+    several hosts one per host (``fence_dcn-HOST``, at that host's address,
+    the nodes placed there and no other: a listener answers "off" with success
+    for a domain its host does not have, docs/multihost.md)."""
+
+    id: str
+    address: str
+    nodes: tuple[NodePlan, ...]
+    host: str = ""
+
+
+def fence_device_id(host: str) -> str:
+    return f"{STONITH_ID}-{host}" if host else STONITH_ID
+
+
+def fence_devices(
+    spec: ClusterSpec,
+    nodes: Sequence[NodePlan],
+    addresses: AddressPlan,
+    hosts: Sequence[HostPlan] = (),
+    placement: Mapping[str, str] | None = None,
+) -> list[FenceDevice]:
+    """The fence devices of ``spec`` on ``nodes``: one per host of ``hosts``
+    that ``placement`` (node name -> host) puts a node on, else one for all."""
+    if spec.fencing.method == "none":
+        return []
+    net = addresses.network(spec.fencing.network)
+    if not hosts:
+        return [FenceDevice(STONITH_ID, str(net.gateway), tuple(nodes))]
+    where = placement or {}
+    unplaced = [n.name for n in nodes if where.get(n.name) not in {h.name for h in hosts}]
+    if unplaced:
+        raise ConfigError(
+            f"nodes {', '.join(unplaced)} are placed on none of the hosts {', '.join(h.name for h in hosts)}"
+        )
+    return [
+        FenceDevice(fence_device_id(h.name), str(host_address(net, h)), on, h.name)
+        for h in hosts
+        if (on := tuple(n for n in nodes if where[n.name] == h.name))
+    ]
+
+
+def stonith_argv(spec: ClusterSpec, nodes: Sequence[NodePlan], gateway: str, device: str = STONITH_ID) -> list[str]:
     """``pcs stonith create fence_dcn ...`` (without the ``pcs -f FILE`` prefix).
 
     fence_virt's parameters (fence-agents agents/virt/client/options.c):
@@ -358,7 +410,7 @@ def stonith_argv(spec: ClusterSpec, nodes: Sequence[NodePlan], gateway: str) -> 
     ``username`` with ``identity_file``.
     """
     fencing = spec.fencing
-    argv = ["stonith", "create", STONITH_ID, fencing.method]
+    argv = ["stonith", "create", device, fencing.method]
     if fencing.method == "fence_virt":
         argv += [
             f"ipaddr={gateway}",
@@ -374,6 +426,10 @@ def stonith_argv(spec: ClusterSpec, nodes: Sequence[NodePlan], gateway: str) -> 
             f"power_timeout={fencing.timeout}",
         ]
     argv += [f"pcmk_host_map={host_map(nodes)}", f"pcmk_reboot_action={fencing.action}"]
+    if device != STONITH_ID:
+        # One of several hosts' devices: it may be asked for these nodes only
+        # (static-list is already the default with a host map; said, not implied).
+        argv.append("pcmk_host_check=static-list")
     return [*argv, *_pairs(fencing.params)]
 
 

@@ -72,6 +72,10 @@ class RunRecord:
     image: dict[str, Any] = field(default_factory=dict)
     domain_type: str = "qemu"
     nodes: list[int] = field(default_factory=list)  # node indexes, in order of creation
+    # A fleet over several lab hosts (dcnlab.fleet.libvirt.lab): the lab's
+    # underlay and hosts, and which host runs each node (name -> host).
+    lab: dict[str, Any] = field(default_factory=dict)
+    placement: dict[str, str] = field(default_factory=dict)
 
     FILE = "run.json"
 

@@ -16,7 +16,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,8 +27,10 @@ from dcnlab.core.owner import RunRecord
 from dcnlab.core.parallel import on_each
 from dcnlab.core.proc import run_local
 from dcnlab.core.wait import Deadline, wait_until
+from dcnlab.fleet import hosts as hostplan
 from dcnlab.fleet.accel import Accel, detect
 from dcnlab.fleet.credentials import identity_credentials, oem_strings
+from dcnlab.fleet.hosts import DEFAULT_LAB_UNDERLAY, HostPlan, host_address, place
 from dcnlab.fleet.libvirt import fence_virtd
 from dcnlab.fleet.libvirt.hypervisor import (
     EmbeddedHypervisor,
@@ -39,6 +41,8 @@ from dcnlab.fleet.libvirt.hypervisor import (
     kill_netns_processes,
     kill_run_processes,
 )
+from dcnlab.fleet.libvirt.lab import Lab, stop_lab
+from dcnlab.fleet.libvirt.multihost import MultiHostProvider
 from dcnlab.fleet.libvirt.provider import LibvirtProvider
 from dcnlab.fleet.node import Access, Node
 from dcnlab.fleet.provider import BootSpec, FenceEndpoint, MachineSpec, Owner, Provider
@@ -66,11 +70,15 @@ def run_dir_of(name: str) -> Path:
     return paths.runs_dir() / name
 
 
-def check_placement(libvirt_uri: str | None, netns: str | None) -> None:
+def check_placement(libvirt_uri: str | None, netns: str | None, lab_hosts: int = 1) -> None:
     """Where the fleet would run, checked before anything is created (the
     CLI calls it before it builds an image, too)."""
     if netns is not None and libvirt_uri is None:
         raise ConfigError("--netns only applies with --libvirt-uri (the embedded hypervisor makes its own)")
+    if lab_hosts != 1:
+        if libvirt_uri is not None:
+            raise ConfigError("--lab-hosts starts embedded hypervisors of its own: leave out --libvirt-uri")
+        hostplan.lab_hosts(lab_hosts)  # the count's bounds
     if netns is not None and not Path(f"/run/netns/{netns}").exists():
         raise ConfigError(f"--netns {netns}: no such network namespace (see `ip netns list`)")
 
@@ -146,8 +154,12 @@ class Fleet:
             plan = self.plan.node(index, self.spec.networks)
             self.nodes[plan.name] = Node(plan, self.access)
         self.timings: dict[str, float] = {}
+        # Several lab hosts (record.lab): host 1 is ``hv``, the others the lab's.
+        self.lab: Lab | None = (
+            Lab.from_record(record.name, record.lab, hv) if record.lab and isinstance(hv, EmbeddedHypervisor) else None
+        )
         # Networks, machines, power, links and snapshots: the one engine connection.
-        self.machines: Provider = machines if machines is not None else LibvirtProvider(hv.connect, hv.netns)
+        self.machines: Provider = machines if machines is not None else self.new_provider()
         # Whether this fleet may have created anything in the engine (a teardown
         # then asks it; a fleet that failed before its first network did not).
         self.created = False
@@ -171,7 +183,22 @@ class Fleet:
     def new_provider(self) -> Provider:
         """Another handle on the machines, with a connection of its own: for a
         thread (the sampler's) that must not share the fleet's."""
-        return LibvirtProvider(self.hv.connect, self.hv.netns)
+        if self.lab is None:
+            return LibvirtProvider(self.hv.connect, self.hv.netns)
+        return MultiHostProvider(
+            {h.name: (h.plan, h.connect, h.netns) for h in self.lab.hosts},
+            {self.nodes[n].domain: host for n, host in self.record.placement.items() if n in self.nodes},
+            self.lab.stretch,
+        )
+
+    @property
+    def hosts(self) -> list[HostPlan]:
+        """The hosts the fleet runs on (one, unnamed, without a lab)."""
+        return [h.plan for h in self.lab.hosts] if self.lab is not None else []
+
+    def host_of(self, name: str) -> str:
+        """The host that runs node ``name`` ("" on a fleet of one host)."""
+        return self.record.placement.get(name, "")
 
     # -- creation -----------------------------------------------------------
 
@@ -187,8 +214,14 @@ class Fleet:
         persistent: bool = False,
         progress: Progress = print,
         restore: NodeSource | None = None,
+        lab_hosts: int = 1,
+        underlay: str = DEFAULT_LAB_UNDERLAY,
     ) -> Fleet:
         """Create the fleet and return when every node answers SSH.
+
+        With ``lab_hosts`` above 1 the fleet spans that many embedded
+        hypervisors, each a host of the local lab (:mod:`dcnlab.fleet.libvirt.lab`)
+        joined by ``underlay``; nodes are spread over them.
 
         With ``persistent`` the fleet is handed to the user once it is up
         (``dcnlab gc`` then leaves it alone); otherwise it belongs to this
@@ -200,8 +233,11 @@ class Fleet:
         """
         if restore is not None and libvirt_uri is not None:
             raise ConfigError("nodes are restored from saved states only on the embedded hypervisor")
+        if restore is not None and lab_hosts != 1:
+            raise ConfigError("nodes are restored from saved states only on a fleet of one host")
+        host_plans = hostplan.lab_hosts(lab_hosts, underlay, spec.subnet) if lab_hosts != 1 else []
         start = time.monotonic()
-        check_placement(libvirt_uri, netns)
+        check_placement(libvirt_uri, netns, lab_hosts)
         # Before anything is created: an image its firmware cannot boot.
         firmware, why = resolve_firmware(image.disk, image.kernel, spec.firmware)
         offered = identity_channels(image.kernel is not None, image.identity, spec.identity)
@@ -247,6 +283,13 @@ class Fleet:
                     record.save(run_dir)
 
                 hv = EmbeddedHypervisor.start(run_dir / "hv", netns_name(spec.name), record.run_id, started)
+                if host_plans:
+
+                    def lab_changed(lab: Lab) -> None:
+                        record.lab = lab.to_record()
+                        record.save(run_dir)
+
+                    Lab.start(spec.name, run_dir, record.run_id, host_plans, underlay, hv, lab_changed, progress)
             else:
                 hv = ExternalHypervisor(libvirt_uri, netns)
             fleet = cls(record, run_dir, hv, image, chosen, progress)
@@ -346,7 +389,8 @@ class Fleet:
             self.machines.power(plan.domain, "on")
         except HypervisorError as err:
             raise ProvisionError(f"cannot start node {plan.name}: {err}") from err
-        self.progress(f"fleet {self.name}: {plan.name} started ({', '.join(str(n.address) for n in plan.nics)})")
+        on = f" on host {self.host_of(plan.name)}" if self.lab is not None else ""
+        self.progress(f"fleet {self.name}: {plan.name} started{on} ({', '.join(str(n.address) for n in plan.nics)})")
 
     @functools.cached_property
     def firmware(self) -> tuple[str, str]:
@@ -385,6 +429,14 @@ class Fleet:
         if "smbios" in self.identity_channels:
             strings = oem_strings(identity_credentials(plan, networks, ssh_public_key=public))
         firmware, _why = self.firmware
+        host = ""
+        if self.lab is not None:
+            host = (
+                self.record.placement.get(plan.name)
+                or place([plan.name], self.hosts, already=self.record.placement)[plan.name]
+            )
+            self.record.placement[plan.name] = host
+            self.record.save(self.run_dir)
         self.created = True
         self.machines.define(
             MachineSpec(
@@ -402,6 +454,7 @@ class Fleet:
                 firmware=firmware,
                 nvram=self.run_dir / "nvram" / f"{plan.name}_VARS.fd" if firmware == "uefi" else None,
                 oem_strings=tuple(strings),
+                host=host,
             )
         )
         self.record.nodes.append(plan.index)
@@ -523,6 +576,7 @@ class Fleet:
         node.close()
         self.machines.undefine(node.domain, self.owner)
         self.record.nodes.remove(node.plan.index)
+        self.record.placement.pop(name, None)
         self.record.save(self.run_dir)
         del self.nodes[name]
         (self.run_dir / "disks" / f"{name}.qcow2").unlink(missing_ok=True)
@@ -575,17 +629,28 @@ class Fleet:
 
     # -- fencing --------------------------------------------------------------
 
-    def fence_listener(self, network: int, port: int, timeout: float = 60.0) -> FenceEndpoint:
-        """The hypervisor side of fence_virt: a listener on ``network``'s gateway
-        and ``port`` that powers off this fleet's machines for a guest holding its
-        key (started, or found running). Only the embedded hypervisor runs one."""
+    def fence_listeners(self, network: int, port: int, timeout: float = 60.0) -> list[FenceEndpoint]:
+        """The hypervisor side of fence_virt, one per host: a listener on the
+        host's address on ``network`` (a single host's: the gateway) and
+        ``port`` that powers off that host's machines, and only those, for a
+        guest holding the fleet's key (started, or found running). Only
+        embedded hypervisors run them."""
         if not isinstance(self.hv, EmbeddedHypervisor):
             raise ConfigError(
                 "fencing method fence_virt needs the embedded hypervisor (fence_virtd runs next to it); "
                 "with --libvirt-uri use fencing method fence_virsh or none"
             )
-        gateway = str(self.plan.network(network).gateway)
-        return fence_virtd.start(self.hv, self.run_dir / "fence", gateway, port, timeout)
+        net = self.plan.network(network)
+        if self.lab is None:
+            return [fence_virtd.start(self.hv, self.run_dir / "fence", str(net.gateway), port, timeout)]
+        workdir = self.run_dir / "fence"
+        endpoints = []
+        for host in self.lab.hosts:
+            address = str(host_address(net, host.plan))
+            # One key for the fleet: every host's listener accepts the same guests.
+            endpoint = fence_virtd.start(host.hv, workdir, address, port, timeout, name=f"fence_virtd-{host.name}")
+            endpoints.append(replace(endpoint, host=host.name))
+        return endpoints
 
     # -- pausing --------------------------------------------------------------
 
@@ -658,6 +723,10 @@ class Fleet:
             "embedded": self.record.embedded,
             "netns": self.hv.netns,
             "accelerator": self.accel.name,
+            "hosts": [
+                {"name": h.name, "uri": h.uri, "netns": h.netns, "underlay": str(h.plan.underlay)}
+                for h in (self.lab.hosts if self.lab is not None else [])
+            ],
             "persistent": self.record.persistent,
             "image": str(self.image.disk),
             "ssh_config": str(self.access.ssh_config),
@@ -671,6 +740,7 @@ class Fleet:
                     "name": node.name,
                     "domain": node.domain,
                     "state": self.domain_state(node.name),
+                    "host": self.host_of(node.name),
                     "addresses": node.addresses,
                     "macs": [nic.mac for nic in node.plan.nics],
                     "console_log": str(self.console_log(node.name)),
@@ -761,6 +831,7 @@ def _remove_all(
     # An embedded hypervisor whose libvirtd died is on its way out: nothing to ask.
     reachable = not isinstance(hv, EmbeddedHypervisor) or (hv.alive() and hv.libvirtd_alive())
     if reachable and record.uri and engine_objects:
+        # Without a fleet (gc) only host 1 is asked: the lab's other hosts go whole below.
         machines = fleet.machines if fleet is not None else LibvirtProvider(hv.connect, hv.netns)
 
         def remove_engine_objects() -> None:
@@ -772,6 +843,14 @@ def _remove_all(
         step("removing domains and networks", remove_engine_objects)
     elif fleet is not None:
         fleet.machines.close()
+    if record.lab:
+        # Hosts 2..N and the underlay; host 1 is the fleet's own hypervisor, below.
+        def lab_down() -> None:
+            failures = stop_lab(record.lab)
+            if failures:
+                raise ProvisionError("; ".join(failures))
+
+        step("stopping the lab hosts", lab_down)
     if isinstance(hv, EmbeddedHypervisor):
         step("stopping the embedded hypervisor", hv.stop)
     step("stopping leftover processes", lambda: kill_run_processes(run_dir, record.run_id))

@@ -3,7 +3,8 @@
 A run is garbage when its record says it was not handed to the user and the
 process that owned it is gone (PID *and* start time, so a recycled PID does
 not keep garbage alive). Namespaces named ``dcnlab-*`` with no run directory
-are garbage too: only dcnlab makes them, and every live run has a directory.
+are garbage too: only dcnlab makes them, and every live run has a directory
+(a lab's, ``dcnlab-NAME.SUFFIX``, belong to fleet NAME's).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def collect(dry_run: bool = False, progress: Callable[[str], None] = print) -> G
             report.errors.append(str(err))
     live = {f"dcnlab-{p.name}" for p in runs.iterdir()} if runs.exists() else set()
     for ns in _namespaces():
-        if ns.startswith("dcnlab-") and ns not in live:
+        # A lab's namespaces are the fleet's with a dot suffix (dcnlab-F.ul, dcnlab-F.h2).
+        if ns.startswith("dcnlab-") and ns.split(".", 1)[0] not in live:
             # Namespaces are machine-wide, run directories are per DCNLAB_STATE
             # (and per $HOME): processes inside mean another state's live fleet.
             pids = netns_pids(ns)
@@ -89,8 +91,9 @@ def remnants(name: str) -> list[str]:
     run_dir = run_dir_of(name)
     if run_dir.exists():
         found.append(f"run directory {run_dir}")
-    if f"dcnlab-{name}" in _namespaces():
-        found.append(f"namespace dcnlab-{name}")
+    for ns in _namespaces():
+        if ns.split(".", 1)[0] == f"dcnlab-{name}":
+            found.append(f"namespace {ns}")
     needle = (str(run_dir) + "/").encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

@@ -57,6 +57,7 @@ class FenceEndpoint:
     address: str
     port: int
     key: bytes = field(repr=False)
+    host: str = ""  # the host whose machines it fences ("": the fleet's one host)
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ class MachineSpec:
     a saved state must have the saved one (:mod:`dcnlab.ready.store`). ``firmware``:
     ``bios`` or ``uefi``, its variables in ``nvram``, a file of the run that goes
     with the machine. ``oem_strings``: SMBIOS type 11 strings (systemd credentials,
-    :mod:`dcnlab.fleet.credentials`)."""
+    :mod:`dcnlab.fleet.credentials`). ``host``: which of the fleet's hosts runs
+    it ("" on a fleet of one host)."""
 
     plan: NodePlan
     owner: Owner
@@ -102,6 +104,7 @@ class MachineSpec:
     firmware: str = "bios"
     nvram: Path | None = None
     oem_strings: tuple[str, ...] = ()
+    host: str = ""
 
 
 class NotApplicable(DcnlabError):

@@ -71,6 +71,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--dcn-recipe", default="dcn-debian", help="image recipe to build when --dcn-image is not given")
     g.addoption("--dcn-libvirt-uri", default=None, help="use this libvirt instead of the embedded hypervisor")
     g.addoption("--dcn-netns", default=None, help="with --dcn-libvirt-uri: the namespace its bridges live in")
+    g.addoption(
+        "--dcn-lab-hosts",
+        type=bounded_int(1, 8),
+        default=1,
+        help="spread the fleet over N embedded hypervisors, hosts of a local lab (default 1; docs/multihost.md)",
+    )
     g.addoption("--dcn-accel", choices=("auto", "kvm", "tcg"), default="auto", help="accelerator (default auto)")
     g.addoption(
         "--dcn-boot-timeout",
@@ -156,6 +162,7 @@ class DcnOptions:
     accel: str
     keep: bool
     ready_cache: str = "off"  # use, refresh, off (--dcn-ready-cache)
+    lab_hosts: int = 1  # --dcn-lab-hosts
 
     def fleet_up(self, image: Any, progress: Any, **changes: Any) -> Fleet:
         """Boot a fleet from these options; ``changes`` replace fields of the
@@ -167,6 +174,7 @@ class DcnOptions:
             netns=self.netns,
             accel=self.accel,
             progress=progress,
+            lab_hosts=self.lab_hosts,
         )
 
 
@@ -360,8 +368,11 @@ def _options(config: pytest.Config) -> DcnOptions:
         raise pytest.UsageError("--dcn-netns only applies with --dcn-libvirt-uri")
     if opt.dcn_netns and not Path(f"/run/netns/{opt.dcn_netns}").exists():
         raise pytest.UsageError(f"--dcn-netns {opt.dcn_netns}: no such network namespace (see `ip netns list`)")
-    # A shared hypervisor may already hold the saved domains' UUIDs: build there.
-    ready_cache = "off" if opt.dcn_libvirt_uri else opt.dcn_ready_cache
+    if opt.dcn_lab_hosts != 1 and opt.dcn_libvirt_uri:
+        raise pytest.UsageError("--dcn-lab-hosts starts embedded hypervisors of its own: leave out --dcn-libvirt-uri")
+    # A shared hypervisor may already hold the saved domains' UUIDs: build
+    # there. Saved states are of one host's domains: a lab builds too.
+    ready_cache = "off" if opt.dcn_libvirt_uri or opt.dcn_lab_hosts != 1 else opt.dcn_ready_cache
     return DcnOptions(
         spec,
         opt.dcn_image,
@@ -371,6 +382,7 @@ def _options(config: pytest.Config) -> DcnOptions:
         opt.dcn_accel,
         opt.dcn_keep,
         ready_cache,
+        opt.dcn_lab_hosts,
     )
 
 
@@ -526,7 +538,10 @@ def fleet(dcn_options: DcnOptions, dcn_image: Any, request: pytest.FixtureReques
                     config.stash[_RESTORED] = SessionCluster(restored, state)
                     f = restored.fleet
     if f is None:
-        with allure_glue.step(f"provision: {dcn_options.spec.nodes} nodes on {dcn_options.spec.networks} networks"):
+        hosts = f" over {dcn_options.lab_hosts} lab hosts" if dcn_options.lab_hosts != 1 else ""
+        with allure_glue.step(
+            f"provision: {dcn_options.spec.nodes} nodes on {dcn_options.spec.networks} networks{hosts}"
+        ):
             f = dcn_options.fleet_up(dcn_image, say)
     try:
         yield f
@@ -564,7 +579,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def _case_params(config: pytest.Config, table: cases.Table) -> list[Any]:
     """A case table's rows as pytest params. Their markers are registered here, as
     the table names them (a workload's id is the spec's), so --strict-markers holds."""
-    session = cases.Session(session_spec(config), config.option.dcn_networks, fleet_nodes(config))
+    session = cases.Session(
+        session_spec(config), config.option.dcn_networks, fleet_nodes(config), config.option.dcn_lab_hosts
+    )
     try:
         rows = table(session)
     except (DcnlabError, PreflightError) as err:

@@ -60,7 +60,7 @@ def restore(
         restore=readystate.Restore(state, _fence_first(cluster_spec, state, fences)),
     )
     try:
-        cluster = Cluster.restored(fleet, cluster_spec, fences[0] if fences else None, progress)
+        cluster = Cluster.restored(fleet, cluster_spec, fences, progress)
     except BaseException:
         fleet.down()
         raise
@@ -73,7 +73,7 @@ def restore_into(fleet: Fleet, state: ReadyState, cluster_spec: ClusterSpec, pro
     of ``state``, and return their cluster, verified healthy."""
     fences: list[FenceEndpoint] = []
     fleet.renew_nodes(readystate.Restore(state, _fence_first(cluster_spec, state, fences)))
-    return Cluster.restored(fleet, cluster_spec, fences[0] if fences else None, progress)
+    return Cluster.restored(fleet, cluster_spec, fences, progress)
 
 
 def renew(
@@ -113,7 +113,7 @@ def _fence_first(cluster_spec: ClusterSpec, state: ReadyState, out: list[FenceEn
             fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(state.fence_key.read_bytes())
-        out.append(start_fence_virtd(fleet, cluster_spec))
+        out.extend(start_fence_virtd(fleet, cluster_spec))
 
     return before_resume
 
@@ -125,7 +125,7 @@ def save(cluster: Cluster, key: ReadyKey) -> ReadyState | None:
     cluster: the failure is reported and None returned, as long as the
     cluster itself is healthy."""
     fleet = cluster.fleet
-    fence_key = fleet.run_dir / "fence" / "fence_xvm.key" if cluster.fence is not None else None
+    fence_key = fleet.run_dir / "fence" / "fence_xvm.key" if cluster.fences else None
     t0 = time.monotonic()
     try:
         state = readystate.save(fleet, key, fence_key, cluster.progress)

@@ -85,6 +85,7 @@ def environment_properties(env: Environment) -> str:
         "accelerator": env.accelerator,
         "hypervisor": env.hypervisor,
         **{f"version.{package}": version for package, version in sorted(env.versions.items())},
+        **{f"host.{node}": host for node, host in env.placement.items()},
     }
     return "".join(f"{_escape(key, key=True)}={_escape(value)}\n" for key, value in rows.items())
 

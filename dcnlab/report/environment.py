@@ -19,9 +19,17 @@ def environment_of(fleet: Fleet, spec: ClusterSpec) -> Environment:
         image_path=str(image.disk),
         spec=str(spec.path),
         accelerator=fleet.accel.name,
-        hypervisor="embedded" if isinstance(fleet.hv, EmbeddedHypervisor) else str(fleet.hv.uri),
+        hypervisor=_hypervisor(fleet),
         versions=_stack_versions(fleet, spec),
+        placement=dict(fleet.record.placement),
     )
+
+
+def _hypervisor(fleet: Fleet) -> str:
+    if fleet.lab is not None:
+        hosts = ", ".join(f"{h.name} {'qemu+tls' if h.remote else 'local'}" for h in fleet.lab.hosts)
+        return f"embedded lab of {len(fleet.lab.hosts)} hosts ({hosts})"
+    return "embedded" if isinstance(fleet.hv, EmbeddedHypervisor) else str(fleet.hv.uri)
 
 
 def _stack_versions(fleet: Fleet, spec: ClusterSpec) -> dict[str, str]:

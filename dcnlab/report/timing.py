@@ -104,6 +104,7 @@ class Environment:
     accelerator: str
     hypervisor: str  # "embedded" or the libvirt URI
     versions: dict[str, str] = field(default_factory=dict)  # package -> version on the nodes
+    placement: dict[str, str] = field(default_factory=dict)  # node -> host, on a fleet over several hosts
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,11 @@ class Row:
     @property
     def failure_rate(self) -> float:
         return self.failed / self.runs if self.runs else 0.0
+
+
+def describe_placement(placement: dict[str, str]) -> str:
+    """``dcn1@h1, dcn2@h2, dcn3@h1``."""
+    return ", ".join(f"{node}@{host}" for node, host in placement.items())
 
 
 @dataclass
@@ -306,6 +312,7 @@ class RunReport:
             lines.append(
                 f"Image {env.image_recipe} {env.image_digest}, spec {env.spec}, "
                 f"{env.accelerator}, hypervisor {env.hypervisor}"
+                + (f"; nodes on hosts: {describe_placement(env.placement)}" if env.placement else "")
             )
             lines.append("")
         if self.clusters:

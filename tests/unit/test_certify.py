@@ -719,3 +719,11 @@ def test_the_colocation_finding_waits_for_the_start_the_client_answered_before()
     (finding,) = [together_finding(c, placement) for c in ties["app"]]
     assert finding.ok
     assert finding.observed == "both on dcn1"
+
+
+def test_on_several_hosts_the_smoke_run_is_a_power_off() -> None:
+    """What several hosts change is the fence through the node's own host and
+    a relocation across hosts: the smoke run loses a node."""
+    runs = failover_runs(load_spec(DEFAULT_SPEC), 2, 3, hosts=2)
+    assert [r.id for r in runs if r.smoke] == ["power-off-web+app"]
+    assert [c.id for c in failover_cases(site(), 2, 3, hosts=2) if c.smoke] == ["power-off-gateway"]

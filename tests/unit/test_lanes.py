@@ -59,7 +59,7 @@ def _dev_pytest_argv(
 def test_dev_test_runs_two_lanes_by_default() -> None:
     argv = _dev_pytest_argv("--durations=40")
     assert argv[:2] == ["tests", "suites"]
-    assert argv[2:6] == ["-m", "not certification or smoke", "-n", "2"]
+    assert argv[2:6] == ["-m", "(not certification or smoke) and not lab", "-n", "2"]
     assert argv[6:9] == ["--dist", "loadgroup", "--durations=40"]
 
 

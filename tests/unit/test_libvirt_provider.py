@@ -33,7 +33,7 @@ def provider(monkeypatch: pytest.MonkeyPatch) -> tuple[LibvirtProvider, list[tup
             raise CommandError(f"ebtables {action}: busy", None)
         calls.append((action, rule[1], rule[3]))
 
-    monkeypatch.setattr(p, "_taps", taps)
+    monkeypatch.setattr(p, "taps", taps)
     monkeypatch.setattr(p, "_ebtables", ebtables)
     p.failing = failing  # type: ignore[attr-defined]
     return p, calls, lookups

@@ -19,6 +19,7 @@ BOUNDED_BY = ("Deadline", "deadline", "timeout", "monotonic")
 EXEMPT = {
     ("dcnlab/fleet/libvirt/hvsupervisor.py", "reap_all"): "drains exited children with WNOHANG; ends when none is left",
     ("dcnlab/fleet/libvirt/hvsupervisor.py", "main"): "the supervisor's life: ends on a signal or when a daemon dies",
+    ("dcnlab/fleet/libvirt/hypervisor.py", "run_events"): "libvirt's event loop, a daemon thread",
 }
 
 

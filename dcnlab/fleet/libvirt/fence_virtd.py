@@ -1,6 +1,6 @@
 """fence_virtd, the hypervisor side of fence_virt on libvirt: its
 configuration, its command line, and starting it next to the embedded
-hypervisor (what :meth:`Fleet.fence_listener` does)."""
+hypervisor (what :meth:`Fleet.fence_listeners` does, once per host)."""
 
 from __future__ import annotations
 
@@ -66,7 +66,15 @@ def fence_virtd_argv(conf: str | Path, pidfile: str | Path, *, debug: int = 0) -
     return argv
 
 
-def start(hv: EmbeddedHypervisor, workdir: Path, gateway: str, port: int, timeout: float = 60.0) -> FenceEndpoint:
+def start(
+    hv: EmbeddedHypervisor,
+    workdir: Path,
+    gateway: str,
+    port: int,
+    timeout: float = 60.0,
+    *,
+    name: str = "fence_virtd",
+) -> FenceEndpoint:
     """Start (or find running) fence_virtd listening on ``gateway:port``, its key
     and configuration in ``workdir``.
 
@@ -81,9 +89,10 @@ def start(hv: EmbeddedHypervisor, workdir: Path, gateway: str, port: int, timeou
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(os.urandom(KEY_BYTES))
-    conf = workdir / "fence_virt.conf"
+    # ``name`` tells apart the listeners of several hosts sharing ``workdir`` (and the key).
+    conf = workdir / f"{name}.conf"
     conf.write_text(fence_virtd_conf(address=gateway, port=port, key_file=key_file, libvirt_uri="qemu:///system"))
-    hv.start_service("fence_virtd", fence_virtd_argv(conf, workdir / "fence_virtd.pid"))
+    hv.start_service(name, fence_virtd_argv(conf, workdir / f"{name}.pid"))
 
     def listening() -> bool:
         probe = ["nc", "-z", "-w", "2", gateway, str(port)]
@@ -94,6 +103,6 @@ def start(hv: EmbeddedHypervisor, workdir: Path, gateway: str, port: int, timeou
         timeout=timeout,
         what=f"fence_virtd to listen on {gateway}:{port} in namespace {hv.netns}",
         interval=0.3,
-        describe_failure=lambda: hv.service_log("fence_virtd"),
+        describe_failure=lambda: hv.service_log(name),
     )
     return FenceEndpoint(gateway, port, key_file.read_bytes())

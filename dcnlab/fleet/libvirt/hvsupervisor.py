@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--root", type=Path, required=True, help="the run's hv/ directory")
     ap.add_argument("--run-id", required=True, help="owner label, for ps and dcnlab gc")
+    ap.add_argument("--listen", action="store_true", help="libvirtd listens as its libvirtd.conf says (TLS)")
     args = ap.parse_args(argv)
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -171,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
             # Their default pid files (/run/NAME.pid) are shared with the host
             # and with every other run: keep them in the private /run/libvirt.
             argv = [name, "--pid-file", f"{PRIVATE_DIRS['run']}/{name}.pid"]
+            if name == "libvirtd" and args.listen:
+                argv.append("--listen")
             daemons[name] = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
             log(f"started {name} pid {daemons[name].pid}")
         services: dict[str, subprocess.Popen[bytes]] = {}

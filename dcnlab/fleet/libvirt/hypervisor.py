@@ -9,6 +9,7 @@ host reaches libvirtd over its unix socket, which lives in the run directory:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import json
 import os
@@ -89,14 +90,69 @@ def check_tools() -> None:
         )
 
 
-def open_connection(uri: str, timeout: float = 30.0) -> libvirt.virConnect:
-    """libvirt.open with a deadline: a remote URI can otherwise hang for minutes."""
+CLONE_NEWNET = 0x40000000  # <sched.h>
+# A remote host's connection is declared dead after INTERVAL * (COUNT + 1)
+# seconds without an answer (virConnectSetKeepAlive), instead of hanging.
+KEEPALIVE_INTERVAL = 5
+KEEPALIVE_COUNT = 3
+
+
+def enter_netns(netns: str) -> None:
+    """Move the calling thread (only it: a network namespace is per thread)
+    into ``netns``. Sockets it opens stay there after the thread ends."""
+    fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise HypervisorError(f"cannot enter network namespace {netns}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+_event_loop_lock = threading.Lock()
+_event_loop_started = False
+
+
+def ensure_event_loop() -> None:
+    """libvirt's default event loop, run by a daemon thread: keepalive on a
+    remote connection needs one, and it must exist before the connection opens."""
+    global _event_loop_started
+    with _event_loop_lock:
+        if _event_loop_started:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+
+        def run_events() -> None:
+            while True:
+                libvirt.virEventRunDefaultImpl()
+
+        threading.Thread(target=run_events, name="libvirt-events", daemon=True).start()
+        _event_loop_started = True
+
+
+def open_connection(
+    uri: str, timeout: float = 30.0, *, netns: str | None = None, keepalive: bool = False
+) -> libvirt.virConnect:
+    """libvirt.open with a deadline: a remote URI can otherwise hang for minutes.
+
+    ``netns``: open it from inside that namespace (a lab host's libvirtd
+    listens on an underlay only reachable there). ``keepalive``: a remote
+    connection whose host stops answering fails within seconds
+    (:data:`KEEPALIVE_INTERVAL`) instead of blocking the call forever."""
     box: dict[str, object] = {}
+    if keepalive:
+        ensure_event_loop()
 
     def target() -> None:
         try:
-            box["conn"] = libvirt.open(uri)
-        except libvirt.libvirtError as err:
+            if netns is not None:
+                enter_netns(netns)
+            conn = libvirt.open(uri)
+            if keepalive:
+                conn.setKeepAlive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT)
+            box["conn"] = conn
+        except (libvirt.libvirtError, HypervisorError) as err:
             box["err"] = err
 
     t = threading.Thread(target=target, name=f"libvirt-open {uri}", daemon=True)
@@ -185,12 +241,21 @@ class EmbeddedHypervisor:
         run_id: str,
         on_started: Callable[[EmbeddedHypervisor], None],
         timeout: float = 90.0,
+        *,
+        listen_conf: str = "",
+        prepare: Callable[[str], None] | None = None,
     ) -> EmbeddedHypervisor:
         """Create ``netns`` and start the daemons in it. ``on_started`` is called
-        as soon as something exists that teardown must remove."""
+        as soon as something exists that teardown must remove.
+
+        ``listen_conf``: libvirtd.conf lines for a network listener (a lab
+        host's TLS socket, :mod:`dcnlab.fleet.libvirt.lab`); libvirtd then runs
+        with ``--listen``. ``prepare(netns)`` runs once the namespace exists and
+        before the daemons start (the address the listener binds to)."""
         check_tools()
         check_socket_path(root)
-        for sub, text in (("libvirtd.conf", LIBVIRTD_CONF), ("virtlogd.conf", VIRTLOGD_CONF), ("qemu.conf", QEMU_CONF)):
+        libvirtd_conf = LIBVIRTD_CONF + listen_conf
+        for sub, text in (("libvirtd.conf", libvirtd_conf), ("virtlogd.conf", VIRTLOGD_CONF), ("qemu.conf", QEMU_CONF)):
             (root / "etc").mkdir(parents=True, exist_ok=True)
             (root / "etc" / sub).write_text(text)
         for sub, target in hvsupervisor.PRIVATE_DIRS.items():
@@ -212,11 +277,15 @@ class EmbeddedHypervisor:
             ) from err
         hv = cls(root, netns)
         on_started(hv)
+        if prepare is not None:
+            prepare(netns)
         log = open(root / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
         argv = [
             "ip", "netns", "exec", netns, "unshare", "--mount", "--propagation", "private", "--",
             sys.executable, hvsupervisor.__file__, "--root", str(root), "--run-id", run_id,
         ]  # fmt: skip
+        if listen_conf:
+            argv.append("--listen")
         # Own session: a Ctrl-C in the terminal reaches the harness, which
         # destroys domains first and then stops the hypervisor in order.
         hv._proc = subprocess.Popen(

@@ -238,7 +238,7 @@ class LibvirtProvider:
         except libvirt.libvirtError as err:
             raise HypervisorError(f"cannot read the link of {mac} on domain {domain}: {err}") from err
 
-    def _taps(self, nics: Sequence[Nic]) -> list[str]:
+    def taps(self, nics: Sequence[Nic]) -> list[str]:
         """The tap device of each NIC, from its domain's XML (the defined one when the
         domain is off: the tap's name is part of the definition)."""
         taps = []
@@ -284,7 +284,7 @@ class LibvirtProvider:
     def block(self, side_a: Sequence[Nic], side_b: Sequence[Nic]) -> None:
         added: list[list[str]] = []
         try:
-            for rule in partition_rules([self._taps(side_a)], [self._taps(side_b)]):
+            for rule in partition_rules([self.taps(side_a)], [self.taps(side_b)]):
                 self._ebtables("-A", rule)
                 added.append(rule)
             self._blocks[(tuple(side_a), tuple(side_b))] = added
@@ -298,7 +298,7 @@ class LibvirtProvider:
     def unblock(self, side_a: Sequence[Nic], side_b: Sequence[Nic]) -> None:
         key = (tuple(side_a), tuple(side_b))
         # What this provider blocked; else (another handle blocked it) the same rules again.
-        rules = self._blocks.get(key) or partition_rules([self._taps(side_a)], [self._taps(side_b)])
+        rules = self._blocks.get(key) or partition_rules([self.taps(side_a)], [self.taps(side_b)])
         errors = []
         for rule in list(rules):
             try:
