@@ -4,6 +4,7 @@ every fault it injected. A fault the engine cannot carry out raises
 :class:`NotApplicable` before anything is done."""
 
 from dcnlab.faults.base import Fault, FaultContext
+from dcnlab.faults.hosts import HostLoss, HostPacketLoss, HostPartition
 from dcnlab.faults.injector import FaultInjector
 from dcnlab.faults.network import Isolate, NicDown, Partition
 from dcnlab.faults.power import Freeze, GracefulShutdown, HardReset, PowerOff
@@ -17,6 +18,9 @@ __all__ = [
     "Freeze",
     "GracefulShutdown",
     "HardReset",
+    "HostLoss",
+    "HostPacketLoss",
+    "HostPartition",
     "Isolate",
     "KillProcess",
     "NicDown",

@@ -45,7 +45,7 @@ from dcnlab.fleet.libvirt.lab import Lab, stop_lab
 from dcnlab.fleet.libvirt.multihost import MultiHostProvider
 from dcnlab.fleet.libvirt.provider import LibvirtProvider
 from dcnlab.fleet.node import Access, Node
-from dcnlab.fleet.provider import BootSpec, FenceEndpoint, MachineSpec, Owner, Provider
+from dcnlab.fleet.provider import BootSpec, FenceEndpoint, MachineSpec, NotApplicable, Owner, Provider
 from dcnlab.fleet.seed import seed_documents, write_seed_image
 from dcnlab.fleet.spec import FleetSpec, NodePlan
 from dcnlab.fleet.sshconfig import ssh_config_text
@@ -199,6 +199,47 @@ class Fleet:
     def host_of(self, name: str) -> str:
         """The host that runs node ``name`` ("" on a fleet of one host)."""
         return self.record.placement.get(name, "")
+
+    def nodes_on(self, host: str) -> list[str]:
+        """The nodes that ``host`` runs."""
+        return [n for n in self.nodes if self.host_of(n) == host]
+
+    def _lab(self, what: str) -> Lab:
+        if self.lab is None:
+            raise NotApplicable(f"{what} needs a fleet over several hosts (--dcn-lab-hosts 2 or more)")
+        return self.lab
+
+    def cut_host(self, host: str, cut: bool = True) -> None:
+        """Cut ``host`` off the other hosts (its underlay link down), or join it
+        again: its nodes run on, together, but reach no node of another host."""
+        lab = self._lab(f"cutting off host {host}")
+        lab.remote_host(host)  # not the host the harness reaches the guests through
+        lab.set_underlay(host, not cut)
+
+    def host_loss(self, host: str, percent: float, on: bool = True) -> None:
+        """Drop ``percent`` of the packets between ``host`` and every other host
+        (at random), or stop dropping them."""
+        self._lab(f"packet loss at host {host}").set_underlay_loss(host, percent, on)
+
+    def lose_host(self, host: str) -> None:
+        """``host`` dies whole (:meth:`Lab.kill_host`): its nodes, its libvirtd and
+        its fence listener with it."""
+        for name in self.nodes_on(host):
+            self.node(name).close()
+        self._lab(f"losing host {host}").kill_host(host)
+
+    def revive_host(self, host: str) -> None:
+        """Boot ``host`` again after :meth:`lose_host`, its nodes off (as after a
+        power loss); the fleet's connection to it is opened anew on next use."""
+        lab = self._lab(f"reviving host {host}")
+
+        def changed(lab: Lab) -> None:
+            self.record.lab = lab.to_record()
+            self.record.save(self.run_dir)
+
+        networks = [self.plan.network(i) for i in range(self.spec.networks)]
+        lab.revive_host(host, networks, self.record.run_id, changed)
+        self.progress(f"fleet {self.name}: host {host} is back, its nodes off")
 
     # -- creation -----------------------------------------------------------
 

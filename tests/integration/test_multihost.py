@@ -18,15 +18,20 @@ from typing import Any
 
 import pytest
 
+from dcnlab.certify.hostfaults import expect_host_fault, judge_host_fault
 from dcnlab.cluster.bootstrap import Cluster
+from dcnlab.cluster.crm import ClusterState
 from dcnlab.cluster.spec import DEFAULT_SPEC, load_spec
 from dcnlab.core.errors import ClusterError, HypervisorError
 from dcnlab.core.owner import ProcessId, RunRecord
 from dcnlab.core.wait import wait_until
+from dcnlab.faults import Fault, FaultContext, HostLoss, HostPacketLoss, HostPartition
+from dcnlab.faults.base import injected
 from dcnlab.fleet.fleet import Fleet, run_dir_of
 from dcnlab.fleet.gc import remnants
 from dcnlab.fleet.libvirt.multihost import MultiHostProvider
 from dcnlab.fleet.spec import FleetSpec
+from dcnlab.observe.timeline import Recorder
 from tests.integration.cli import DCNLAB, dcnlab
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab]
@@ -117,6 +122,76 @@ def test_a_partition_across_hosts_cuts_only_the_pair(lab_cluster: Cluster) -> No
         what="dcn1 to reach dcn2 again once the partition is healed",
         interval=1.0,
     )
+
+
+def _host_fault_plays_out_as_declared(cluster: Cluster, fault: Fault, host: str) -> None:
+    """Inject ``fault`` on ``host``; watch the cluster from a node of another
+    host until every node there has had a fence fail and a quiet spell has
+    passed; judge against the declared outcome; heal; the cluster converges."""
+    fleet = cluster.fleet
+    # Something of the spec's on the host that goes: witness may run on dcn2.
+    cluster.place("witness", "dcn2")
+    before = cluster.state()
+    resources = [g.id for g in cluster.spec.groups] + [
+        r.id for r in cluster.spec.resources if not any(r.id in g.members for g in cluster.spec.groups)
+    ]
+    exp = expect_host_fault(fleet.record.placement, resources, before, host)
+    assert exp.blocked, f"nothing of the spec runs on {host}: the case would prove little"
+    watcher = fleet.node("dcn1")
+    since = _guest_now(watcher)
+    samples: list[ClusterState] = []
+    scale = fleet.accel.scale
+
+    def fence_failed() -> bool:
+        state = cluster.state(watcher)
+        samples.append(state)
+        return all(
+            any(
+                f.target == n and f.status == "failed" and (f.completed is None or f.completed >= since)
+                for f in state.fencing
+            )
+            for n in exp.unreachable
+        )
+
+    with injected(fault, FaultContext.of(cluster, Recorder())) as result:
+        wait_until(fence_failed, timeout=300 * scale, what=f"a failed fence of {exp.unreachable}", interval=5.0)
+        quiet_until = time.monotonic() + 30 * scale
+        while time.monotonic() < quiet_until:  # a late wrong start would show here
+            samples.append(cluster.state(watcher))
+            time.sleep(5.0)
+    problems = judge_host_fault(exp, samples, since)
+    assert problems == [], f"{fault.name}: {exp.describe()}\n" + "\n".join(problems)
+    assert result.restore_seconds is not None, result.heal_errors
+
+
+def _guest_now(node: Any) -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(float(node.run(["date", "+%s.%N"]).stdout), tz=UTC)
+
+
+def test_a_cut_off_host_s_nodes_are_never_reported_fenced(lab_cluster: Cluster) -> None:
+    _host_fault_plays_out_as_declared(lab_cluster, HostPartition("h2"), "h2")
+
+
+def test_a_lost_host_s_resources_stay_blocked_until_it_is_back(lab_cluster: Cluster) -> None:
+    _host_fault_plays_out_as_declared(lab_cluster, HostLoss("h2"), "h2")
+    assert lab_cluster.fleet.domain_state("dcn2") == "running"
+
+
+def test_packet_loss_between_hosts_drops_some_and_heals(lab_cluster: Cluster) -> None:
+    fleet = lab_cluster.fleet
+    dcn1, dcn2 = fleet.node("dcn1"), fleet.node("dcn2")
+
+    def received() -> int:
+        out = dcn1.run(["ping", "-q", "-c", "40", "-i", "0.2", "-W", "1", dcn2.address(0)], timeout=120, check=False)
+        return int(out.stdout.split(" received")[0].rsplit(",", 1)[-1].strip())
+
+    # 30% each way at h2: a request and its reply both cross, about half get through.
+    with injected(HostPacketLoss("h2", 30), FaultContext.of(lab_cluster, Recorder())):
+        lossy = received()
+    assert 0 < lossy < 40, f"{lossy} of 40 pings answered under 30% loss each way"
+    assert received() == 40
 
 
 def test_a_host_whose_libvirt_stops_answering_raises_instead_of_hanging(lab_cluster: Cluster) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,11 +191,12 @@ class LabHost:
 class Lab:
     """The lab's underlay and its hosts; host 1 is the fleet's own hypervisor."""
 
-    def __init__(self, fleet: str, underlay: str, hosts: list[LabHost]) -> None:
+    def __init__(self, fleet: str, underlay: str, hosts: list[LabHost], pki: Path) -> None:
         self.fleet = fleet
         self.underlay = underlay
         self.underlay_ns = underlay_netns(fleet)
         self.hosts = hosts
+        self.pki = pki
 
     def host(self, name: str) -> LabHost:
         for h in self.hosts:
@@ -206,13 +208,14 @@ class Lab:
         return {
             "underlay": self.underlay,
             "underlay_ns": self.underlay_ns,
+            "pki": str(self.pki),
             "hosts": [h.to_record() for h in self.hosts],
         }
 
     @classmethod
     def from_record(cls, fleet: str, record: dict[str, Any], primary: EmbeddedHypervisor) -> Lab:
         """The lab a run record describes (another process started it)."""
-        lab = cls(fleet, record["underlay"], [])
+        lab = cls(fleet, record["underlay"], [], Path(record["pki"]))
         for h in record["hosts"]:
             plan = HostPlan(h["name"], int(h["index"]), ipaddress.IPv4Address(h["underlay"]))
             if plan.index == 1:
@@ -241,7 +244,8 @@ class Lab:
         hosts 2..N started; ``on_change`` records what exists after each step,
         for the teardown of a start that fails half way."""
         net = underlay_network(underlay)
-        lab = cls(fleet, underlay, [])
+        pki = run_dir / "lab" / "pki"
+        lab = cls(fleet, underlay, [], pki)
         ul = lab.underlay_ns
         run_local(["ip", "netns", "add", ul], timeout=30)
         on_change(lab)
@@ -253,7 +257,6 @@ class Lab:
             ["ip", "link", "set", UNDERLAY_BRIDGE, "up"],
         ):
             run_local(argv, netns=ul, timeout=30)
-        pki = run_dir / "lab" / "pki"
         write_pki(pki, [p for p in plans if p.index != 1], run_id)
         for plan in plans:
             ns = host_netns(fleet, plan)
@@ -303,9 +306,11 @@ class Lab:
         ):
             run_local(argv, netns=netns, timeout=30)
 
-    def stretch(self, net: NetworkPlan) -> None:
-        """Give ``net``'s bridge on every host a VXLAN port to every other host."""
+    def stretch(self, net: NetworkPlan, only: str | None = None) -> None:
+        """Give ``net``'s bridge on every host (or host ``only``) a VXLAN port to every other host."""
         for host in self.hosts:
+            if only is not None and host.name != only:
+                continue
             peers = [h.plan.underlay for h in self.hosts if h is not host]
             for argv in vxlan_argvs(net, self.fleet, host.plan.underlay, peers):
                 try:
@@ -321,6 +326,83 @@ class Lab:
         or from any other host, and the harness cannot reach its libvirtd."""
         plan = self.host(host).plan
         run_local(["ip", "link", "set", f"ul{plan.name}", "up" if up else "down"], netns=self.underlay_ns, timeout=30)
+
+    def underlay_loss(self, host: str, percent: float) -> list[list[str]]:
+        """iptables rules (after ``-A``/``-D``) that drop ``percent`` of the VXLAN
+        packets ``host`` sends and receives on the underlay, at random (the
+        ``statistic`` match; tc netem is not available on these machines,
+        docs/multihost.md): loss between that host and every other."""
+        if not 0 < percent <= 100:
+            raise HypervisorError(f"packet loss of {percent}%: give more than 0 and at most 100")
+        p = f"{percent / 100:.4f}"
+        match = ["-p", "udp", "--dport", str(VXLAN_PORT), "-m", "statistic", "--mode", "random", "--probability", p]
+        return [
+            ["OUTPUT", "-o", HOST_UNDERLAY_DEV, *match, "-j", "DROP"],
+            ["INPUT", "-i", HOST_UNDERLAY_DEV, *match, "-j", "DROP"],
+        ]
+
+    def set_underlay_loss(self, host: str, percent: float, on: bool) -> None:
+        """Add (``on``) or remove the rules of :meth:`underlay_loss` in ``host``'s namespace."""
+        h = self.host(host)
+        for rule in self.underlay_loss(host, percent):
+            run_local(["iptables", "-A" if on else "-D", *rule], netns=h.netns, timeout=30)
+
+    def remote_host(self, host: str) -> LabHost:
+        h = self.host(host)
+        if not h.remote:
+            raise HypervisorError(
+                f"host {host} is where the harness reaches the guests and runs the fleet's own hypervisor: "
+                f"lose or cut off another host ({', '.join(x.name for x in self.hosts if x.remote)})"
+            )
+        return h
+
+    def kill_host(self, host: str) -> None:
+        """``host`` dies whole, as a machine losing power: its underlay link
+        goes down (nothing of it answers any more) and every process in its
+        namespace is killed, its libvirtd, its VMs and its fence_virtd with it."""
+        h = self.remote_host(host)
+        self.set_underlay(host, False)
+        kill_netns_processes(h.netns)
+
+    def revive_host(
+        self, host: str, networks: Sequence[NetworkPlan], run_id: str, on_change: Callable[[Lab], None]
+    ) -> None:
+        """Boot ``host`` again after :meth:`kill_host`: a fresh namespace joined
+        to the underlay, its libvirtd (the fleet's domains still defined there,
+        every one off), the fleet's networks started and stretched again."""
+        h = self.remote_host(host)
+        net = underlay_network(self.underlay)
+        kill_netns_processes(h.netns)
+        delete_netns(h.netns)
+        # Runtime state of the daemons that died (their socket, pid files,
+        # domain status) would be taken for a live libvirtd; the definitions
+        # (etc/, lib/) stay.
+        shutil.rmtree(h.hv.root / "run", ignore_errors=True)
+
+        def started(hv: EmbeddedHypervisor) -> None:
+            h.hv = hv
+            on_change(self)
+
+        EmbeddedHypervisor.start(
+            h.hv.root,
+            h.netns,
+            run_id,
+            started,
+            listen_conf=tls_listen_conf(h.plan.underlay, self.pki, h.name),
+            prepare=lambda netns: self._join_underlay(netns, h.plan, net.prefixlen),
+        )
+        conn = h.connect()
+        try:
+            for plan in networks:
+                obj = conn.networkLookupByName(plan.name)
+                if not obj.isActive():
+                    obj.create()
+        except libvirt.libvirtError as err:
+            raise HypervisorError(f"host {host}: cannot start the fleet's networks again: {err}") from err
+        finally:
+            conn.close()
+        for plan in networks:
+            self.stretch(plan, only=host)
 
     def stop(self) -> list[str]:
         """Stop hosts 2..N and delete their namespaces and the underlay's;
