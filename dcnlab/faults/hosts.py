@@ -18,6 +18,21 @@ from dcnlab.cluster.fencing import start_fence_virtd
 from dcnlab.faults.base import Fault, FaultContext
 
 
+def fence_host_nodes(ctx: FaultContext, host: str) -> None:
+    """Complete the fence the cluster could not while ``host`` was unreachable,
+    now that its device reaches it again: its nodes are then off, a known
+    state, when the heal brings them back. Without this the cluster's own
+    retry raced the heal (seen in the lab: the fence landed while the heal
+    was starting the node's stack, and the heal failed on a node switched
+    off under it). Nothing without a cluster or without fencing."""
+    cluster = ctx.member_of
+    if cluster is None or not cluster.fences:
+        return
+    for node in ctx.fleet.nodes_on(host):
+        if ctx.fleet.domain_state(node) not in ("shut-off", "absent"):
+            cluster.fence_node(node)
+
+
 class HostPartition(Fault):
     """Cut ``host`` off the other hosts (its underlay link down). Its nodes run
     on and reach each other; no frame crosses to or from any other host, fence
@@ -41,6 +56,7 @@ class HostPartition(Fault):
 
     def _heal(self, ctx: FaultContext) -> None:
         ctx.fleet.cut_host(self.host, False)
+        fence_host_nodes(ctx, self.host)
 
 
 class HostLoss(Fault):
@@ -70,6 +86,11 @@ class HostLoss(Fault):
         cluster = ctx.member_of
         if cluster is not None and cluster.fences:
             cluster.fences = start_fence_virtd(ctx.fleet, cluster.spec)
+            # Its nodes are off already; the fence tells the cluster so (they
+            # are UNCLEAN until a fence succeeds) and goes through the revived
+            # host's own device.
+            for node in ctx.fleet.nodes_on(self.host):
+                cluster.fence_node(node)
 
 
 class HostPacketLoss(Fault):

@@ -124,6 +124,43 @@ def test_a_partition_across_hosts_cuts_only_the_pair(lab_cluster: Cluster) -> No
     )
 
 
+def test_packet_loss_between_hosts_drops_some_and_heals(lab_cluster: Cluster) -> None:
+    fleet = lab_cluster.fleet
+    dcn1, dcn2 = fleet.node("dcn1"), fleet.node("dcn2")
+
+    def received() -> int:
+        out = dcn1.run(["ping", "-q", "-c", "40", "-i", "0.2", "-W", "1", dcn2.address(0)], timeout=120, check=False)
+        return int(out.stdout.split(" received")[0].rsplit(",", 1)[-1].strip())
+
+    # 30% each way at h2: a request and its reply both cross, about half get through.
+    with injected(HostPacketLoss("h2", 30), FaultContext.of(lab_cluster, Recorder())):
+        lossy = received()
+    assert 0 < lossy < 40, f"{lossy} of 40 pings answered under 30% loss each way"
+    assert received() == 40
+
+
+def test_a_host_whose_libvirt_stops_answering_raises_instead_of_hanging(lab_cluster: Cluster) -> None:
+    fleet = lab_cluster.fleet
+    assert fleet.lab is not None
+    h2 = fleet.lab.host("h2")
+    pid = int((h2.hv.root / "run" / "libvirtd.pid").read_text())
+    provider = fleet.new_provider()  # a connection of its own, opened while h2 answers
+    provider.state(fleet.node("dcn2").domain)
+    started = ProcessId.of(pid)
+    assert started is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(HypervisorError):
+            provider.state(fleet.node("dcn2").domain)
+        # Keepalive: 5 s x (3 + 1) without an answer, then the reconnect's 30 s deadline.
+        assert time.monotonic() - t0 < 90
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        provider.close()
+    assert fleet.machines.state(fleet.node("dcn2").domain) == "running"
+
+
 def _host_fault_plays_out_as_declared(cluster: Cluster, fault: Fault, host: str) -> None:
     """Inject ``fault`` on ``host``; watch the cluster from a node of another
     host until every node there has had a fence fail and a quiet spell has
@@ -177,43 +214,6 @@ def test_a_cut_off_host_s_nodes_are_never_reported_fenced(lab_cluster: Cluster) 
 def test_a_lost_host_s_resources_stay_blocked_until_it_is_back(lab_cluster: Cluster) -> None:
     _host_fault_plays_out_as_declared(lab_cluster, HostLoss("h2"), "h2")
     assert lab_cluster.fleet.domain_state("dcn2") == "running"
-
-
-def test_packet_loss_between_hosts_drops_some_and_heals(lab_cluster: Cluster) -> None:
-    fleet = lab_cluster.fleet
-    dcn1, dcn2 = fleet.node("dcn1"), fleet.node("dcn2")
-
-    def received() -> int:
-        out = dcn1.run(["ping", "-q", "-c", "40", "-i", "0.2", "-W", "1", dcn2.address(0)], timeout=120, check=False)
-        return int(out.stdout.split(" received")[0].rsplit(",", 1)[-1].strip())
-
-    # 30% each way at h2: a request and its reply both cross, about half get through.
-    with injected(HostPacketLoss("h2", 30), FaultContext.of(lab_cluster, Recorder())):
-        lossy = received()
-    assert 0 < lossy < 40, f"{lossy} of 40 pings answered under 30% loss each way"
-    assert received() == 40
-
-
-def test_a_host_whose_libvirt_stops_answering_raises_instead_of_hanging(lab_cluster: Cluster) -> None:
-    fleet = lab_cluster.fleet
-    assert fleet.lab is not None
-    h2 = fleet.lab.host("h2")
-    pid = int((h2.hv.root / "run" / "libvirtd.pid").read_text())
-    provider = fleet.new_provider()  # a connection of its own, opened while h2 answers
-    provider.state(fleet.node("dcn2").domain)
-    started = ProcessId.of(pid)
-    assert started is not None
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        t0 = time.monotonic()
-        with pytest.raises(HypervisorError):
-            provider.state(fleet.node("dcn2").domain)
-        # Keepalive: 5 s x (3 + 1) without an answer, then the reconnect's 30 s deadline.
-        assert time.monotonic() - t0 < 90
-    finally:
-        os.kill(pid, signal.SIGCONT)
-        provider.close()
-    assert fleet.machines.state(fleet.node("dcn2").domain) == "running"
 
 
 def test_sigkill_of_a_lab_run_then_gc_removes_it_from_both_hosts() -> None:

@@ -374,6 +374,10 @@ class Lab:
         net = underlay_network(self.underlay)
         kill_netns_processes(h.netns)
         delete_netns(h.netns)
+        # The kernel frees a deleted namespace, and the veth end inside it,
+        # in the background: the underlay's end may still be there for a
+        # moment, and a new veth of the same name would be refused.
+        run_local(["ip", "link", "del", f"ul{h.name}"], netns=self.underlay_ns, timeout=30, check=False)
         # Runtime state of the daemons that died (their socket, pid files,
         # domain status) would be taken for a live libvirtd; the definitions
         # (etc/, lib/) stay.
