@@ -112,7 +112,7 @@ class HostPacketLoss(Fault):
         return f"{self.percent:g}% of the packets between host {self.host} and the others dropped"
 
     def _inject(self, ctx: FaultContext) -> None:
-        ctx.fleet.host_loss(self.host, self.percent, True)
+        ctx.fleet.host_packet_loss(self.host, self.percent, True)
 
     def _heal(self, ctx: FaultContext) -> None:
-        ctx.fleet.host_loss(self.host, self.percent, False)
+        ctx.fleet.host_packet_loss(self.host, self.percent, False)

@@ -216,7 +216,7 @@ class Fleet:
         lab.remote_host(host)  # not the host the harness reaches the guests through
         lab.set_underlay(host, not cut)
 
-    def host_loss(self, host: str, percent: float, on: bool = True) -> None:
+    def host_packet_loss(self, host: str, percent: float, on: bool = True) -> None:
         """Drop ``percent`` of the packets between ``host`` and every other host
         (at random), or stop dropping them."""
         self._lab(f"packet loss at host {host}").set_underlay_loss(host, percent, on)

@@ -11,6 +11,7 @@ from fakes import FakeProvider, Refused, fleet_on_fake
 
 from dcnlab.core.errors import FaultError, HypervisorError
 from dcnlab.faults.base import Fault, FaultContext
+from dcnlab.faults.hosts import HostLoss, HostPacketLoss, HostPartition
 from dcnlab.faults.network import Isolate, NicDown, Partition
 from dcnlab.faults.power import Freeze, GracefulShutdown, HardReset, PowerOff
 from dcnlab.fleet.fleet import Fleet
@@ -218,3 +219,15 @@ def test_a_node_about_to_be_replaced_is_left_down_by_the_heal(
     assert fleet.domain_state("dcn2") in ("shut-off", "paused")
     notes = [e for e in ctx.recorder.events() if e.kind is EventKind.NOTE]
     assert [e.detail for e in notes] == ["left down: the next test gets restored nodes"]
+
+
+@pytest.mark.parametrize(
+    "fault", [HostPartition("h2"), HostLoss("h2"), HostPacketLoss("h2", 10)], ids=lambda f: f.kind
+)
+def test_host_faults_are_not_applicable_on_one_host_and_touch_nothing(
+    fake: tuple[Fleet, FakeProvider, FaultContext], fault: Fault
+) -> None:
+    _fleet, provider, ctx = fake
+    with pytest.raises(NotApplicable, match=r"needs a fleet over several hosts \(--dcn-lab-hosts 2 or more\)"):
+        fault.inject(ctx)
+    assert provider.calls == []
