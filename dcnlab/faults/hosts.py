@@ -18,27 +18,25 @@ from dcnlab.cluster.fencing import start_fence_virtd
 from dcnlab.faults.base import Fault, FaultContext
 
 
-def fence_host_nodes(ctx: FaultContext, host: str) -> None:
+def fence_host_nodes(ctx: FaultContext, host: str, *, off_too: bool = False) -> None:
     """Complete the fence the cluster could not while ``host`` was unreachable,
     now that its device reaches it again: its nodes are then off, a known
     state, when the heal brings them back. Without this the cluster's own
     retry raced the heal (seen in the lab: the fence landed while the heal
     was starting the node's stack, and the heal failed on a node switched
-    off under it). Nothing without a cluster or without fencing."""
+    off under it). ``off_too``: fence nodes that are off already as well (a
+    lost host's: the cluster holds them UNCLEAN until a fence succeeds).
+    Nothing without a cluster or without fencing."""
     cluster = ctx.member_of
     if cluster is None or not cluster.fences:
         return
     for node in ctx.fleet.nodes_on(host):
-        if ctx.fleet.domain_state(node) not in ("shut-off", "absent"):
+        if off_too or ctx.fleet.domain_state(node) not in ("shut-off", "absent"):
             cluster.fence_node(node)
 
 
-class HostPartition(Fault):
-    """Cut ``host`` off the other hosts (its underlay link down). Its nodes run
-    on and reach each other; no frame crosses to or from any other host, fence
-    requests to its listener included. Heal: the link up again."""
-
-    kind = "host-partition"
+class HostFault(Fault):
+    """A fault of one host of the fleet's (not of a node)."""
 
     def __init__(self, host: str) -> None:
         super().__init__(None)
@@ -47,6 +45,14 @@ class HostPartition(Fault):
     @property
     def name(self) -> str:
         return f"{self.kind} {self.host}"
+
+
+class HostPartition(HostFault):
+    """Cut ``host`` off the other hosts (its underlay link down). Its nodes run
+    on and reach each other; no frame crosses to or from any other host, fence
+    requests to its listener included. Heal: the link up again."""
+
+    kind = "host-partition"
 
     def describe(self) -> str:
         return f"host {self.host} cut off the underlay"
@@ -59,21 +65,14 @@ class HostPartition(Fault):
         fence_host_nodes(ctx, self.host)
 
 
-class HostLoss(Fault):
+class HostLoss(HostFault):
     """Lose ``host`` whole, as a machine losing power: its nodes, its libvirtd and
     its fence listener die together, and nothing of it answers. Heal: the host
-    boots again with its nodes off and its fence listener back; bringing the
-    nodes back is :func:`~dcnlab.faults.base.restore`'s, as after any power loss."""
+    boots again with its nodes off and its fence listener back, and its nodes
+    are fenced through it (telling the cluster they are off); bringing them
+    back is :func:`~dcnlab.faults.base.restore`'s, as after any power loss."""
 
     kind = "host-loss"
-
-    def __init__(self, host: str) -> None:
-        super().__init__(None)
-        self.host = host
-
-    @property
-    def name(self) -> str:
-        return f"{self.kind} {self.host}"
 
     def describe(self) -> str:
         return f"host {self.host} and everything on it killed"
@@ -86,22 +85,17 @@ class HostLoss(Fault):
         cluster = ctx.member_of
         if cluster is not None and cluster.fences:
             cluster.fences = start_fence_virtd(ctx.fleet, cluster.spec)
-            # Its nodes are off already; the fence tells the cluster so (they
-            # are UNCLEAN until a fence succeeds) and goes through the revived
-            # host's own device.
-            for node in ctx.fleet.nodes_on(self.host):
-                cluster.fence_node(node)
+        fence_host_nodes(ctx, self.host, off_too=True)
 
 
-class HostPacketLoss(Fault):
+class HostPacketLoss(HostFault):
     """Drop ``percent`` of the packets between ``host`` and every other host, at
     random, both ways (the VXLAN packets on its underlay link). Heal: no loss."""
 
     kind = "host-packet-loss"
 
     def __init__(self, host: str, percent: float) -> None:
-        super().__init__(None)
-        self.host = host
+        super().__init__(host)
         self.percent = percent
 
     @property
