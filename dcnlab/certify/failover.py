@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Protocol
 
 from dcnlab.certify.constraints import Placement, home, placement_of, together_finding
+from dcnlab.certify.hostfaults import device_finding
 from dcnlab.certify.outcome import heal_outage, wait_for_outcome
 from dcnlab.certify.verdict import Verdict, judge, observe
 from dcnlab.certify.workloads import NODE_LOSS, FailoverCase, FailoverRun, anchors, requirement_findings, unmeasured
 from dcnlab.cluster.bootstrap import Cluster
 from dcnlab.cluster.crm import parse_crm_mon
+from dcnlab.cluster.pcs import fence_device_id
 from dcnlab.cluster.spec import Colocation
 from dcnlab.cluster.thresholds import Thresholds, thresholds_for
 from dcnlab.core.errors import ClusterError, WaitTimeout
@@ -180,6 +182,12 @@ def run_failover(
     availability = probes.record(timeline)
     events = timeline.events()
     limits = thresholds_for(run.fault, thresholds)
+    # On several hosts a fence must go through the device of the target's own host.
+    fenced = any(e.kind is EventKind.FENCE_CONFIRMED and e.node == target and e.t >= injected.lower for e in events)
+    host = cluster.fleet.host_of(target)
+    device = (
+        [device_finding(events, target, host, fence_device_id(host), injected.lower - 5.0)] if fenced and host else []
+    )
     results = []
     for case, plan in zip(run.cases, plans, strict=True):
         assert case.expectation is not None
@@ -197,7 +205,7 @@ def run_failover(
             cluster.spec, workload, case.fault, timings, events, injected, return_certified_by=plan.certified_by
         )
         together = [together_finding(c, settled) for c in ties[rsc]]
-        verdict = replace(verdict, findings=(*verdict.findings, *together, *required))
+        verdict = replace(verdict, findings=(*verdict.findings, *together, *device, *required))
         if plan.certify and plan.fenced and verdict.passed:
             fault.returns_certified.record(rsc, run.id)
         results.append(FailoverResult(case, target, injected, before, tuple(events), availability, timings, verdict))

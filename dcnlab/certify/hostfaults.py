@@ -19,11 +19,17 @@ the verdict then says so rather than passing a recovery that was not safe.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from dcnlab.certify.verdict import Finding
 from dcnlab.cluster.crm import ClusterState
+from dcnlab.observe.timeline import Event, EventKind
+
+# pacemaker-fenced's line for a device's run, as dcnlab.observe.journal records it (a note).
+DEVICE_RUN = re.compile(r"targeting (?P<node>\S+) using (?P<device>\S+) returned (?P<rc>-?\d+)")
 
 
 @dataclass(frozen=True)
@@ -90,3 +96,29 @@ def judge_host_fault(exp: HostFaultExpectation, samples: Sequence[ClusterState],
         if not seen:
             once(f"no failed fence of {node} was seen: Pacemaker did not try to fence it")
     return problems
+
+
+def device_finding(events: Sequence[Event], target: str, host: str, device: str, since: float) -> Finding:
+    """A failover verdict's check, on a fleet over several hosts, that the fence
+    of ``target`` went through ``device``, the one of ``host``, the host that
+    runs it, and through no other: read from the fencer's journal lines since
+    ``since`` (a listener that does not run a domain reports "off" with
+    success, so another host's device succeeding would be no fence at all)."""
+    runs = []
+    for e in events:
+        if e.kind is not EventKind.NOTE or not e.source.startswith("journal:") or e.t < since:
+            continue
+        m = DEVICE_RUN.search(e.detail)
+        if m is not None and m.group("node") == target:
+            runs.append((m.group("device"), int(m.group("rc"))))
+    done = sorted({d for d, rc in runs if rc == 0})
+    failed = sorted({d for d, rc in runs if rc != 0})
+    observed = f"through {', '.join(done) or 'no device'}" + (f" (failed: {', '.join(failed)})" if failed else "")
+    if not runs:
+        observed = "no fence device's run in the journals read"
+    return Finding(
+        "fence device",
+        f"{target} fenced through {device}, the device of its host {host}, and no other",
+        observed,
+        done == [device],
+    )

@@ -95,6 +95,13 @@ PATTERNS: tuple[Pattern, ...] = (
         "any other final result",
     ),
     _p(
+        EventKind.NOTE,
+        "pacemaker-fenced",
+        r"Operation '(?P<action>[\w-]+)' \[\d+\] targeting (?P<node>\S+) using (?P<device>\S+) returned (?P<rc>-?\d+)",
+        "which fence device carried a fence out, and its agent's exit code: the fence history does not say "
+        "(a fleet over several hosts must fence each node through its own host's device)",
+    ),
+    _p(
         EventKind.RESOURCE_STARTED,
         "pacemaker-controld",
         r"Result of start operation for (?P<resource>\S+) on (?P<node>\S+): (?:ok|OK)\b",

@@ -5,7 +5,9 @@ from datetime import UTC, datetime
 
 from crmxml import state
 
-from dcnlab.certify.hostfaults import expect_host_fault, judge_host_fault
+from dcnlab.certify.hostfaults import device_finding, expect_host_fault, judge_host_fault
+from dcnlab.observe.journal import parse_journal
+from dcnlab.observe.timeline import ClockAnchor
 
 PLACEMENT = {"dcn1": "h1", "dcn2": "h2", "dcn3": "h1"}
 RESOURCES = ["web", "app", "witness"]
@@ -55,3 +57,22 @@ def test_fences_from_before_the_fault_do_not_count() -> None:
     old = fence("success", completed="2025-11-25 09:00:00Z")
     seen = [state(["dcn1", "dcn3"], {**BEFORE, "witness": []}, fences=[old, fence("failed")])]
     assert judge_host_fault(exp, seen, SINCE) == []
+
+
+def test_a_fence_through_the_node_s_own_host_device_is_ok_and_another_s_is_not() -> None:
+    anchor = ClockAnchor(0.0, 0.0)
+    text = (
+        "10.000000 dcn3 pacemaker-fenced[284]:  notice: Operation 'reboot' [440] targeting dcn1 using "
+        "fence_dcn-h1 returned 0\n"
+    )
+    events = parse_journal(text, "dcn3", anchor, None)
+    ok = device_finding(events, "dcn1", "h1", "fence_dcn-h1", since=0.0)
+    assert ok.ok
+    assert ok.observed == "through fence_dcn-h1"
+    wrong = parse_journal(text.replace("fence_dcn-h1", "fence_dcn-h2"), "dcn3", anchor, None)
+    bad = device_finding(wrong, "dcn1", "h1", "fence_dcn-h1", since=0.0)
+    assert not bad.ok
+    assert bad.observed == "through fence_dcn-h2"
+    assert not device_finding([], "dcn1", "h1", "fence_dcn-h1", since=0.0).ok
+    # A run before the fault does not count.
+    assert not device_finding(events, "dcn1", "h1", "fence_dcn-h1", since=20.0).ok
