@@ -221,9 +221,7 @@ def test_a_node_about_to_be_replaced_is_left_down_by_the_heal(
     assert [e.detail for e in notes] == ["left down: the next test gets restored nodes"]
 
 
-@pytest.mark.parametrize(
-    "fault", [HostPartition("h2"), HostLoss("h2"), HostPacketLoss("h2", 10)], ids=lambda f: f.kind
-)
+@pytest.mark.parametrize("fault", [HostPartition("h2"), HostLoss("h2"), HostPacketLoss("h2", 10)], ids=lambda f: f.kind)
 def test_host_faults_are_not_applicable_on_one_host_and_touch_nothing(
     fake: tuple[Fleet, FakeProvider, FaultContext], fault: Fault
 ) -> None:
