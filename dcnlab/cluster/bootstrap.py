@@ -542,7 +542,7 @@ class Cluster:
     def check_fence_paths(self, via: Node) -> None:
         """Each fence listener answers ``list`` from ``via``, and lists the
         domains of the nodes on its host: every one of them, and on a fleet
-        over several hosts no other node's (:func:`fence_placement_problems`)."""
+        over several hosts no other node's (:func:`fence_listing_problems`)."""
         if not self.fences:
             return
         listed = {}
@@ -552,9 +552,7 @@ class Cluster:
             listed[endpoint.host] = {line.split()[0] for line in out.splitlines() if line.strip()}
         fleet = self.fleet
         if fleet.hosts:
-            expected = {
-                h.name: {n.domain for n in fleet.nodes.values() if fleet.host_of(n.name) == h.name} for h in fleet.hosts
-            }
+            expected = {h.name: {fleet.node(n).domain for n in fleet.nodes_on(h.name)} for h in fleet.hosts}
         else:
             expected = {"": {n.domain for n in self.members()}}
         problems = fence_listing_problems(expected, listed, exact=bool(fleet.hosts))
@@ -567,15 +565,8 @@ class Cluster:
         A device that maps a node of another host would have that host's
         listener answer "off" with success for a domain it does not run
         (docs/multihost.md), a fence that never happened."""
-        have = {}
-        for dev in self.devices():
-            out = via.run(
-                ["crm_resource", "--resource", dev.id, "--get-parameter", "pcmk_host_map"],
-                timeout=30 * self.scale,
-                check=False,
-            )
-            have[dev.id] = out.stdout.strip() if out.ok else None
-        problems = fence_placement_problems(self.devices(), have)
+        devices = self.devices()
+        problems = fence_placement_problems(devices, self._host_maps(via, devices))
         if problems:
             raise ClusterError(
                 "the fence devices do not match where the nodes run: "
@@ -583,23 +574,32 @@ class Cluster:
                 + ". Each host's device must map the nodes on that host and no other"
             )
 
+    def _host_maps(self, via: Node, devices: Sequence[FenceDevice]) -> dict[str, str | None]:
+        """Each device's ``pcmk_host_map`` as the CIB has it (None: no such device)."""
+        maps: dict[str, str | None] = {}
+        for dev in devices:
+            argv = ["crm_resource", "--resource", dev.id, "--get-parameter", "pcmk_host_map"]
+            out = via.run(argv, timeout=30 * self.scale, check=False)
+            maps[dev.id] = out.stdout.strip() if out.ok else None
+        return maps
+
     def _update_host_map(self, via: Node) -> None:
         """Make the fence devices map every fleet node to its domain (one
         device per host on several hosts, created when a host gets its first
         node), writing the CIB only when it does not already. crm_resource,
         not pcs, where it can: no pcs start-up (seconds under TCG)."""
-        for dev in self.devices():
+        devices = self.devices()
+        for dev, have in zip(devices, self._host_maps(via, devices).values(), strict=True):
             want = host_map(dev.nodes)
             device = ["crm_resource", "--resource", dev.id]
-            have = via.run([*device, "--get-parameter", "pcmk_host_map"], timeout=30 * self.scale, check=False)
-            if not have.ok and not dev.host:
-                raise ClusterError(f"cannot read fence device {dev.id}'s host map: {have.stderr.strip()}")
-            if not have.ok:
+            if have is None and not dev.host:
+                raise ClusterError(f"cannot read fence device {dev.id}'s host map (crm_resource --get-parameter)")
+            if have is None:
                 via.run(
                     ["pcs", *stonith_argv(self.spec, dev.nodes, dev.address, dev.id)], timeout=PCS_TIMEOUT * self.scale
                 )
                 self.progress(f"cluster {self.spec.cluster.name}: fence device {dev.id} created, maps {want}")
-            elif have.stdout.strip() != want:
+            elif have != want:
                 via.run(
                     [*device, "--set-parameter", "pcmk_host_map", "--parameter-value", want], timeout=30 * self.scale
                 )

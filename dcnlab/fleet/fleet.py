@@ -202,7 +202,7 @@ class Fleet:
 
     def nodes_on(self, host: str) -> list[str]:
         """The nodes that ``host`` runs."""
-        return [n for n in self.nodes if self.host_of(n) == host]
+        return [n for n in hostplan.nodes_on(self.record.placement, host) if n in self.nodes]
 
     def _lab(self, what: str) -> Lab:
         if self.lab is None:
@@ -212,9 +212,7 @@ class Fleet:
     def cut_host(self, host: str, cut: bool = True) -> None:
         """Cut ``host`` off the other hosts (its underlay link down), or join it
         again: its nodes run on, together, but reach no node of another host."""
-        lab = self._lab(f"cutting off host {host}")
-        lab.remote_host(host)  # not the host the harness reaches the guests through
-        lab.set_underlay(host, not cut)
+        self._lab(f"cutting off host {host}").set_underlay(host, not cut)
 
     def host_packet_loss(self, host: str, percent: float, on: bool = True) -> None:
         """Drop ``percent`` of the packets between ``host`` and every other host

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -24,7 +23,6 @@ from dcnlab.core.errors import ConfigError
 from dcnlab.fleet.spec import MAC_PREFIX, NetworkPlan
 
 MAX_HOSTS = 8  # host addresses .1-.8 on each fleet network; nodes begin at .11
-HOST_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 # VXLAN adds 50 bytes to each frame (outer Ethernet 14, IPv4 20, UDP 8,
 # VXLAN 8): an underlay at 1550 carries the guests' 1500 whole
 # (docs/multihost.md, from RFC 7348 section 5).
@@ -47,15 +45,6 @@ class HostPlan:
     index: int
     underlay: ipaddress.IPv4Address
     capacity: int | None = None
-
-
-def check_host_name(name: str) -> str:
-    if not HOST_NAME_RE.match(name):
-        raise ConfigError(
-            f"host name {name!r} is not valid: use 1-8 lowercase letters and digits, a letter first "
-            "(it becomes part of namespace, device and fence device names)"
-        )
-    return name
 
 
 def lab_hosts(count: int, underlay: str = DEFAULT_LAB_UNDERLAY, fleet_subnet: str | None = None) -> list[HostPlan]:

@@ -34,7 +34,7 @@ def provider(monkeypatch: pytest.MonkeyPatch) -> tuple[LibvirtProvider, list[tup
         calls.append((action, rule[1], rule[3]))
 
     monkeypatch.setattr(p, "taps", taps)
-    monkeypatch.setattr(p, "_ebtables", ebtables)
+    monkeypatch.setattr(p, "ebtables", ebtables)
     p.failing = failing  # type: ignore[attr-defined]
     return p, calls, lookups
 

@@ -161,10 +161,15 @@ def open_connection(
     if t.is_alive():
         raise HypervisorError(f"libvirt at {uri} did not answer within {timeout:.0f}s: check the URI and the host")
     if "err" in box:
-        raise HypervisorError(
-            f"cannot reach libvirt at {uri}: {box['err']}. Check the URI and that libvirtd runs "
-            f"(`virsh -c '{uri}' list`), or omit the URI to use the embedded hypervisor"
+        # From a namespace (a lab host): the user gave no URI, the harness did.
+        check = (
+            f"Check that the libvirtd it reaches through namespace {netns} runs "
+            f"(`ip netns exec {netns} virsh -c '{uri}' list`)"
+            if netns is not None
+            else f"Check the URI and that libvirtd runs (`virsh -c '{uri}' list`), "
+            "or omit the URI to use the embedded hypervisor"
         )
+        raise HypervisorError(f"cannot reach libvirt at {uri}: {box['err']}. {check}")
     conn = box["conn"]
     assert isinstance(conn, libvirt.virConnect)
     return conn

@@ -69,6 +69,32 @@ def vxlan_dev(network: int) -> str:
     return f"vx{network}"
 
 
+def underlay_port(host: str) -> str:
+    """The underlay bridge's end of ``host``'s veth: down, the host is cut off."""
+    return f"ul{host}"
+
+
+def underlay_loss_rules(percent: float) -> list[list[str]]:
+    """iptables rules (after ``-A``/``-D``) that drop ``percent`` of the VXLAN
+    packets a host sends and receives on the underlay, at random (the
+    ``statistic`` match; tc netem is not available on these machines,
+    docs/multihost.md): loss between that host and every other."""
+    if not 0 < percent <= 100:
+        raise HypervisorError(f"packet loss of {percent}%: give more than 0 and at most 100")
+    p = f"{percent / 100:.4f}"
+    match = ["-p", "udp", "--dport", str(VXLAN_PORT), "-m", "statistic", "--mode", "random", "--probability", p]
+    return [
+        ["OUTPUT", "-o", HOST_UNDERLAY_DEV, *match, "-j", "DROP"],
+        ["INPUT", "-i", HOST_UNDERLAY_DEV, *match, "-j", "DROP"],
+    ]
+
+
+def _hypervisor_of(host: dict[str, Any]) -> EmbeddedHypervisor:
+    """Lab host ``host``'s hypervisor, as its run record entry names it."""
+    sup = host.get("supervisor")
+    return EmbeddedHypervisor(Path(host["root"]), host["netns"], ProcessId(sup["pid"], sup["start"]) if sup else None)
+
+
 def tls_uri(address: ipaddress.IPv4Address, pki: Path) -> str:
     """libvirt's TLS transport to a lab host; ``pki`` holds cacert.pem,
     clientcert.pem and clientkey.pem (libvirt's ``pkipath``)."""
@@ -122,12 +148,8 @@ def write_pki(pki: Path, hosts: Sequence[HostPlan], run_id: str) -> None:
     # The client side of libvirt's pkipath wants these exact names in one directory.
     client = pki / "client"
     client.mkdir(mode=0o700, exist_ok=True)
-    for src, dst in (
-        ("cacert.pem", "cacert.pem"),
-        ("clientcert.pem", "clientcert.pem"),
-        ("clientkey.pem", "clientkey.pem"),
-    ):
-        (client / dst).write_bytes((pki / src).read_bytes())
+    for name in ("cacert.pem", "clientcert.pem", "clientkey.pem"):
+        shutil.copyfile(pki / name, client / name)
 
 
 def vxlan_argvs(
@@ -218,13 +240,7 @@ class Lab:
         lab = cls(fleet, record["underlay"], [], Path(record["pki"]))
         for h in record["hosts"]:
             plan = HostPlan(h["name"], int(h["index"]), ipaddress.IPv4Address(h["underlay"]))
-            if plan.index == 1:
-                hv = primary
-            else:
-                sup = h.get("supervisor")
-                hv = EmbeddedHypervisor(
-                    Path(h["root"]), h["netns"], ProcessId(sup["pid"], sup["start"]) if sup else None
-                )
+            hv = primary if plan.index == 1 else _hypervisor_of(h)
             lab.hosts.append(LabHost(plan, hv, h["netns"], h["uri"], lab.underlay_ns))
         return lab
 
@@ -259,7 +275,6 @@ class Lab:
             run_local(argv, netns=ul, timeout=30)
         write_pki(pki, [p for p in plans if p.index != 1], run_id)
         for plan in plans:
-            ns = host_netns(fleet, plan)
 
             def join(netns: str, plan: HostPlan = plan) -> None:
                 lab._join_underlay(netns, plan, net.prefixlen)
@@ -269,6 +284,7 @@ class Lab:
                 lab.hosts.append(LabHost(plan, primary, primary.name, primary.uri, ul))
                 on_change(lab)
                 continue
+            ns = host_netns(fleet, plan)
             progress(
                 f"fleet {fleet}: starting lab host {plan.name} (namespace {ns}, libvirtd on TLS at {plan.underlay})"
             )
@@ -292,7 +308,7 @@ class Lab:
 
     def _join_underlay(self, netns: str, plan: HostPlan, prefixlen: int) -> None:
         """A veth from ``netns`` (a host) into the underlay bridge, MTU 1550."""
-        outside = f"ul{plan.name}"
+        outside = underlay_port(plan.name)
         run_local(
             ["ip", "link", "add", outside, "mtu", str(UNDERLAY_MTU), "type", "veth", "peer", "name",
              HOST_UNDERLAY_DEV, "mtu", str(UNDERLAY_MTU), "netns", netns],
@@ -324,27 +340,15 @@ class Lab:
         """Cut ``host`` off the underlay (or join it again): its VMs keep running
         and their host's bridges keep them together, but no frame crosses to
         or from any other host, and the harness cannot reach its libvirtd."""
-        plan = self.host(host).plan
-        run_local(["ip", "link", "set", f"ul{plan.name}", "up" if up else "down"], netns=self.underlay_ns, timeout=30)
-
-    def underlay_loss(self, host: str, percent: float) -> list[list[str]]:
-        """iptables rules (after ``-A``/``-D``) that drop ``percent`` of the VXLAN
-        packets ``host`` sends and receives on the underlay, at random (the
-        ``statistic`` match; tc netem is not available on these machines,
-        docs/multihost.md): loss between that host and every other."""
-        if not 0 < percent <= 100:
-            raise HypervisorError(f"packet loss of {percent}%: give more than 0 and at most 100")
-        p = f"{percent / 100:.4f}"
-        match = ["-p", "udp", "--dport", str(VXLAN_PORT), "-m", "statistic", "--mode", "random", "--probability", p]
-        return [
-            ["OUTPUT", "-o", HOST_UNDERLAY_DEV, *match, "-j", "DROP"],
-            ["INPUT", "-i", HOST_UNDERLAY_DEV, *match, "-j", "DROP"],
-        ]
+        h = self.remote_host(host)
+        run_local(
+            ["ip", "link", "set", underlay_port(h.name), "up" if up else "down"], netns=self.underlay_ns, timeout=30
+        )
 
     def set_underlay_loss(self, host: str, percent: float, on: bool) -> None:
-        """Add (``on``) or remove the rules of :meth:`underlay_loss` in ``host``'s namespace."""
+        """Add (``on``) or remove the rules of :func:`underlay_loss_rules` in ``host``'s namespace."""
         h = self.host(host)
-        for rule in self.underlay_loss(host, percent):
+        for rule in underlay_loss_rules(percent):
             run_local(["iptables", "-A" if on else "-D", *rule], netns=h.netns, timeout=30)
 
     def remote_host(self, host: str) -> LabHost:
@@ -377,7 +381,7 @@ class Lab:
         # The kernel frees a deleted namespace, and the veth end inside it,
         # in the background: the underlay's end may still be there for a
         # moment, and a new veth of the same name would be refused.
-        run_local(["ip", "link", "del", f"ul{h.name}"], netns=self.underlay_ns, timeout=30, check=False)
+        run_local(["ip", "link", "del", underlay_port(h.name)], netns=self.underlay_ns, timeout=30, check=False)
         # Runtime state of the daemons that died (their socket, pid files,
         # domain status) would be taken for a live libvirtd; the definitions
         # (etc/, lib/) stay.
@@ -408,11 +412,6 @@ class Lab:
         for plan in networks:
             self.stretch(plan, only=host)
 
-    def stop(self) -> list[str]:
-        """Stop hosts 2..N and delete their namespaces and the underlay's;
-        host 1 is the fleet's own and stops with it. Returns what failed."""
-        return stop_lab(self.to_record())
-
 
 def stop_lab(record: dict[str, Any]) -> list[str]:
     """Stop what a lab record names: hosts 2..N (their hypervisors, anything
@@ -423,8 +422,7 @@ def stop_lab(record: dict[str, Any]) -> list[str]:
     for h in record.get("hosts", []):
         if int(h["index"]) == 1:
             continue
-        sup = h.get("supervisor")
-        hv = EmbeddedHypervisor(Path(h["root"]), h["netns"], ProcessId(sup["pid"], sup["start"]) if sup else None)
+        hv = _hypervisor_of(h)
         for what, fn in (
             (f"stopping lab host {h['name']}", hv.stop),
             (f"stopping processes left in {h['netns']}", lambda ns=h["netns"]: kill_netns_processes(ns)),

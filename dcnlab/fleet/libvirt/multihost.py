@@ -14,7 +14,6 @@ from pathlib import Path
 import libvirt
 
 from dcnlab.core.errors import CommandError, HypervisorError, ProvisionError
-from dcnlab.core.proc import run_local
 from dcnlab.fleet.hosts import HostPlan, host_network
 from dcnlab.fleet.libvirt.provider import LibvirtProvider
 from dcnlab.fleet.provider import CAPABILITIES, MachineSpec, Nic, Owner, PowerAction
@@ -55,7 +54,6 @@ class MultiHostProvider:
     ) -> None:
         """``hosts``: name -> (plan, connect, the namespace of its bridges)."""
         self.plans = {name: plan for name, (plan, _c, _n) in hosts.items()}
-        self.netns = {name: netns for name, (_p, _c, netns) in hosts.items()}
         self.providers = {name: LibvirtProvider(connect, netns) for name, (_p, connect, netns) in hosts.items()}
         self.placement = dict(placement)
         self._stretch = stretch
@@ -134,36 +132,36 @@ class MultiHostProvider:
         mine = [nic for nic in nics if self.placement.get(nic[0]) == host]
         return {mac.lower(): tap for (_d, mac), tap in zip(mine, self.providers[host].taps(mine), strict=True)}
 
-    def block(self, side_a: Sequence[Nic], side_b: Sequence[Nic]) -> None:
+    def _rules(self, side_a: Sequence[Nic], side_b: Sequence[Nic]) -> list[tuple[str, list[str]]]:
+        """Each host's ebtables rules cutting ``side_a`` from ``side_b``."""
         macs_a, macs_b = [m for _d, m in side_a], [m for _d, m in side_b]
+        return [
+            (host, rule)
+            for host in self.providers
+            for rule in mac_partition_rules(self._local_taps(host, [*side_a, *side_b]), macs_a, macs_b)
+        ]
+
+    def block(self, side_a: Sequence[Nic], side_b: Sequence[Nic]) -> None:
         added: list[tuple[str, list[str]]] = []
         try:
-            for host in self.providers:
-                local = self._local_taps(host, [*side_a, *side_b])
-                for rule in mac_partition_rules(local, macs_a, macs_b):
-                    self._ebtables(host, "-A", rule)
-                    added.append((host, rule))
+            for host, rule in self._rules(side_a, side_b):
+                self.providers[host].ebtables("-A", rule)
+                added.append((host, rule))
         except (CommandError, HypervisorError) as err:
             for host, rule in reversed(added):  # all or nothing
                 with contextlib.suppress(CommandError):
-                    self._ebtables(host, "-D", rule)
+                    self.providers[host].ebtables("-D", rule)
             raise HypervisorError(f"cannot block frames between {list(side_a)} and {list(side_b)}: {err}") from err
         self._blocks[(tuple(side_a), tuple(side_b))] = added
 
     def unblock(self, side_a: Sequence[Nic], side_b: Sequence[Nic]) -> None:
         key = (tuple(side_a), tuple(side_b))
-        rules = self._blocks.get(key)
-        if rules is None:  # blocked by another handle: the same rules again
-            macs_a, macs_b = [m for _d, m in side_a], [m for _d, m in side_b]
-            rules = [
-                (host, rule)
-                for host in self.providers
-                for rule in mac_partition_rules(self._local_taps(host, [*side_a, *side_b]), macs_a, macs_b)
-            ]
+        # What this handle blocked; else (another handle blocked it) the same rules again.
+        rules = self._blocks.get(key) or self._rules(side_a, side_b)
         errors = []
         for host, rule in list(rules):
             try:
-                self._ebtables(host, "-D", rule)
+                self.providers[host].ebtables("-D", rule)
                 rules.remove((host, rule))
             except CommandError as err:
                 errors.append(f"{host}: {str(err).splitlines()[0]}")
@@ -171,9 +169,6 @@ class MultiHostProvider:
             self._blocks[key] = rules
             raise HypervisorError("ebtables -D: " + "; ".join(errors))
         self._blocks.pop(key, None)
-
-    def _ebtables(self, host: str, action: str, rule: list[str]) -> None:
-        run_local(["ebtables", action, "FORWARD", *rule], netns=self.netns[host], timeout=30)
 
     # -- snapshots ------------------------------------------------------------
 

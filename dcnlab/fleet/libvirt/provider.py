@@ -278,21 +278,21 @@ class LibvirtProvider:
     # ebtables (netfilter's bridge family) in the bridges' namespace: frames
     # bridged between the two sides' taps are dropped; frames to and from the
     # bridge itself are not forwarded frames, so the namespace reaches both.
-    def _ebtables(self, action: str, rule: list[str]) -> None:
+    def ebtables(self, action: str, rule: list[str]) -> None:
         run_local(["ebtables", action, "FORWARD", *rule], netns=self._netns, timeout=30)
 
     def block(self, side_a: Sequence[Nic], side_b: Sequence[Nic]) -> None:
         added: list[list[str]] = []
         try:
             for rule in partition_rules([self.taps(side_a)], [self.taps(side_b)]):
-                self._ebtables("-A", rule)
+                self.ebtables("-A", rule)
                 added.append(rule)
             self._blocks[(tuple(side_a), tuple(side_b))] = added
         except CommandError as err:
             # All or nothing: the caller heals only what block returned from.
             for rule in reversed(added):
                 with contextlib.suppress(CommandError):
-                    self._ebtables("-D", rule)
+                    self.ebtables("-D", rule)
             raise HypervisorError(f"cannot block frames between {list(side_a)} and {list(side_b)}: {err}") from err
 
     def unblock(self, side_a: Sequence[Nic], side_b: Sequence[Nic]) -> None:
@@ -302,7 +302,7 @@ class LibvirtProvider:
         errors = []
         for rule in list(rules):
             try:
-                self._ebtables("-D", rule)
+                self.ebtables("-D", rule)
                 rules.remove(rule)
             except CommandError as err:
                 errors.append(str(err).splitlines()[0])
