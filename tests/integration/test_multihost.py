@@ -30,6 +30,7 @@ from dcnlab.faults.base import injected
 from dcnlab.fleet.fleet import Fleet, run_dir_of
 from dcnlab.fleet.gc import remnants
 from dcnlab.fleet.libvirt.multihost import MultiHostProvider
+from dcnlab.fleet.node import Node
 from dcnlab.fleet.spec import FleetSpec
 from dcnlab.observe.timeline import Recorder
 from tests.integration.cli import DCNLAB, dcnlab
@@ -75,20 +76,31 @@ def test_a_fence_goes_through_the_device_of_the_node_s_own_host(lab_cluster: Clu
     # Pacemaker's own view: only host h2's device may fence dcn2.
     can = dcn1.run(["stonith_admin", "--list", "dcn2"], timeout=60).stdout.split()
     assert [d for d in can if d.startswith("fence_dcn")] == ["fence_dcn-h2"]
-    since = dcn1.run(["date", "+%Y-%m-%d %H:%M:%S"]).stdout.strip()
+    # A cursor per watching node, not one timestamp: the guests' clocks differ
+    # by seconds under TCG, and the executing fencer's line may predate dcn1's "now".
+    watchers = [n for n in fleet.nodes.values() if n.name != "dcn2"]
+    cursors = {n.name: _journal_cursor(n) for n in watchers}
     result = cluster.fence_node("dcn2", via="dcn1")
-    # Confirmed by the host that runs it: h2's libvirt reports the domain off.
-    machines = fleet.machines
-    assert isinstance(machines, MultiHostProvider)
-    assert machines.providers["h2"].state(fleet.node("dcn2").domain) == "shut-off"
-    logs = "".join(
-        n.run(["journalctl", "-u", "pacemaker", "--since", since, "--no-pager"], timeout=60).stdout
-        for n in fleet.nodes.values()
-        if n.name != "dcn2"
-    )
-    assert "targeting dcn2 using fence_dcn-h2" in logs, logs[-3000:]
-    assert result.seconds_to_off > 0
-    cluster.rejoin("dcn2")
+    try:
+        # Confirmed by the host that runs it: h2's libvirt reports the domain off.
+        machines = fleet.machines
+        assert isinstance(machines, MultiHostProvider)
+        assert machines.providers["h2"].state(fleet.node("dcn2").domain) == "shut-off"
+        logs = "".join(
+            n.run(["journalctl", "-u", "pacemaker", "--after-cursor", cursors[n.name], "--no-pager"], timeout=60).stdout
+            for n in watchers
+        )
+        assert "targeting dcn2 using fence_dcn-h2" in logs, logs[-3000:]
+        assert result.seconds_to_off > 0
+    finally:
+        # The later tests need dcn2 back, whatever this one found.
+        cluster.rejoin("dcn2")
+
+
+def _journal_cursor(node: Node) -> str:
+    """The position of ``node``'s journal now: the cursor after its last entry."""
+    out = node.run(["journalctl", "-n", "1", "-o", "cat", "--show-cursor", "--no-pager"], timeout=60).stdout
+    return out.rsplit("-- cursor: ", 1)[1].strip()
 
 
 def test_the_placement_preflight_refuses_a_device_mapping_another_host_s_node(lab_cluster: Cluster) -> None:
