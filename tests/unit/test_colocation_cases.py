@@ -108,7 +108,7 @@ def test_the_default_spec_gets_one_case_per_constraint_and_fault() -> None:
         "web-prefers-dcn1",
     ]
     assert not any(skips(spec).values())
-    assert smoke(spec) == ["app-with-web-kill-workload"]
+    assert smoke(spec) == ["witness-apart-from-web"]
     pref = constraint_cases(spec, 3).preferences[0]
     assert not pref.returns  # stickiness 100 per member of web outweighs 50
 
@@ -133,7 +133,8 @@ def test_every_constraint_gets_its_cases_not_only_the_first() -> None:
         "poller-prefers-dcn3",
         "gateway-prefers-dcn2",
     ]
-    assert smoke(spec) == ["sidecar-with-historian-kill-workload"]
+    assert smoke(spec) == ["beacon-apart-from-historian"]
+    assert smoke(spec, nodes=2) == ["sidecar-with-historian-kill-workload"]  # no anti-colocation on 2
 
 
 def test_faults_are_made_for_the_node_and_know_node_loss() -> None:
@@ -207,8 +208,8 @@ def test_anti_colocation_needs_three_nodes() -> None:
 
 def test_smoke_is_the_quickest_runnable_case_of_any_spec() -> None:
     restarts = parse_spec(SITE.replace("meta: {migration-threshold: 1}", "meta: {}"), "site.yaml")
-    assert smoke(restarts) == ["poller-apart-from-gateway"]  # no kill relocates: an anti-colocation
-    assert smoke(restarts, nodes=2) == ["historian-with-gateway-power-off"]  # then a node loss
+    assert smoke(restarts) == ["poller-apart-from-gateway"]  # an anti-colocation first
+    assert smoke(restarts, nodes=2) == ["historian-with-gateway-power-off"]  # no kill relocates: a node loss
     only_apart = load_spec(EXAMPLES / "plant-4node.yaml")
     assert smoke(only_apart, nodes=4) == ["historian-stack-apart-from-scada"]
     edge = load_spec(EXAMPLES / "edge-gateway.yaml")  # migration-threshold 2, no anti-colocation
