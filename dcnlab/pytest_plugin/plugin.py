@@ -437,40 +437,6 @@ def is_destructive(item: pytest.Item) -> bool:
     return item.get_closest_marker("destructive") is not None
 
 
-def loses_a_node(item: pytest.Item) -> bool:
-    """Whether ``item`` is a case that loses a node (marked ``node_loss``): the
-    test after it on the cluster gets a fresh one unless the case waits for
-    the node's return."""
-    return item.get_closest_marker("node_loss") is not None
-
-
-def defer_node_losses(items: Sequence[pytest.Item]) -> list[pytest.Item]:
-    """``items`` with each node-loss case on the cluster moved to just before
-    the next destructive test (or the end): a destructive test gets a fresh
-    cluster in any case, so a node loss right before it leaves nothing for a
-    test in between to pay for, while one followed by a test that takes the
-    cluster as it is makes that test wait for a restore. Everything else keeps
-    its order; a node-loss case never moves before anything."""
-    out: list[pytest.Item] = []
-    held: list[pytest.Item] = []
-    for item in items:
-        if uses_cluster(item) and loses_a_node(item) and not is_destructive(item):
-            held.append(item)
-            continue
-        if held and uses_cluster(item) and is_destructive(item):
-            out += held
-            held = []
-        out.append(item)
-    return out + held
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Last: after the suites' and tests' own orderings, and after -m/-k have
-    # deselected (both run before this), so it sees what runs.
-    items[:] = defer_node_losses(items)
-
-
 # What this process runs after a test: pytest hands each test's protocol the
 # next item. Without xdist that is the collection order; an xdist worker runs
 # the tests its scheduler sends, one step ahead, so only the next is known there.

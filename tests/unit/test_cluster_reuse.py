@@ -9,7 +9,6 @@ from typing import Any, cast
 import pytest
 
 from dcnlab.pytest_plugin.plugin import (
-    defer_node_losses,
     is_destructive,
     next_fleet_user_renews,
     next_test_reuses_the_cluster,
@@ -91,24 +90,3 @@ def test_nodes_stay_down_only_when_the_next_fleet_user_renews(
     following: tuple[Item, ...], complete: bool, left_down: bool
 ) -> None:
     assert next_fleet_user_renews(items(*following), complete) is left_down
-
-
-def test_a_node_loss_waits_for_the_next_destructive_test_or_the_end() -> None:
-    loss1 = Item("loss1", FAULT, {"node_loss"})
-    loss2 = Item("loss2", FAULT, {"node_loss"})
-    kill = Item("kill", FAULT)
-    wrecking_loss = Item("wrecking-loss", FAULT, {"node_loss", "destructive"})
-
-    def order(*specs: Item) -> list[str]:
-        return [cast(Item, i).name for i in defer_node_losses(items(*specs))]
-
-    # Before a destructive test the restore is paid anyway: the loss goes there.
-    assert order(plain, loss1, a, b, wrecker, kill) == ["plain", "a", "b", "loss1", "wrecker", "kill"]
-    # No destructive test after it: the end.
-    assert order(loss1, a, plain, loss2, b) == ["a", "plain", "b", "loss1", "loss2"]
-    # A destructive node loss stays where it is, and releases the ones held.
-    assert order(loss1, a, wrecking_loss, b) == ["a", "loss1", "wrecking-loss", "b"]
-    # Without a cluster (a fleet-only test) nothing is held back.
-    fleet_loss = Item("fleet-loss", ["fleet"], {"node_loss"})
-    assert order(fleet_loss, a) == ["fleet-loss", "a"]
-    assert order(plain, a, b) == ["plain", "a", "b"]
