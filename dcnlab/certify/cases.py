@@ -20,9 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from dcnlab.certify.constraints import Resize, constraint_cases
+from dcnlab.certify.hostfaults import host_fault_cases
 from dcnlab.certify.preflight import requirements_of
 from dcnlab.certify.workloads import FailoverCase, FailoverRun, failover_runs, workload_marker
 from dcnlab.cluster.spec import ClusterSpec
+from dcnlab.fleet.hosts import lab_hosts, place
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,22 @@ def preferences(s: Session) -> list[Param]:
     ]
     why = f"{s.spec.path} has no location preference (a location with a positive score)"
     return rows or [nothing("no-location-preference", why)]
+
+
+def host_faults(s: Session) -> list[Param]:
+    """Every declared host fault (a host cut off, a host lost) on every host
+    but the first, on a fleet over several hosts (docs/multihost.md)."""
+    if s.hosts < 2:
+        return [nothing("one-host", "host faults need a fleet over several hosts (--dcn-lab-hosts 2 or more)")]
+    hosts = lab_hosts(s.hosts)
+    # Spread as the fleet places them (only counts matter here).
+    used = set(place([str(i) for i in range(s.nodes)], hosts).values())
+    rows = []
+    for c in host_fault_cases(hosts):
+        marks = [c.fault.replace("-", "_"), "host_fault", *(["smoke"] if c.smoke else [])]
+        skip = "" if c.host in used else f"{s.nodes} node(s) spread over {s.hosts} hosts leave none on {c.host}"
+        rows.append(Param(c, c.id, tuple(marks), skip))
+    return rows
 
 
 def resize(plan: Callable[[int], Resize]) -> Table:

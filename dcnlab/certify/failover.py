@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from dcnlab.certify.constraints import Placement, home, placement_of, together_finding
 from dcnlab.certify.hostfaults import device_finding
@@ -111,6 +111,10 @@ class CaseReport(Protocol):
         ...
 
     def __call__(self, results: Sequence[FailoverResult]) -> None: ...
+
+    def record(self, name: str, data: dict[str, Any]) -> None:
+        """Keeps ``data`` as the case's ``NAME.json``, attached to its report."""
+        ...
 
 
 def target_of(run: FailoverRun, crm_before: str) -> str:

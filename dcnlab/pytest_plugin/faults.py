@@ -36,6 +36,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -230,6 +231,13 @@ class CaseArtifacts:
         for path in sorted((self.dir / "journal").glob("*.txt")):
             allure_glue.attach_file(path, f"journal of {path.name.split('.')[0]} since the fault")
         allure_glue.attach_tail(cluster.fleet.console_log(target), f"console of {target} (last lines)")
+
+    def record(self, name: str, data: dict[str, Any]) -> None:
+        """Keep ``data`` as ``NAME.json`` in the case's directory and attach it
+        to the Allure result: a case's verdict outside the failover suite."""
+        text = json.dumps(data, indent=1)
+        (self.dir / f"{name}.json").write_text(text)
+        allure_glue.attach_text(text, name, "json")
 
     def _one(self, result: FailoverResult, suite: str, part: str) -> None:
         cluster, case, verdict, timings = self.cluster, result.case, result.verdict, result.timings

@@ -76,3 +76,52 @@ def test_a_fence_through_the_node_s_own_host_device_is_ok_and_another_s_is_not()
     assert not device_finding([], "dcn1", "h1", "fence_dcn-h1", since=0.0).ok
     # A run before the fault does not count.
     assert not device_finding(events, "dcn1", "h1", "fence_dcn-h1", since=20.0).ok
+
+
+def test_each_host_but_the_first_gets_a_partition_and_a_loss_case() -> None:
+    from dcnlab.certify.hostfaults import host_fault_cases
+    from dcnlab.faults import HostLoss, HostPartition
+    from dcnlab.fleet.hosts import lab_hosts
+
+    found = host_fault_cases(lab_hosts(3))
+    assert [c.id for c in found] == ["host-partition-h2", "host-loss-h2", "host-partition-h3", "host-loss-h3"]
+    assert [c.id for c in found if c.smoke] == ["host-partition-h2"]  # a link up heals it
+    assert isinstance(found[0].make(), HostPartition)
+    assert isinstance(found[1].make(), HostLoss)
+    assert found[1].make().host == "h2"
+    assert host_fault_cases(lab_hosts(1)) == []
+
+
+def test_the_table_skips_on_one_host_and_where_no_node_is_placed() -> None:
+    from dcnlab.certify import cases
+    from dcnlab.cluster.spec import DEFAULT_SPEC, load_spec
+
+    spec = load_spec(DEFAULT_SPEC)
+    one = cases.host_faults(cases.Session(spec, 2, 3, 1))
+    assert [(r.id, r.value) for r in one] == [("one-host", None)]
+    assert "--dcn-lab-hosts 2" in one[0].skip
+    rows = {r.id: r for r in cases.host_faults(cases.Session(spec, 2, 2, 3))}
+    assert not rows["host-loss-h2"].skip
+    assert rows["host-loss-h3"].skip == "2 node(s) spread over 3 hosts leave none on h3"
+    assert rows["host-partition-h2"].marks == ("host_partition", "host_fault", "smoke")
+
+
+def test_the_units_judged_are_the_groups_and_the_resources_in_none() -> None:
+    from dcnlab.certify.hostfaults import placed_units
+    from dcnlab.cluster.spec import DEFAULT_SPEC, load_spec
+
+    assert placed_units(load_spec(DEFAULT_SPEC)) == ["web", "app", "witness"]
+
+
+def test_the_outcome_says_what_was_declared_and_each_departure() -> None:
+    from dcnlab.certify.hostfaults import HostFaultOutcome
+
+    exp = expect_host_fault(PLACEMENT, RESOURCES, state(ALL, BEFORE), "h2")
+    ok = HostFaultOutcome(exp, "dcn1", samples=7, seconds_to_failed_fences=41.5, quiet_seconds=120.0)
+    assert ok.passed
+    assert ok.message().startswith("PASS: host h2 unreachable")
+    assert ok.to_dict()["blocked"] == ["witness"]
+    assert ok.to_dict()["seconds_to_failed_fences"] == 41.5
+    bad = HostFaultOutcome(exp, "dcn1", problems=["witness was started on dcn3 while its node was not fenced"])
+    assert not bad.passed
+    assert bad.message().splitlines()[1] == "witness was started on dcn3 while its node was not fenced"
