@@ -13,9 +13,10 @@ fence an unreachable host's nodes, so:
 The cases come from the fleet's hosts (``host-partition-h2``,
 ``host-loss-h2``...; markers ``host_fault``, ``host_partition``,
 ``host_loss``; the first partition is the ``smoke`` case). On one host the
-suite shows one case, skipped with the reason. The heal brings the host back,
-fences its nodes through its own device (their state is then known) and waits
-until the cluster has converged. A cluster that does otherwise fails the case
+suite shows one case, skipped with the reason. The heal brings the host back
+and fences its nodes through its own device (their state is then known);
+when a later test takes the cluster as it is, it waits until the cluster has
+converged (docs/ready-cache.md). A cluster that does otherwise fails the case
 with a message starting ``FAIL:`` that names the declared outcome and each
 departure from it.
 """
@@ -41,5 +42,5 @@ def test_host_fault(
     if not outcome.passed:
         __tracebackhide__ = True
         raise AssertionError(outcome.message())
-    with case_report.step(f"heal: {case.host} back, its nodes fenced through its own device, the cluster converged"):
+    with case_report.step(f"heal: {case.host} back, its nodes fenced through its own device"):
         fault.heal()
