@@ -28,17 +28,17 @@ from typing import Any
 
 from dcnlab.certify.verdict import Finding
 from dcnlab.cluster.bootstrap import Cluster
-from dcnlab.cluster.crm import ClusterState
+from dcnlab.cluster.crm import ClusterState, FenceEvent
 from dcnlab.cluster.spec import ClusterSpec
 from dcnlab.core.errors import FaultError
 from dcnlab.core.wait import wait_until
 from dcnlab.faults.hosts import HostFault, HostLoss, HostPartition
 from dcnlab.fleet.hosts import HostPlan
 from dcnlab.fleet.node import Node
+from dcnlab.observe.journal import FENCE_DEVICE_RUN
 from dcnlab.observe.timeline import Event, EventKind
 
-# pacemaker-fenced's line for a device's run, as dcnlab.observe.journal records it (a note).
-DEVICE_RUN = re.compile(r"targeting (?P<node>\S+) using (?P<device>\S+) returned (?P<rc>-?\d+)")
+DEVICE_RUN = re.compile(FENCE_DEVICE_RUN)
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,11 @@ def expect_host_fault(
     return HostFaultExpectation(host, unreachable, tuple(blocked), unaffected)
 
 
+def _since(fence: FenceEvent, since: datetime) -> bool:
+    """Whether ``fence`` is one of the fault's: completed at ``since`` or later, or pending."""
+    return fence.completed is None or fence.completed >= since
+
+
 def judge_host_fault(exp: HostFaultExpectation, samples: Sequence[ClusterState], since: datetime) -> list[str]:
     """What went against ``exp`` in the cluster states seen while the host was
     unreachable (read from nodes of other hosts); fences count from ``since``
@@ -86,7 +91,7 @@ def judge_host_fault(exp: HostFaultExpectation, samples: Sequence[ClusterState],
 
     for state in samples:
         for f in state.fencing:
-            if f.target not in failed_fence or (f.completed is not None and f.completed < since):
+            if f.target not in failed_fence or not _since(f, since):
                 continue
             if f.status == "success":
                 once(f"a fence of {f.target} was reported done ({f.action} by {f.delegate or '?'}) "
@@ -257,13 +262,8 @@ def play_host_fault(
     def fence_failed() -> bool:
         state = cluster.state(watcher)
         samples.append(state)
-        return all(
-            any(
-                f.target == n and f.status == "failed" and (f.completed is None or f.completed >= since)
-                for f in state.fencing
-            )
-            for n in exp.unreachable
-        )
+        failed = {f.target for f in state.fencing if f.status == "failed" and _since(f, since)}
+        return failed >= set(exp.unreachable)
 
     progress(f"{case.id}: {exp.describe()}")
     t0 = time.monotonic()

@@ -589,8 +589,9 @@ class Cluster:
         node), writing the CIB only when it does not already. crm_resource,
         not pcs, where it can: no pcs start-up (seconds under TCG)."""
         devices = self.devices()
-        for dev, have in zip(devices, self._host_maps(via, devices).values(), strict=True):
-            want = host_map(dev.nodes)
+        maps = self._host_maps(via, devices)
+        for dev in devices:
+            have, want = maps[dev.id], host_map(dev.nodes)
             device = ["crm_resource", "--resource", dev.id]
             if have is None and not dev.host:
                 raise ClusterError(f"cannot read fence device {dev.id}'s host map (crm_resource --get-parameter)")

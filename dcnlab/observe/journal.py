@@ -51,6 +51,12 @@ def _p(kind: EventKind, ident: str, regex: str, why: str) -> Pattern:
     return Pattern(kind, re.compile(regex), ident, why)
 
 
+# pacemaker-fenced's line for one device's run of a fence (recorded as a note,
+# its detail the whole line): dcnlab.certify.hostfaults reads device and exit code from it.
+FENCE_DEVICE_RUN = (
+    r"Operation '(?P<action>[\w-]+)' \[\d+\] targeting (?P<node>\S+) using (?P<device>\S+) returned (?P<rc>-?\d+)"
+)
+
 PATTERNS: tuple[Pattern, ...] = (
     _p(
         EventKind.MEMBERSHIP_CHANGED,
@@ -97,7 +103,7 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(
         EventKind.NOTE,
         "pacemaker-fenced",
-        r"Operation '(?P<action>[\w-]+)' \[\d+\] targeting (?P<node>\S+) using (?P<device>\S+) returned (?P<rc>-?\d+)",
+        FENCE_DEVICE_RUN,
         "which fence device carried a fence out, and its agent's exit code: the fence history does not say "
         "(a fleet over several hosts must fence each node through its own host's device)",
     ),

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from dcnlab.certify.hostfaults import HostFaultCase, play_host_fault
+from dcnlab.certify.hostfaults import HostFaultCase, device_finding, play_host_fault
 from dcnlab.cluster.bootstrap import Cluster
 from dcnlab.cluster.spec import DEFAULT_SPEC, load_spec
 from dcnlab.core.errors import ClusterError, HypervisorError
@@ -30,8 +30,8 @@ from dcnlab.faults.base import injected
 from dcnlab.fleet.fleet import Fleet, run_dir_of
 from dcnlab.fleet.gc import remnants
 from dcnlab.fleet.libvirt.multihost import MultiHostProvider
-from dcnlab.fleet.node import Node
 from dcnlab.fleet.spec import FleetSpec
+from dcnlab.observe.journal import record_journals
 from dcnlab.observe.timeline import Recorder
 from tests.integration.cli import DCNLAB, dcnlab
 
@@ -76,31 +76,24 @@ def test_a_fence_goes_through_the_device_of_the_node_s_own_host(lab_cluster: Clu
     # Pacemaker's own view: only host h2's device may fence dcn2.
     can = dcn1.run(["stonith_admin", "--list", "dcn2"], timeout=60).stdout.split()
     assert [d for d in can if d.startswith("fence_dcn")] == ["fence_dcn-h2"]
-    # A cursor per watching node, not one timestamp: the guests' clocks differ
-    # by seconds under TCG, and the executing fencer's line may predate dcn1's "now".
-    watchers = [n for n in fleet.nodes.values() if n.name != "dcn2"]
-    cursors = {n.name: _journal_cursor(n) for n in watchers}
+    # Read as the failover verdict reads it (record_journals, device_finding):
+    # from every running node, on the host's clock with the guests' offsets
+    # allowed for (they differ by seconds under TCG).
+    recorder = Recorder()
+    since = time.monotonic() - 5.0
     result = cluster.fence_node("dcn2", via="dcn1")
     try:
         # Confirmed by the host that runs it: h2's libvirt reports the domain off.
         machines = fleet.machines
         assert isinstance(machines, MultiHostProvider)
         assert machines.providers["h2"].state(fleet.node("dcn2").domain) == "shut-off"
-        logs = "".join(
-            n.run(["journalctl", "-u", "pacemaker", "--after-cursor", cursors[n.name], "--no-pager"], timeout=60).stdout
-            for n in watchers
-        )
-        assert "targeting dcn2 using fence_dcn-h2" in logs, logs[-3000:]
+        record_journals(fleet, recorder, since)
+        finding = device_finding(recorder.events(), "dcn2", "h2", "fence_dcn-h2", since)
+        assert finding.ok, str(finding)  # pacemaker-fenced: "targeting dcn2 using fence_dcn-h2 returned 0"
         assert result.seconds_to_off > 0
     finally:
         # The later tests need dcn2 back, whatever this one found.
         cluster.rejoin("dcn2")
-
-
-def _journal_cursor(node: Node) -> str:
-    """The position of ``node``'s journal now: the cursor after its last entry."""
-    out = node.run(["journalctl", "-n", "1", "-o", "cat", "--show-cursor", "--no-pager"], timeout=60).stdout
-    return out.rsplit("-- cursor: ", 1)[1].strip()
 
 
 def test_the_placement_preflight_refuses_a_device_mapping_another_host_s_node(lab_cluster: Cluster) -> None:
